@@ -1,0 +1,56 @@
+"""Segment Anything (SAM) for microscopists, on multi-backend Keras 3.
+
+The headless core (no Qt, no napari)::
+
+    from napari_sam_keras import load_model, SAMPredictor
+    predictor = SAMPredictor(load_model("sam_vit_b_01ec64.pth"))
+    predictor.set_image(image)
+    masks, scores, low_res = predictor.predict(point_coords=[[x, y]], point_labels=[1])
+
+Importing this package does not import Keras; the backend is chosen at the
+first use (``NAPARI_SAM_KERAS_BACKEND`` or ``KERAS_BACKEND``).
+"""
+
+from __future__ import annotations
+
+import importlib
+from typing import TYPE_CHECKING
+
+__version__ = "0.1.0"
+
+_EXPORTS = {
+    "load_model": ".model_loading",
+    "build_sam": ".network",
+    "SAMNetwork": ".network",
+    "SAMConfig": ".config",
+    "SAMPredictor": ".predictor",
+    "SAMAutomaticMaskGenerator": ".automatic_mask_generator",
+    "masks_to_labels": ".labels",
+    "ImageEmbedding": ".embedding",
+    "EmbeddingCache": ".embedding",
+    "SAMError": ".errors",
+    "ImageError": ".errors",
+    "PromptError": ".errors",
+    "ModelLoadError": ".errors",
+    "OperationCancelled": ".errors",
+    "BackendError": ".backend",
+}
+
+__all__ = sorted(_EXPORTS)
+
+if TYPE_CHECKING:  # pragma: no cover
+    from .automatic_mask_generator import SAMAutomaticMaskGenerator
+    from .backend import BackendError
+    from .config import SAMConfig
+    from .embedding import EmbeddingCache, ImageEmbedding
+    from .errors import ImageError, ModelLoadError, OperationCancelled, PromptError, SAMError
+    from .labels import masks_to_labels
+    from .model_loading import load_model
+    from .network import SAMNetwork, build_sam
+    from .predictor import SAMPredictor
+
+
+def __getattr__(name: str):
+    if name in _EXPORTS:
+        return getattr(importlib.import_module(_EXPORTS[name], __name__), name)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

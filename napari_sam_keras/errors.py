@@ -1,0 +1,35 @@
+"""Exceptions for mistakes a user can make; each carries one clear message."""
+
+from __future__ import annotations
+
+from .backend import BackendError
+
+
+class SAMError(ValueError):
+    """Base class of the errors napari-sam-keras raises for bad input."""
+
+
+class ImageError(SAMError):
+    """The image cannot be segmented (shape, dtype, NaN values, ...)."""
+
+
+class PromptError(SAMError):
+    """The prompts are missing, malformed or outside the image."""
+
+
+class ModelLoadError(SAMError):
+    """A model source could not be found, read, downloaded or converted."""
+
+
+class OperationCancelled(Exception):
+    """Raised by a progress callback to stop long work; nothing is written."""
+
+
+__all__ = [
+    "BackendError",
+    "ImageError",
+    "ModelLoadError",
+    "OperationCancelled",
+    "PromptError",
+    "SAMError",
+]

@@ -1,0 +1,80 @@
+"""Shared fixtures: tiny random-weight SAMs saved as official checkpoints."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import pytest
+
+from napari_sam_keras.config import SAMConfig
+
+#: A tiny SAM: 2 encoder blocks (1 global), 256 px input, 32-dim prompts.
+TINY = SAMConfig(
+    image_size=256,
+    encoder_embed_dim=32,
+    encoder_depth=2,
+    encoder_num_heads=2,
+    encoder_global_attn_indexes=(1,),
+    prompt_embed_dim=32,
+    decoder_mlp_dim=64,
+    iou_head_hidden_dim=32,
+)
+
+#: A larger one with several global blocks and windows that need padding.
+SEVERAL_GLOBAL = SAMConfig(
+    image_size=512,
+    encoder_embed_dim=48,
+    encoder_depth=4,
+    encoder_num_heads=3,
+    encoder_global_attn_indexes=(1, 3),
+    prompt_embed_dim=64,
+    decoder_mlp_dim=128,
+    iou_head_hidden_dim=64,
+)
+
+
+@pytest.fixture(scope="session", autouse=True)
+def _isolated_cache(tmp_path_factory):
+    """Keep converted-checkpoint caches out of the user's real cache directory."""
+    cache = tmp_path_factory.mktemp("sam-cache")
+    old = os.environ.get("NAPARI_SAM_KERAS_CACHE_DIR")
+    os.environ["NAPARI_SAM_KERAS_CACHE_DIR"] = str(cache)
+    yield cache
+    if old is None:
+        os.environ.pop("NAPARI_SAM_KERAS_CACHE_DIR", None)
+    else:
+        os.environ["NAPARI_SAM_KERAS_CACHE_DIR"] = old
+
+
+def save_official_checkpoint(config: SAMConfig, path: Path, seed: int = 0):
+    """Save a random official SAM of ``config`` as ``path`` (.pth); return the torch model."""
+    import torch
+
+    from official_sam import build_official_sam
+
+    sam = build_official_sam(config, seed=seed)
+    torch.save(sam.state_dict(), path)
+    return sam
+
+
+@pytest.fixture(scope="session")
+def tiny_official(tmp_path_factory):
+    """(official torch Sam, path of its .pth checkpoint) for the tiny config."""
+    path = tmp_path_factory.mktemp("ckpt") / "sam_tiny.pth"
+    sam = save_official_checkpoint(TINY, path, seed=0)
+    return sam, path
+
+
+@pytest.fixture(scope="session")
+def tiny_checkpoint(tiny_official) -> Path:
+    """Path of a tiny official-format SAM checkpoint (random weights)."""
+    return tiny_official[1]
+
+
+@pytest.fixture(scope="session")
+def tiny_network(tiny_checkpoint):
+    """The tiny checkpoint loaded through :func:`napari_sam_keras.load_model`."""
+    from napari_sam_keras import load_model
+
+    return load_model(tiny_checkpoint)
