@@ -61,6 +61,8 @@ def _build_prompt_decoder_class():
             self.prompt_encoder = prompt_encoder
             self.mask_decoder = mask_decoder
             self.sam_config = config
+            # Its layers are built (they belong to a built SAM model); it has no weights of its own.
+            self.built = True
 
         def call(self, inputs, training=False):
             enc, dec, cfg = self.prompt_encoder, self.mask_decoder, self.sam_config
