@@ -39,16 +39,16 @@ def unwrap_state_dict(obj: Any) -> dict[str, np.ndarray]:
     """
     candidates = [obj]
     if isinstance(obj, Mapping):
-        candidates += [obj[k] for k in ("model", "state_dict", "model_state_dict", "sam") if k in obj]
+        candidates += [
+            obj[k] for k in ("model", "state_dict", "model_state_dict", "sam") if k in obj
+        ]
     for cand in candidates:
         if not isinstance(cand, Mapping):
             continue
         keys = [k for k in cand if isinstance(k, str)]
         for prefix in ("", "module.", "model.", "sam.", "module.model."):
             if f"{prefix}{REQUIRED_KEYS[0]}" in cand:
-                return {
-                    k[len(prefix) :]: _to_numpy(cand[k]) for k in keys if k.startswith(prefix)
-                }
+                return {k[len(prefix) :]: _to_numpy(cand[k]) for k in keys if k.startswith(prefix)}
     raise ModelLoadError(
         "This file is not an official SAM checkpoint: no "
         f"'{REQUIRED_KEYS[0]}' tensor found (is it a SAM 2 / HQ-SAM / MobileSAM file?)."
@@ -71,10 +71,16 @@ def config_from_state_dict(sd: Mapping[str, np.ndarray]) -> SAMConfig:
     depth = 1 + max(int(m.group(1)) for k in sd if (m := _BLOCK.match(k)))
     head_dim = sd["image_encoder.blocks.0.attn.rel_pos_h"].shape[1]
     global_idx = tuple(
-        i for i in range(depth) if sd[f"image_encoder.blocks.{i}.attn.rel_pos_h"].shape[0] == 2 * grid - 1
+        i
+        for i in range(depth)
+        if sd[f"image_encoder.blocks.{i}.attn.rel_pos_h"].shape[0] == 2 * grid - 1
     )
     windowed = [i for i in range(depth) if i not in global_idx]
-    window = (sd[f"image_encoder.blocks.{windowed[0]}.attn.rel_pos_h"].shape[0] + 1) // 2 if windowed else 14
+    window = (
+        (sd[f"image_encoder.blocks.{windowed[0]}.attn.rel_pos_h"].shape[0] + 1) // 2
+        if windowed
+        else 14
+    )
     mlp_dim = sd["image_encoder.blocks.0.mlp.lin1.weight"].shape[0]
     prompt_dim = sd["prompt_encoder.no_mask_embed.weight"].shape[1]
     decoder_depth = 1 + max(int(m.group(1)) for k in sd if (m := _DECODER_LAYER.match(k)))
@@ -128,8 +134,9 @@ def _norm_pairs(layer: Any, prefix: str) -> Iterator[tuple[str, Any, Any]]:
 
 
 def _dense_layers(mlp: Any) -> list[Any]:
-    """The Dense layers of a keras-cv ``MLP`` in order."""
-    return [lyr for lyr in mlp.dense_net.layers if hasattr(lyr, "kernel")]
+    """The Dense layers of a keras-cv or keras-hub ``MLP`` in order."""
+    seq = getattr(mlp, "dense_net", None) or mlp.mlp_block
+    return [lyr for lyr in seq.layers if hasattr(lyr, "kernel")]
 
 
 def _attention_pairs(attn: Any, prefix: str) -> Iterator[tuple[str, Any, Any]]:
@@ -158,7 +165,9 @@ def _backbone_pairs(backbone: Any) -> Iterator[tuple[str, Any, Any]]:
         yield from _norm_pairs(block.layer_norm1, f"{p}.norm1")
         yield from _dense_pairs(block.attention.qkv, f"{p}.attn.qkv")
         yield from _dense_pairs(block.attention.projection, f"{p}.attn.proj")
-        rel = block.attention.add_decomposed_reative_pe
+        attn = block.attention
+        # keras-cv spells it "reative", keras-hub "relative"
+        rel = getattr(attn, "add_decomposed_reative_pe", None) or attn.add_decomposed_relative_pe
         yield f"{p}.attn.rel_pos_h", rel.rel_pos_h, _same
         yield f"{p}.attn.rel_pos_w", rel.rel_pos_w, _same
         yield from _norm_pairs(block.layer_norm2, f"{p}.norm2")
@@ -238,9 +247,16 @@ def _mask_decoder_pairs(dec: Any) -> Iterator[tuple[str, Any, Any]]:
 
 def weight_pairs(model: Any) -> Iterator[tuple[str, Any, Any]]:
     """(official tensor name, Keras variable, layout transform) for every weight of ``model``."""
-    yield from _backbone_pairs(model.backbone)
-    yield from _prompt_encoder_pairs(model.prompt_encoder)
-    yield from _mask_decoder_pairs(model.mask_decoder)
+    yield from component_weight_pairs(model.backbone, model.prompt_encoder, model.mask_decoder)
+
+
+def component_weight_pairs(
+    image_encoder: Any, prompt_encoder: Any, mask_decoder: Any
+) -> Iterator[tuple[str, Any, Any]]:
+    """The same for the three parts of a SAM; keras-hub's parts share keras-cv's layout."""
+    yield from _backbone_pairs(image_encoder)
+    yield from _prompt_encoder_pairs(prompt_encoder)
+    yield from _mask_decoder_pairs(mask_decoder)
 
 
 def assign_state_dict(model: Any, sd: Mapping[str, np.ndarray]) -> None:

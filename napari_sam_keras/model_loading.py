@@ -9,7 +9,13 @@ import zipfile
 from pathlib import Path
 from typing import Any
 
-from .checkpoint_conversion import assign_state_dict, config_from_state_dict, unwrap_state_dict
+from .checkpoint_conversion import (
+    assign_state_dict,
+    component_weight_pairs,
+    config_from_state_dict,
+    unwrap_state_dict,
+    weight_pairs,
+)
 from .config import PRESETS, SAMConfig
 from .errors import ModelLoadError
 from .model_cache import converted_paths, file_sha256
@@ -190,25 +196,20 @@ def _keras_hub_to_keras_cv(segmenter: Any) -> Any:
         iou_head_hidden_dim=int(decoder.iou_head_hidden_dim),
     )
     model = build_keras_cv_sam(config)
-    ours = model.weights
-    theirs = list(image_encoder.weights) + list(encoder.weights) + list(decoder.weights)
-    if len(ours) != len(theirs):
-        raise ModelLoadError(
-            f"keras-hub SAM has {len(theirs)} weights, keras-cv expects {len(ours)}."
-        )
-    for dst, src in zip(_ordered(model), theirs, strict=True):
-        if tuple(dst.shape) != tuple(src.shape):
+    try:
+        theirs = {
+            name: var for name, var, _ in component_weight_pairs(image_encoder, encoder, decoder)
+        }
+    except (AttributeError, ValueError) as err:
+        raise ModelLoadError(f"This keras-hub SAM has an unexpected layout: {err!r}") from err
+    for name, ours, _ in weight_pairs(model):
+        src = theirs.pop(name)
+        if tuple(src.shape) != tuple(ours.shape):
             raise ModelLoadError(
-                f"keras-hub weight {src.path} {tuple(src.shape)} does not match {dst.path}."
+                f"keras-hub weight {name} has shape {tuple(src.shape)}, expected {tuple(ours.shape)}."
             )
-        dst.assign(src.value)
+        ours.assign(src.value)
     return model
-
-
-def _ordered(model: Any) -> list:
-    return list(model.backbone.weights) + list(model.prompt_encoder.weights) + list(
-        model.mask_decoder.weights
-    )
 
 
 # --- local Keras files -------------------------------------------------------------------
@@ -226,7 +227,9 @@ def save_preset(network: SAMNetwork, directory: str | os.PathLike) -> Path:
 def _load_preset_dir(path: Path) -> SAMNetwork:
     config_file = path / "config.json"
     if not config_file.is_file():
-        raise ModelLoadError(f"{path} is a directory but not a Keras preset: it has no config.json.")
+        raise ModelLoadError(
+            f"{path} is a directory but not a Keras preset: it has no config.json."
+        )
     try:
         serialized = json.loads(config_file.read_text())
     except (OSError, ValueError) as err:

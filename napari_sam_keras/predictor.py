@@ -42,10 +42,16 @@ class SAMPredictor:
         point_slots: points per prompt the compiled prompt path holds without
             recompiling (more points trigger one compilation per power of two).
         jit_compile: compile with XLA (jax, tensorflow); off is for debugging.
+        warm_up: compile the prompt path in a background thread right away, so
+            that it is ready when the first embedding is.
     """
 
     def __init__(
-        self, model: Any, point_slots: int = DEFAULT_POINT_SLOTS, jit_compile: bool = True
+        self,
+        model: Any,
+        point_slots: int = DEFAULT_POINT_SLOTS,
+        jit_compile: bool = True,
+        warm_up: bool = True,
     ) -> None:
         self.network = as_network(model)
         self.config = self.network.config
@@ -59,6 +65,8 @@ class SAMPredictor:
         if key not in compiled:
             compiled[key] = PromptPath(self.network.model, self.config, jit_compile=jit_compile)
         self.prompt_path: PromptPath = compiled[key]
+        if warm_up:
+            self.prompt_path.start_warm_up()
         self._embedding: ImageEmbedding | None = None
 
     # --- the image -------------------------------------------------------------------
@@ -223,7 +231,11 @@ class SAMPredictor:
         emb = self._require_image()
         n = len(point_coords)
         low_res, iou = self.prompt_path.run(
-            emb.features, list(point_coords), list(point_labels), [None] * n, [None] * n,
+            emb.features,
+            list(point_coords),
+            list(point_labels),
+            [None] * n,
+            [None] * n,
             min_point_slots=self.point_slots,
         )
         sl = slice(1, None) if multimask_output else slice(0, 1)

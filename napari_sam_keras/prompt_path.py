@@ -12,6 +12,7 @@ the compiled function keeps one input signature.
 from __future__ import annotations
 
 import math
+import threading
 from typing import Any
 
 import numpy as np
@@ -133,15 +134,17 @@ def _build_prompt_decoder_class():
             t = self.mask_decoder.transformer
             for layer in t.layers:
                 if layer.skip_first_layer_pe:
-                    queries = _attention(layer.self_attention, queries, queries, queries, token_valid)
+                    queries = _attention(
+                        layer.self_attention, queries, queries, queries, token_valid
+                    )
                 else:
                     q = queries + query_pe
-                    queries = queries + _attention(
-                        layer.self_attention, q, q, queries, token_valid
-                    )
+                    queries = queries + _attention(layer.self_attention, q, q, queries, token_valid)
                 queries = layer.layer_norm1(queries)
                 q, k = queries + query_pe, keys + key_pe
-                queries = queries + _attention(layer.cross_attention_token_to_image, q, k, keys, None)
+                queries = queries + _attention(
+                    layer.cross_attention_token_to_image, q, k, keys, None
+                )
                 queries = layer.layer_norm2(queries)
                 queries = layer.layer_norm3(queries + layer.mlp_block(queries))
                 q, k = queries + query_pe, keys + key_pe
@@ -180,6 +183,31 @@ class PromptPath:
         self.config = config
         self.decoder = cls(sam_model.prompt_encoder, sam_model.mask_decoder, config)
         self.compiled = CompiledCall(self.decoder, jit_compile=jit_compile)
+        self._lock = threading.Lock()
+        self._warm_thread: threading.Thread | None = None
+
+    def start_warm_up(self) -> None:
+        """Compile for single prompts in a background thread (e.g. while an embedding runs).
+
+        The first real prompt then does not wait for the compiler.
+        """
+        if self._warm_thread is not None:
+            return
+        cfg = self.config
+        dummy = np.zeros(
+            (1, cfg.embedding_size, cfg.embedding_size, cfg.prompt_embed_dim), np.float32
+        )
+
+        def warm():
+            try:
+                self.run(
+                    dummy, [np.zeros((1, 2), np.float32)], [np.ones(1, np.int32)], [None], [None]
+                )
+            except Exception:  # a failure shows again, with its message, on the first real call
+                pass
+
+        self._warm_thread = threading.Thread(target=warm, name="sam-prompt-warm-up", daemon=True)
+        self._warm_thread.start()
 
     @property
     def trace_count(self) -> int:
@@ -228,16 +256,17 @@ class PromptPath:
             if mask is not None:
                 masks[i, :, :, 0] = mask
                 has_mask[i] = 1.0
-        out = self.compiled(
-            {
-                "image_embeddings": image_embedding.astype(np.float32, copy=False),
-                "points": pts,
-                "point_labels": labels,
-                "point_valid": valid,
-                "boxes": box_arr,
-                "box_valid": box_valid,
-                "mask_input": masks,
-                "has_mask": has_mask,
-            }
-        )
+        with self._lock:
+            out = self.compiled(
+                {
+                    "image_embeddings": image_embedding.astype(np.float32, copy=False),
+                    "points": pts,
+                    "point_labels": labels,
+                    "point_valid": valid,
+                    "boxes": box_arr,
+                    "box_valid": box_valid,
+                    "mask_input": masks,
+                    "has_mask": has_mask,
+                }
+            )
         return out["low_res_logits"][:n], out["iou_predictions"][:n]
