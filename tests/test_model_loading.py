@@ -20,7 +20,8 @@ from napari_sam_keras.model_loading import save_preset
 def same_weights(a, b) -> bool:
     wa, wb = a.model.weights, b.model.weights
     return len(wa) == len(wb) and all(
-        np.array_equal(np.asarray(x.numpy()), np.asarray(y.numpy())) for x, y in zip(wa, wb)
+        np.array_equal(np.asarray(x.numpy()), np.asarray(y.numpy()))
+        for x, y in zip(wa, wb, strict=True)
     )
 
 
