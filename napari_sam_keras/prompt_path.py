@@ -109,12 +109,20 @@ def _build_prompt_decoder_class():
                 [ops.ones((batch, num_masks + 1), prompt_valid.dtype), prompt_valid], axis=1
             )
 
-            no_mask = ops.reshape(enc.no_mask_embed(zero), (1, 1, 1, cfg.prompt_embed_dim))
-            mask_emb = enc.mask_downscaler(inputs["mask_input"])
-            has_mask = ops.reshape(inputs["has_mask"], (-1, 1, 1, 1))
-            dense = ops.where(has_mask > 0.5, mask_emb, no_mask)
-
             e = cfg.embedding_size
+            no_mask = ops.reshape(enc.no_mask_embed(zero), (1, 1, 1, cfg.prompt_embed_dim))
+            has_mask = ops.reshape(inputs["has_mask"], (-1, 1, 1, 1))
+
+            def with_masks():
+                mask_emb = enc.mask_downscaler(inputs["mask_input"])
+                return ops.where(has_mask > 0.5, mask_emb, no_mask)
+
+            def without_masks():
+                return ops.broadcast_to(no_mask, (batch, e, e, cfg.prompt_embed_dim))
+
+            # the mask downscaler runs only when some prompt has a mask input
+            dense = ops.cond(ops.any(has_mask > 0.5), with_masks, without_masks)
+
             image_pe = ops.reshape(pe_layer.encode_image((e, e)), (1, e * e, cfg.prompt_embed_dim))
             keys = ops.reshape(emb + dense, (batch, e * e, cfg.prompt_embed_dim))
             keys_pe = ops.broadcast_to(image_pe, ops.shape(keys))
