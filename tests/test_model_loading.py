@@ -182,3 +182,19 @@ def test_unknown_backend_is_explained(monkeypatch):
     monkeypatch.setenv("NAPARI_SAM_KERAS_BACKEND", "mxnet")
     with pytest.raises(BackendError, match="choose one of tensorflow, jax, torch"):
         requested_backend()
+
+
+@pytest.mark.parametrize("arch", ["vit_b", "vit_l", "vit_h"])
+def test_official_architectures_are_recognised(arch):
+    """The real checkpoints' shapes (built on torch's meta device: no memory) give their config."""
+    from official_sam import install_torchvision_shim
+
+    install_torchvision_shim()
+    from segment_anything import sam_model_registry
+
+    from napari_sam_keras.checkpoint_conversion import config_from_state_dict
+    from napari_sam_keras.config import ARCHITECTURES
+
+    with torch.device("meta"):
+        state_dict = sam_model_registry[arch]().state_dict()
+    assert config_from_state_dict(state_dict) == ARCHITECTURES[arch]
