@@ -8,6 +8,8 @@ and what the predictor consumes.
 from __future__ import annotations
 
 import hashlib
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -31,8 +33,39 @@ def _keras_cv_parts():
     return keras_cv, SAMPromptEncoder, SAMMaskDecoder, TwoWayTransformer
 
 
-def build_keras_cv_sam(config: SAMConfig, seed: int | None = None) -> Any:
-    """Build a keras-cv ``SegmentAnythingModel`` of the given architecture with random weights."""
+def build_keras_cv_sam(
+    config: SAMConfig, seed: int | None = None, dtype_policy: str | None = None
+) -> Any:
+    """Build a keras-cv ``SegmentAnythingModel`` of the given architecture with random weights.
+
+    ``dtype_policy`` (e.g. ``"mixed_bfloat16"``) sets the Keras dtype policy of its layers;
+    the default is Keras' global policy (float32).
+    """
+    with dtype_policy_scope(dtype_policy):
+        return _build_keras_cv_sam(config, seed)
+
+
+@contextmanager
+def dtype_policy_scope(dtype_policy: str | None) -> Iterator[None]:
+    """Build layers under a Keras dtype policy (``None``: leave the global one)."""
+    if dtype_policy is None:
+        yield
+        return
+    keras = import_keras()
+    previous = keras.config.dtype_policy()
+    try:
+        keras.config.set_dtype_policy(dtype_policy)
+    except ValueError as err:
+        raise ValueError(
+            f"Unknown dtype policy {dtype_policy!r}; use e.g. 'float32' or 'mixed_bfloat16'."
+        ) from err
+    try:
+        yield
+    finally:
+        keras.config.set_dtype_policy(previous)
+
+
+def _build_keras_cv_sam(config: SAMConfig, seed: int | None) -> Any:
     keras_cv, SAMPromptEncoder, SAMMaskDecoder, TwoWayTransformer = _keras_cv_parts()
     keras = import_keras()
     if seed is not None:
@@ -134,7 +167,9 @@ class SAMNetwork:
         return import_keras().backend.backend()
 
 
-def build_sam(config: SAMConfig | str = "vit_b", seed: int | None = None) -> SAMNetwork:
+def build_sam(
+    config: SAMConfig | str = "vit_b", seed: int | None = None, dtype_policy: str | None = None
+) -> SAMNetwork:
     """Build a SAM network of any size with random weights.
 
     ``config`` is a :class:`SAMConfig` or one of ``"vit_b"``, ``"vit_l"``,
@@ -146,5 +181,5 @@ def build_sam(config: SAMConfig | str = "vit_b", seed: int | None = None) -> SAM
         if config not in ARCHITECTURES:
             raise ValueError(f"Unknown architecture {config!r}; use one of {sorted(ARCHITECTURES)}")
         config = ARCHITECTURES[config]
-    model = build_keras_cv_sam(config, seed=seed)
+    model = build_keras_cv_sam(config, seed=seed, dtype_policy=dtype_policy)
     return SAMNetwork(model=model, config=config, name=f"random {config.encoder_embed_dim}d")

@@ -189,7 +189,10 @@ class PromptPath:
     def __init__(self, sam_model: Any, config: SAMConfig, jit_compile: bool = True) -> None:
         cls = _build_prompt_decoder_class()
         self.config = config
-        self.decoder = cls(sam_model.prompt_encoder, sam_model.mask_decoder, config)
+        # same dtype policy as the network, so float inputs are cast to its compute dtype
+        self.decoder = cls(
+            sam_model.prompt_encoder, sam_model.mask_decoder, config, dtype=sam_model.dtype_policy
+        )
         self.compiled = CompiledCall(self.decoder, jit_compile=jit_compile)
         self._lock = threading.Lock()
         self._warm_thread: threading.Thread | None = None
@@ -277,4 +280,5 @@ class PromptPath:
                     "has_mask": has_mask,
                 }
             )
-        return out["low_res_logits"][:n], out["iou_predictions"][:n]
+        low_res = out["low_res_logits"][:n].astype(np.float32, copy=False)
+        return low_res, out["iou_predictions"][:n].astype(np.float32, copy=False)

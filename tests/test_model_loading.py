@@ -198,3 +198,21 @@ def test_official_architectures_are_recognised(arch):
     with torch.device("meta"):
         state_dict = sam_model_registry[arch]().state_dict()
     assert config_from_state_dict(state_dict) == ARCHITECTURES[arch]
+
+
+def test_bfloat16_option(tiny_checkpoint, tiny_network):
+    """mixed_bfloat16 is opt-in, runs end to end and returns float32 arrays close to float32's."""
+    image = np.random.default_rng(0).integers(0, 255, (120, 160, 3), dtype=np.uint8)
+    half = load_model(tiny_checkpoint, dtype_policy="mixed_bfloat16")
+    assert half.model.dtype_policy.name == "mixed_bfloat16"
+    assert tiny_network.model.dtype_policy.name == "float32"
+    results = []
+    for net in (tiny_network, half):
+        p = SAMPredictor(net)
+        p.set_image(image)
+        results.append(p.predict(box=[20, 20, 120, 100], multimask_output=False))
+    (m32, s32, l32), (m16, s16, l16) = results
+    assert l16.dtype == np.float32 and s16.dtype == np.float32 and m16.dtype == bool
+    assert np.abs(l16 - l32).mean() < 0.1 * np.abs(l32).mean()
+    with pytest.raises(ValueError, match="dtype policy"):
+        load_model(tiny_checkpoint, dtype_policy="float7")
