@@ -18,8 +18,7 @@ import numpy as np
 def install_torchvision_shim() -> None:
     try:
         import torchvision  # noqa: F401
-
-        from torchvision.ops.boxes import batched_nms  # noqa: F401
+        from torchvision.ops.boxes import batched_nms
 
         return
     except Exception:
