@@ -50,7 +50,6 @@ def _isolated_cache(tmp_path_factory):
 def save_official_checkpoint(config: SAMConfig, path: Path, seed: int = 0):
     """Save a random official SAM of ``config`` as ``path`` (.pth); return the torch model."""
     import torch
-
     from official_sam import build_official_sam
 
     sam = build_official_sam(config, seed=seed)
