@@ -12,9 +12,10 @@ import sys
 
 SUPPORTED_BACKENDS = ("tensorflow", "jax", "torch")
 
-#: Backend used when the user chose none.  TensorFlow is required by keras-cv
-#: anyway and gave the fastest CPU image embedding in our benchmark.
-DEFAULT_BACKEND = "tensorflow"
+#: Backend used when the user chose none: JAX was the fastest on every line of
+#: our CPU benchmark (embedding, prompts, automatic generator; see the README),
+#: and it keeps TensorFlow's XLA, which clashes with OpenGL's LLVM, out of napari.
+DEFAULT_BACKEND = "jax"
 
 #: The project's own setting, read before ``KERAS_BACKEND``.
 PROJECT_ENV_VAR = "NAPARI_SAM_KERAS_BACKEND"

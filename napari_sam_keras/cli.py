@@ -24,7 +24,13 @@ from pathlib import Path
 
 import numpy as np
 
-from .backend import PROJECT_ENV_VAR, SUPPORTED_BACKENDS, BackendError, ensure_backend
+from .backend import (
+    DEFAULT_BACKEND,
+    PROJECT_ENV_VAR,
+    SUPPORTED_BACKENDS,
+    BackendError,
+    ensure_backend,
+)
 from .errors import ImageError, PromptError, SAMError
 
 #: Model used when ``--model`` is not given (overridable with this environment variable).
@@ -35,6 +41,9 @@ DEFAULT_MODEL = "sam_base_sa1b"
 _REEXEC_ENV_VAR = "NAPARI_SAM_KERAS_CLI_REEXEC"
 
 EXIT_USAGE = 2
+PLUGIN_NAME = "napari-sam-keras"
+#: The widget docked by ``napari-sam-keras napari`` (its display_name in napari.yaml).
+INTERACTIVE_WIDGET = "Interactive segmentation"
 
 
 class _Prompt:
@@ -107,7 +116,7 @@ def build_parser() -> argparse.ArgumentParser:
         "--backend",
         choices=SUPPORTED_BACKENDS,
         default=argparse.SUPPRESS,
-        help=f"Keras backend (default: ${PROJECT_ENV_VAR}, $KERAS_BACKEND, or tensorflow)",
+        help=f"Keras backend (default: ${PROJECT_ENV_VAR}, $KERAS_BACKEND, or {DEFAULT_BACKEND})",
     )
 
     model = argparse.ArgumentParser(add_help=False)
@@ -274,12 +283,9 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def _version() -> str:
-    try:
-        from importlib.metadata import version
+    from . import __version__
 
-        return version("napari-sam-keras")
-    except Exception:  # pragma: no cover - not installed
-        return "unknown"
+    return __version__
 
 
 # --------------------------------------------------------------------------- image IO
@@ -309,7 +315,7 @@ def read_image(path: Path) -> np.ndarray:
 
 def select_plane(image: np.ndarray, plane: int | None, path: Path) -> np.ndarray:
     """Reduce ``image`` to one 2D grey or RGB(A) plane, or say how to."""
-    rgb = image.ndim >= 3 and image.shape[-1] in (3, 4)
+    rgb = image.ndim >= 3 and image.shape[-1] in (1, 3, 4)  # channels last
     plane_ndim = 3 if rgb else 2
     if image.ndim == plane_ndim:
         if plane is not None:
@@ -330,15 +336,26 @@ def select_plane(image: np.ndarray, plane: int | None, path: Path) -> np.ndarray
     )
 
 
+LABEL_SUFFIXES = (".tif", ".tiff", ".png", ".npy")
+
+
+def check_label_path(path: Path) -> Path:
+    """Fail early (before the slow work) on an output path that cannot be written."""
+    path = Path(path)
+    if path.suffix.lower() not in LABEL_SUFFIXES:
+        raise ImageError(f"unsupported label file type {path.suffix!r}: use .tif, .png or .npy")
+    if not path.parent.is_dir():
+        raise ImageError(f"output folder does not exist: {path.parent}")
+    return path
+
+
 def write_labels(path: Path, labels: np.ndarray) -> Path:
     """Write a label image; the dtype is the smallest unsigned one that holds every label."""
     labels = np.asarray(labels)
     top = int(labels.max()) if labels.size else 0
     dtype = np.uint8 if top < 2**8 else np.uint16 if top < 2**16 else np.uint32
     labels = labels.astype(dtype, copy=False)
-    path = Path(path)
-    if path.parent and not path.parent.exists():
-        raise ImageError(f"output folder does not exist: {path.parent}")
+    path = check_label_path(path)
     suffix = path.suffix.lower()
     if suffix in (".tif", ".tiff"):
         import tifffile
@@ -352,22 +369,14 @@ def write_labels(path: Path, labels: np.ndarray) -> Path:
         if dtype == np.uint32:
             raise ImageError(f"{top} labels do not fit in a PNG; write a .tif instead")
         iio.imwrite(path, labels)
-    else:
-        raise ImageError(f"unsupported label file type {path.suffix!r}: use .tif, .png or .npy")
     return path
 
 
-def apply_contrast_limits(image: np.ndarray, limits: tuple[float, float]) -> np.ndarray:
-    """Map ``limits`` to 0..255 (clipping outside) and return a uint8 image."""
-    lo, hi = limits
-    scaled = (np.asarray(image, dtype=np.float32) - lo) * (255.0 / (hi - lo))
-    return np.clip(np.rint(scaled), 0, 255).astype(np.uint8)
-
-
 def _default_out(args) -> Path:
-    if args.out is not None:
-        return args.out
-    return args.image.with_name(args.image.stem + "-labels.tif")
+    out = (
+        args.out if args.out is not None else args.image.with_name(args.image.stem + "-labels.tif")
+    )
+    return check_label_path(out)
 
 
 def _load_image(args) -> np.ndarray:
@@ -383,6 +392,18 @@ def _load_model(args):
     net = load_model(source)
     _info(f"model {source} loaded in {time.perf_counter() - t0:.1f} s")
     return net
+
+
+def _progress_printer():
+    """A ``progress(done, total)`` callback that shows a counter on a terminal."""
+    if not sys.stderr.isatty():
+        return None
+
+    def progress(done: int, total: int) -> None:
+        end = "\n" if done >= total else ""
+        print(f"\rpoint batches decoded: {done}/{total}", end=end, file=sys.stderr, flush=True)
+
+    return progress
 
 
 def _info(message: str) -> None:
@@ -475,11 +496,16 @@ def _predict_object(predictor, obj: dict) -> tuple[np.ndarray, float]:
 
 
 def cmd_auto(args) -> int:
+    for name, low in (
+        ("points_per_side", 1),
+        ("points_per_batch", 1),
+        ("crop_n_layers", 0),
+        ("min_mask_region_area", 0),
+    ):
+        if getattr(args, name) < low:
+            raise SAMError(f"--{name.replace('_', '-')} must be at least {low}")
     image = _load_image(args)
     out = _default_out(args)
-    for name in ("points_per_side", "points_per_batch"):
-        if getattr(args, name) < 1:
-            raise SAMError(f"--{name.replace('_', '-')} must be at least 1")
     net = _load_model(args)
 
     from . import SAMAutomaticMaskGenerator, masks_to_labels
@@ -494,10 +520,10 @@ def cmd_auto(args) -> int:
         crop_n_layers=args.crop_n_layers,
         min_mask_region_area=args.min_mask_region_area,
     )
-    if args.contrast_limits is not None:
-        image = apply_contrast_limits(image, args.contrast_limits)
     t0 = time.perf_counter()
-    records = generator.generate(image)
+    records = generator.generate(
+        image, progress=_progress_printer(), contrast_limits=args.contrast_limits
+    )
     _info(f"{len(records)} masks generated in {time.perf_counter() - t0:.1f} s")
     labels = masks_to_labels(records, shape=image.shape[:2])
     path = write_labels(out, labels)
@@ -534,30 +560,53 @@ def cmd_sample(args) -> int:
     return 0
 
 
+def prepare_for_opengl() -> None:
+    """Load TensorFlow before napari's OpenGL driver, and keep Mesa off llvmpipe.
+
+    TensorFlow (which keras-cv imports whatever the Keras backend) and Mesa's OpenGL drivers
+    (Xvfb, virtual machines, Intel/AMD desktops) each carry their own LLVM.  Importing
+    TensorFlow after Mesa's driver is loaded segfaults, and Mesa's llvmpipe rasterizer
+    segfaults on the first paint once TensorFlow is loaded; its softpipe rasterizer does not.
+    ``GALLIUM_DRIVER`` only picks among Mesa's software rasterizers: GPU drivers ignore it.
+    """
+    os.environ.setdefault("GALLIUM_DRIVER", "softpipe")
+    ensure_backend()
+    import tensorflow  # noqa: F401
+
+
 def open_viewer(image_path: Path | None = None, show: bool = True):
     """A napari viewer with the plugin's widget docked and the image (or the sample) loaded."""
+    image = _sample(False) if image_path is None else read_image(Path(image_path))
+    prepare_for_opengl()
     import napari
+    from npe2 import PluginManager
 
-    viewer = napari.Viewer(title="napari-sam-keras", show=show)
-    if image_path is None:
-        viewer.add_image(_sample(False), name="sample")
-    else:
-        if not Path(image_path).exists():
-            viewer.close()
-            raise ImageError(f"image file not found: {image_path}")
-        viewer.open(str(image_path))
-    viewer.window.add_plugin_dock_widget("napari-sam-keras")
+    name = "sample" if image_path is None else Path(image_path).stem
+    viewer = napari.Viewer(title=PLUGIN_NAME, show=show)  # this also loads the plugins
+    widgets = PluginManager.instance().iter_widgets()
+    if not any(
+        w.plugin_name == PLUGIN_NAME and w.display_name == INTERACTIVE_WIDGET for w in widgets
+    ):
+        viewer.close()
+        raise SAMError(
+            f"napari does not know the widget {INTERACTIVE_WIDGET!r} of {PLUGIN_NAME}; "
+            "reinstall the package (pip install -e .) so that its napari manifest is registered"
+        )
+    viewer.add_image(image, name=name)
+    viewer.window.add_plugin_dock_widget(PLUGIN_NAME, INTERACTIVE_WIDGET)
     return viewer
 
 
 def cmd_napari(args) -> int:
-    if args.image is not None and not args.image.exists():
-        raise ImageError(f"image file not found: {args.image}")
+    open_viewer(args.image)
     import napari
 
-    open_viewer(args.image)
     napari.run()
-    return 0
+    # TensorFlow's and Mesa's LLVM copies crash in their exit-time destructors ("free():
+    # invalid pointer"); everything is saved by now, so leave without running them.
+    sys.stdout.flush()
+    sys.stderr.flush()
+    os._exit(0)
 
 
 # --------------------------------------------------------------------------- entry point
@@ -580,6 +629,8 @@ def _apply_backend(name: str | None, argv: Sequence[str] | None) -> None:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
+    # TensorFlow's C++ start-up chatter is noise on a command line (set it to 0 to see it).
+    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
     parser = build_parser()
     args = parser.parse_args(argv)
     try:

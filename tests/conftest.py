@@ -7,7 +7,12 @@ from pathlib import Path
 
 import pytest
 
+from napari_sam_keras.backend import ensure_backend
 from napari_sam_keras.config import SAMConfig
+
+# Fix the Keras backend (NAPARI_SAM_KERAS_BACKEND / KERAS_BACKEND, else the project's
+# default) before any test module imports keras.
+ensure_backend()
 
 #: A tiny SAM: 2 encoder blocks (1 global), 256 px input, 32-dim prompts.
 TINY = SAMConfig(
