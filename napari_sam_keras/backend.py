@@ -65,8 +65,12 @@ def ensure_backend(name: str | None = None) -> str:
 
 
 def import_keras():
-    """Import Keras with the chosen backend and return the module."""
+    """Import Keras (and keras-cv, TensorFlow) with the chosen backend and return Keras."""
     ensure_backend()
+    if "keras_cv" not in sys.modules:
+        from .tensorflow_loading import import_ml_stack
+
+        import_ml_stack()
     import keras
 
     return keras

@@ -14,6 +14,18 @@ from napari_sam_keras.config import SAMConfig
 # default) before any test module imports keras.
 ensure_backend()
 
+
+def pytest_configure(config):
+    """Load TensorFlow the OpenGL-safe way before any test module (keras_hub) imports it.
+
+    The GUI tests open napari viewers (Mesa's OpenGL, with its own LLVM) in the
+    same process; see :mod:`napari_sam_keras.tensorflow_loading`.
+    """
+    from napari_sam_keras.tensorflow_loading import import_ml_stack
+
+    import_ml_stack()
+
+
 #: A tiny SAM: 2 encoder blocks (1 global), 256 px input, 32-dim prompts.
 TINY = SAMConfig(
     image_size=256,

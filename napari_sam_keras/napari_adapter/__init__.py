@@ -1,0 +1,39 @@
+"""napari adapter: dock widgets that put the headless core into napari.
+
+* :class:`~.interactive_widget.InteractiveSegmentationWidget`: points/boxes -> labels.
+* :class:`~.automatic_widget.AutomaticSegmentationWidget`: everything on a slice -> labels.
+
+The widgets hold no model logic; they read layers, run the core in a worker
+thread and write results into Labels layers (undoable, never overwriting).
+Open them with::
+
+    dock, widget = viewer.window.add_plugin_dock_widget(
+        "napari-sam-keras", "Interactive segmentation")
+"""
+
+from __future__ import annotations
+
+#: Names of the widget contributions, for ``add_plugin_dock_widget``.
+PLUGIN_NAME = "napari-sam-keras"
+INTERACTIVE_WIDGET = "Interactive segmentation"
+AUTOMATIC_WIDGET = "Automatic segmentation"
+
+__all__ = [
+    "AUTOMATIC_WIDGET",
+    "INTERACTIVE_WIDGET",
+    "PLUGIN_NAME",
+    "AutomaticSegmentationWidget",
+    "InteractiveSegmentationWidget",
+]
+
+
+def __getattr__(name: str):
+    if name == "InteractiveSegmentationWidget":
+        from .interactive_widget import InteractiveSegmentationWidget
+
+        return InteractiveSegmentationWidget
+    if name == "AutomaticSegmentationWidget":
+        from .automatic_widget import AutomaticSegmentationWidget
+
+        return AutomaticSegmentationWidget
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

@@ -1,0 +1,84 @@
+"""Make docs/screenshot.png: napari with the interactive SAM widget on the sample image.
+
+    xvfb-run -a -s "-screen 0 1400x900x24" python docs/make_screenshot.py [MODEL]
+
+MODEL is anything ``load_model`` reads.  Without it a toy SAM is trained first
+(``docs/toy_sam.py``, ~15 minutes on 2 CPU cores), because no real weights can
+be downloaded where the screenshot is made and random weights give noise.
+"""
+
+from __future__ import annotations
+
+import sys
+import tempfile
+from pathlib import Path
+
+import numpy as np
+
+from napari_sam_keras.napari_adapter.safe_import import import_ml_stack
+
+OUT = Path(__file__).with_name("screenshot.png")
+
+
+def close_toasts(viewer) -> None:
+    """Close napari's notification pop-ups (e.g. the PyQt5 deprecation notice)."""
+    from napari._qt.dialogs.qt_notification import NapariQtNotification
+
+    for toast in viewer.window._qt_window.findChildren(NapariQtNotification):
+        toast.close()
+
+
+def main(model: str) -> None:
+    import_ml_stack()
+    import napari
+    from PIL import Image
+
+    from napari_sam_keras.sample_data import sample_image
+
+    viewer = napari.Viewer(title="napari-sam-keras")
+    viewer.window.resize(1280, 760)
+    viewer.add_image(sample_image(), name="cells")
+    _dock, widget = viewer.window.add_plugin_dock_widget(
+        "napari-sam-keras", "Interactive segmentation"
+    )
+    widget.model.value = model
+    # three objects from boxes (one per rectangle, one batch) ...
+    widget.shapes.value.add_rectangles(
+        [[[4, 1], [59, 51]], [[167, 0], [225, 46]], [[182, 114], [229, 161]]]
+    )
+    labels = widget.run()
+    # ... and one from a click
+    widget.points.value.add([[194, 215]])
+    widget.run()
+    # prompts for the next objects: a box, a positive and a negative point
+    widget.shapes.value.add_rectangles([[[212, 165], [254, 212]]])
+    widget.points.value.add([[210, 69]])
+    widget.point_type.value = "negative"
+    widget.points.value.add([[196, 100]])
+    labels.opacity = 0.55
+    viewer.layers.selection.active = widget.points.value
+    viewer.reset_view()
+    app = napari.qt.get_qapp()
+    for _ in range(10):
+        app.processEvents()
+    close_toasts(viewer)
+    for _ in range(10):
+        app.processEvents()
+    shot = viewer.screenshot(canvas_only=False, flash=False)
+    picture = Image.fromarray(np.asarray(shot)[..., :3])
+    picture.save(OUT, optimize=True)
+    if OUT.stat().st_size > 280_000:  # keep the README light; octree keeps small colour spots
+        picture.quantize(colors=256, method=Image.Quantize.FASTOCTREE).save(OUT, optimize=True)
+    print(f"wrote {OUT} {picture.size}, {OUT.stat().st_size // 1024} KiB")
+    viewer.close()
+
+
+if __name__ == "__main__":
+    if len(sys.argv) > 1:
+        main(sys.argv[1])
+    else:
+        sys.path.insert(0, str(Path(__file__).parent))
+        from toy_sam import train
+
+        with tempfile.TemporaryDirectory() as tmp:
+            main(str(train(Path(tmp) / "toy_sam")))
