@@ -58,6 +58,39 @@ def peak_rss_mib() -> float:
 
 # --- one side per process ----------------------------------------------------------------
 
+PROMPTS = {
+    "point": dict(point_coords=POINT, point_labels=np.array([1])),
+    "box": dict(box=BOX),
+    "points_box": dict(
+        point_coords=np.array([[400.0, 300.0], [600, 500]]), point_labels=np.array([1, 0]), box=BOX
+    ),
+}
+
+
+def time_predictor(predictor, args, results: dict, trace_count=None) -> None:
+    """Embedding and prompt timings; both predictors share the official interface."""
+    image = test_image(768, 1024)
+    t = time.perf_counter()
+    predictor.set_image(image)
+    results["first_embedding"] = time.perf_counter() - t
+    t = time.perf_counter()
+    predictor.predict(**PROMPTS["point"])
+    results["first_prompt"] = time.perf_counter() - t
+    results["embedding"], _ = timed(lambda: predictor.set_image(image), args.embed_repeats)
+    traces = trace_count() if trace_count else None
+    for name, prompt in PROMPTS.items():
+        results[name], _ = timed(lambda p=prompt: predictor.predict(**p), args.prompt_repeats)
+    results["retraces"] = trace_count() - traces if trace_count else None
+
+
+def time_generator(make_generator, args, results: dict) -> None:
+    small = test_image(512, 512, seed=1)
+    for side in args.amg_grids:
+        generator = make_generator(side)
+        t = time.perf_counter()
+        results[f"amg_{side}_count"] = len(generator.generate(small))
+        results[f"amg_{side}"] = time.perf_counter() - t
+
 
 def run_official(args) -> dict:
     import torch
@@ -69,35 +102,14 @@ def run_official(args) -> dict:
     sam = sam_model_registry[args.model]()
     sam.load_state_dict(torch.load(args.checkpoint, map_location="cpu", weights_only=True))
     sam.eval()
-    predictor = SamPredictor(sam)
-    image = test_image(768, 1024)
     results = {}
     with torch.inference_mode():
-        t = time.perf_counter()
-        predictor.set_image(image)
-        results["first_embedding"] = time.perf_counter() - t
-        t = time.perf_counter()
-        predictor.predict(point_coords=POINT, point_labels=np.array([1]))
-        results["first_prompt"] = time.perf_counter() - t
-        results["embedding"], _ = timed(lambda: predictor.set_image(image), args.embed_repeats)
-        prompts = {
-            "point": dict(point_coords=POINT, point_labels=np.array([1])),
-            "box": dict(box=BOX),
-            "points_box": dict(
-                point_coords=np.array([[400.0, 300.0], [600, 500]]),
-                point_labels=np.array([1, 0]),
-                box=BOX,
-            ),
-        }
-        for name, prompt in prompts.items():
-            results[name], _ = timed(lambda p=prompt: predictor.predict(**p), args.prompt_repeats)
-        small = test_image(512, 512, seed=1)
-        for side in args.amg_grids:
-            gen = SamAutomaticMaskGenerator(sam, points_per_side=side, **AMG_KW)
-            t = time.perf_counter()
-            results[f"amg_{side}_count"] = len(gen.generate(small))
-            results[f"amg_{side}"] = time.perf_counter() - t
-    results["retraces"] = None
+        time_predictor(SamPredictor(sam), args, results)
+        time_generator(
+            lambda side: SamAutomaticMaskGenerator(sam, points_per_side=side, **AMG_KW),
+            args,
+            results,
+        )
     results["peak_rss_mib"] = peak_rss_mib()
     return results
 
@@ -105,41 +117,20 @@ def run_official(args) -> dict:
 def run_ours(args) -> dict:
     from napari_sam_keras import SAMAutomaticMaskGenerator, SAMPredictor, load_model
 
-    if args.dtype != "float32":
-        import keras
-
-        keras.config.set_dtype_policy(args.dtype)
     t = time.perf_counter()
-    network = load_model(args.checkpoint)
+    network = load_model(
+        args.checkpoint, dtype_policy=None if args.dtype == "float32" else args.dtype
+    )
     results = {"load": time.perf_counter() - t}
     predictor = SAMPredictor(network)
-    image = test_image(768, 1024)
-    t = time.perf_counter()
-    predictor.set_image(image)
-    results["first_embedding"] = time.perf_counter() - t
-    t = time.perf_counter()
-    predictor.predict(point_coords=POINT, point_labels=np.array([1]))
-    results["first_prompt"] = time.perf_counter() - t
-    results["embedding"], _ = timed(lambda: predictor.set_image(image), args.embed_repeats)
-    prompts = {
-        "point": dict(point_coords=POINT, point_labels=np.array([1])),
-        "box": dict(box=BOX),
-        "points_box": dict(
-            point_coords=np.array([[400.0, 300.0], [600, 500]]),
-            point_labels=np.array([1, 0]),
-            box=BOX,
-        ),
-    }
-    traces = predictor.prompt_path.trace_count
-    for name, prompt in prompts.items():
-        results[name], _ = timed(lambda p=prompt: predictor.predict(**p), args.prompt_repeats)
-    results["retraces"] = predictor.prompt_path.trace_count - traces
-    small = test_image(512, 512, seed=1)
-    for side in args.amg_grids:
-        gen = SAMAutomaticMaskGenerator(predictor, points_per_side=side, **AMG_KW)
-        t = time.perf_counter()
-        results[f"amg_{side}_count"] = len(gen.generate(small))
-        results[f"amg_{side}"] = time.perf_counter() - t
+    backend = network.backend
+    count = None if backend == "torch" else (lambda: predictor.prompt_path.trace_count)
+    time_predictor(predictor, args, results, trace_count=count)
+    time_generator(
+        lambda side: SAMAutomaticMaskGenerator(predictor, points_per_side=side, **AMG_KW),
+        args,
+        results,
+    )
     results["peak_rss_mib"] = peak_rss_mib()
     return results
 
