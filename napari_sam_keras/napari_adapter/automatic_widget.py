@@ -13,7 +13,7 @@ from functools import partial
 from typing import TYPE_CHECKING
 
 import numpy as np
-from magicgui.widgets import CheckBox, Container, FileEdit, FloatSpinBox, Label, PushButton, SpinBox
+from magicgui.widgets import CheckBox, Container, FloatSpinBox, Label, PushButton, SpinBox
 from napari.layers import Image, Labels
 
 from ..errors import ImageError, SAMError
@@ -27,7 +27,7 @@ from .image_slices import (
 )
 from .labels_writing import create_labels_layer, write_label_images
 from .layer_choices import layer_combo, resolve_viewer
-from .model_store import ModelStore, proposed_model, source_text
+from .model_store import ModelStore, model_field, source_text
 from .notifications import USER_ERRORS, report_error, report_outcome, report_warning
 from .safe_import import ml_stack_ready
 from .segmentation_jobs import AutomaticJob
@@ -35,8 +35,6 @@ from .workers import Task
 
 if TYPE_CHECKING:
     import napari
-
-MODEL_FILTER = "SAM models (*.pth *.pt *.keras *.weights.h5);;All files (*)"
 
 
 class AutomaticSegmentationWidget(Container):
@@ -63,15 +61,7 @@ class AutomaticSegmentationWidget(Container):
             label="labels (target)",
             tooltip="Where objects are written; none: a new Labels layer is made.",
         )
-        self._model_w = FileEdit(
-            name="model",
-            label="model",
-            mode="r",
-            value=proposed_model(),
-            filter=MODEL_FILTER,
-            tooltip="A preset name (sam_base_sa1b, sam_large_sa1b, sam_huge_sa1b) or a "
-            "checkpoint: official .pth, .keras, .weights.h5 or a Keras preset folder.",
-        )
+        self._model_w = model_field()
         self._pps_w = SpinBox(
             name="points_per_side",
             value=32,

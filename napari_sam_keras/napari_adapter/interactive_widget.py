@@ -26,7 +26,7 @@ from functools import partial
 from typing import TYPE_CHECKING
 
 import numpy as np
-from magicgui.widgets import CheckBox, Container, FileEdit, Label, PushButton, RadioButtons
+from magicgui.widgets import CheckBox, Container, Label, PushButton, RadioButtons
 from napari.layers import Image, Labels, Points, Shapes
 from qtpy.QtCore import QTimer
 
@@ -44,7 +44,7 @@ from .layer_prompts import (
     group_prompts,
     prompts_on_slice,
 )
-from .model_store import ModelStore, proposed_model, source_text
+from .model_store import ModelStore, model_field, source_text
 from .notifications import USER_ERRORS, report_error, report_outcome, report_warning
 from .prompt_layers import (
     BOXES_NAME,
@@ -61,7 +61,6 @@ if TYPE_CHECKING:
     import napari
 
 PREVIEW_NAME = "SAM preview"
-MODEL_FILTER = "SAM models (*.pth *.pt *.keras *.weights.h5);;All files (*)"
 TOGGLE_KEY = "t"
 COMMIT_KEY = "c"
 _DATA_DONE = {"added", "changed", "removed"}
@@ -133,15 +132,7 @@ class InteractiveSegmentationWidget(Container):
             exclude=lambda: (self._preview_layer,) if self._preview_layer is not None else (),
             tooltip="Where objects are written; none: a new Labels layer is made on first use.",
         )
-        self._model_w = FileEdit(
-            name="model",
-            label="model",
-            mode="r",
-            value=proposed_model(),
-            filter=MODEL_FILTER,
-            tooltip="A preset name (sam_base_sa1b, sam_large_sa1b, sam_huge_sa1b) or a "
-            "checkpoint: official .pth, .keras, .weights.h5 or a Keras preset folder.",
-        )
+        self._model_w = model_field()
         self._point_type_w = RadioButtons(
             name="point_type",
             label="new points",
