@@ -12,9 +12,9 @@ import sys
 
 SUPPORTED_BACKENDS = ("tensorflow", "jax", "torch")
 
-#: Backend used when the user chose none: JAX was the fastest on every line of
-#: our CPU benchmark (embedding, prompts, automatic generator; see the README),
-#: and it keeps TensorFlow's XLA, which clashes with OpenGL's LLVM, out of napari.
+#: Backend used when the user chose none: JAX is on par with TensorFlow in our
+#: CPU benchmark (see the README) and keeps TensorFlow's XLA, which clashes with
+#: the OpenGL driver's LLVM, out of napari's process.
 DEFAULT_BACKEND = "jax"
 
 #: The project's own setting, read before ``KERAS_BACKEND``.
