@@ -13,7 +13,7 @@ from functools import partial
 from typing import TYPE_CHECKING
 
 import numpy as np
-from magicgui.widgets import CheckBox, Container, FloatSpinBox, Label, PushButton, SpinBox
+from magicgui.widgets import CheckBox, FloatSpinBox, Label, PushButton, SpinBox
 from napari.layers import Image, Labels
 
 from ..errors import ImageError, SAMError
@@ -26,7 +26,7 @@ from .image_slices import (
     spatial_shape,
 )
 from .labels_writing import create_labels_layer, write_label_images
-from .layer_choices import layer_combo, resolve_viewer
+from .layer_choices import SAMContainer, layer_combo, resolve_viewer
 from .model_store import ModelStore, model_field, source_text
 from .notifications import USER_ERRORS, report_error, report_outcome, report_warning
 from .safe_import import ml_stack_ready
@@ -37,7 +37,7 @@ if TYPE_CHECKING:
     import napari
 
 
-class AutomaticSegmentationWidget(Container):
+class AutomaticSegmentationWidget(SAMContainer):
     """Segment everything on the displayed slice (or every slice) with SAM (dock widget).
 
     Value widgets: ``image``, ``labels`` (target; none = create one), ``model``,
@@ -132,17 +132,6 @@ class AutomaticSegmentationWidget(Container):
         active = viewer.layers.selection.active
         if isinstance(active, Image):
             self._image_w.value = active
-
-    @property
-    def labels(self):
-        """The ``labels`` (target Labels layer) value widget."""
-        widgets = self.__dict__.get("_list")
-        found = widgets.get_by_name("labels") if widgets is not None else None
-        return found if found is not None else self._labels
-
-    @labels.setter
-    def labels(self, value: bool) -> None:
-        Container.labels.fset(self, value)
 
     # --- preparing --------------------------------------------------------------------
 

@@ -26,7 +26,7 @@ from functools import partial
 from typing import TYPE_CHECKING
 
 import numpy as np
-from magicgui.widgets import CheckBox, Container, Label, PushButton, RadioButtons
+from magicgui.widgets import CheckBox, Label, PushButton, RadioButtons
 from napari.layers import Image, Labels, Points, Shapes
 from qtpy.QtCore import QTimer
 
@@ -34,7 +34,7 @@ from ..embedding import EmbeddingCache
 from ..errors import ImageError, SAMError
 from .image_slices import ImageSlice, current_slice
 from .labels_writing import check_labels_fit, create_labels_layer, masks_to_label_image, write_masks
-from .layer_choices import layer_combo, named, resolve_viewer
+from .layer_choices import SAMContainer, layer_combo, named, resolve_viewer
 from .layer_prompts import (
     NEGATIVE,
     POINT_TYPES,
@@ -84,7 +84,7 @@ class _Preview:
     masks: list
 
 
-class InteractiveSegmentationWidget(Container):
+class InteractiveSegmentationWidget(SAMContainer):
     """Point/box-prompted SAM segmentation of the displayed slice (dock widget).
 
     Value widgets: ``image``, ``points``, ``shapes``, ``labels`` (target; none =
@@ -198,19 +198,6 @@ class InteractiveSegmentationWidget(Container):
         if isinstance(active, Image):
             self._image_w.value = active
         self._setup_prompt_layers()
-
-    # --- the labels value widget shadows Container.labels (a bool) ----------------------
-
-    @property
-    def labels(self):
-        """The ``labels`` (target Labels layer) value widget."""
-        widgets = self.__dict__.get("_list")
-        found = widgets.get_by_name("labels") if widgets is not None else None
-        return found if found is not None else self._labels
-
-    @labels.setter
-    def labels(self, value: bool) -> None:
-        Container.labels.fset(self, value)
 
     # --- layers -----------------------------------------------------------------------
 

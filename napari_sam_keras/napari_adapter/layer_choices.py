@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 
-from magicgui.widgets import ComboBox
+from magicgui.widgets import ComboBox, Container
 
 
 def unwrap_viewer(viewer):
@@ -63,3 +63,22 @@ def named(viewer, kind, name: str):
     """The topmost ``kind`` layer called ``name``, or ``None``."""
     found = [layer for layer in viewer.layers if isinstance(layer, kind) and layer.name == name]
     return found[-1] if found else None
+
+
+class SAMContainer(Container):
+    """A magicgui ``Container`` whose ``labels`` is the target-Labels value widget.
+
+    ``Container.labels`` is a bool (show labels next to widgets); the widgets'
+    value widget of that name would otherwise be unreachable as an attribute.
+    """
+
+    @property
+    def labels(self):
+        """The ``labels`` (target Labels layer) value widget."""
+        widgets = self.__dict__.get("_list")
+        found = widgets.get_by_name("labels") if widgets is not None else None
+        return found if found is not None else self._labels
+
+    @labels.setter
+    def labels(self, value: bool) -> None:
+        Container.labels.fset(self, value)
