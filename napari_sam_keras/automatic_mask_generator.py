@@ -107,7 +107,7 @@ def _upscaling(
     """
     axes = []
     for mat in upscale_matrices(low_res, image_size, input_size, original_size):
-        mat = mat.toarray() if hasattr(mat, "toarray") else np.asarray(mat)  # dense, float32
+        mat = mat.toarray()  # sparse -> dense float32, sliced per mask below
         nz = mat != 0
         reach_first = np.argmax(nz, axis=0)
         reach_last = len(mat) - 1 - np.argmax(nz[::-1], axis=0)

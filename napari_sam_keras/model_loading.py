@@ -19,7 +19,7 @@ from .checkpoint_conversion import (
 from .config import PRESETS, SAMConfig
 from .errors import ModelLoadError
 from .model_cache import converted_paths, file_sha256
-from .network import SAMNetwork, build_keras_cv_sam, dtype_policy_scope
+from .network import SAMNetwork, build_keras_cv_sam, config_from_serialized, dtype_policy_scope
 
 CHECKPOINT_SUFFIXES = (".pth", ".pt", ".bin")
 HUBS = ("keras_cv", "keras_hub")
@@ -124,38 +124,6 @@ def _download_keras_cv_preset(name: str) -> tuple[str, str]:
     return config_path, get_file(handle, weights_name)
 
 
-def config_from_serialized(serialized: dict) -> SAMConfig:
-    """The architecture from a serialized keras-cv ``SegmentAnythingModel`` (config.json)."""
-    try:
-        cfg = serialized["config"]
-        backbone = cfg["backbone"]["config"]
-        encoder = cfg["prompt_encoder"]["config"]
-        decoder = cfg["mask_decoder"]["config"]
-        transformer = decoder["transformer"]["config"]
-        return SAMConfig(
-            image_size=int(backbone["input_shape"][0]),
-            patch_size=int(backbone["patch_size"]),
-            encoder_embed_dim=int(backbone["embed_dim"]),
-            encoder_depth=int(backbone["depth"]),
-            encoder_num_heads=int(backbone["num_heads"]),
-            encoder_global_attn_indexes=tuple(backbone["global_attention_indices"]),
-            encoder_mlp_ratio=backbone["mlp_dim"] / backbone["embed_dim"],
-            window_size=int(backbone["window_size"]),
-            prompt_embed_dim=int(encoder["embed_dim"]),
-            mask_in_chans=int(encoder["mask_in_chans"]),
-            decoder_depth=int(transformer["depth"]),
-            decoder_num_heads=int(transformer["num_heads"]),
-            decoder_mlp_dim=int(transformer["mlp_dim"]),
-            num_multimask_outputs=int(decoder["num_multimask_outputs"]),
-            iou_head_depth=int(decoder["iou_head_depth"]),
-            iou_head_hidden_dim=int(decoder["iou_head_hidden_dim"]),
-        )
-    except (KeyError, TypeError, ValueError, IndexError) as err:
-        raise ModelLoadError(
-            f"This Keras config does not describe a keras-cv SegmentAnythingModel ({err!r})."
-        ) from err
-
-
 def _build_with_weights(config: SAMConfig, weights_path: Path) -> Any:
     # keras-cv's SAM does not deserialize under Keras 3.15 (its layers add weights after
     # being built), so the architecture is rebuilt here and the weights loaded into it.
@@ -182,8 +150,9 @@ def _load_keras_hub(name: str) -> Any:
 def _keras_hub_to_keras_cv(segmenter: Any) -> Any:
     """Copy a keras-hub SAM into a keras-cv one of the same architecture.
 
-    The two libraries build the same layers in the same order, so their
-    variables correspond one to one; shapes are checked.
+    keras-hub's SAM layers keep keras-cv's attribute layout, so the walk that
+    names every variable by its official tensor name pairs the two models;
+    shapes are checked.
     """
     backbone = segmenter.backbone
     image_encoder = backbone.image_encoder

@@ -15,6 +15,7 @@ from typing import Any
 
 from .backend import import_keras
 from .config import SAMConfig
+from .errors import ModelLoadError
 
 
 def _keras_cv_parts():
@@ -111,29 +112,48 @@ def _build_keras_cv_sam(config: SAMConfig, seed: int | None) -> Any:
 
 def config_from_keras_cv(model: Any) -> SAMConfig:
     """Read the architecture back from a keras-cv ``SegmentAnythingModel``."""
-    backbone = model.backbone
-    encoder = model.prompt_encoder
-    decoder = model.mask_decoder
-    transformer = decoder.transformer
-    image_size = int(backbone.input_shape[1])
-    return SAMConfig(
-        image_size=image_size,
-        patch_size=int(backbone.patch_size),
-        encoder_embed_dim=int(backbone.embed_dim),
-        encoder_depth=int(backbone.depth),
-        encoder_num_heads=int(backbone.num_heads),
-        encoder_global_attn_indexes=tuple(int(i) for i in backbone.global_attention_indices),
-        encoder_mlp_ratio=backbone.mlp_dim / backbone.embed_dim,
-        window_size=int(backbone.window_size),
-        prompt_embed_dim=int(encoder.embed_dim),
-        mask_in_chans=int(encoder.mask_in_chans),
-        decoder_depth=int(transformer.depth),
-        decoder_num_heads=int(transformer.num_heads),
-        decoder_mlp_dim=int(transformer.mlp_dim),
-        num_multimask_outputs=int(decoder.num_multimask_outputs),
-        iou_head_depth=int(decoder.iou_head_depth),
-        iou_head_hidden_dim=int(decoder.iou_head_hidden_dim),
+    saving = import_keras().saving
+    return config_from_serialized(
+        {
+            "config": {
+                "backbone": {"config": model.backbone.get_config()},
+                "prompt_encoder": {"config": model.prompt_encoder.get_config()},
+                "mask_decoder": saving.serialize_keras_object(model.mask_decoder),
+            }
+        }
     )
+
+
+def config_from_serialized(serialized: dict) -> SAMConfig:
+    """The architecture from a serialized keras-cv ``SegmentAnythingModel`` (config.json)."""
+    try:
+        cfg = serialized["config"]
+        backbone = cfg["backbone"]["config"]
+        encoder = cfg["prompt_encoder"]["config"]
+        decoder = cfg["mask_decoder"]["config"]
+        transformer = decoder["transformer"]["config"]
+        return SAMConfig(
+            image_size=int(backbone["input_shape"][0]),
+            patch_size=int(backbone["patch_size"]),
+            encoder_embed_dim=int(backbone["embed_dim"]),
+            encoder_depth=int(backbone["depth"]),
+            encoder_num_heads=int(backbone["num_heads"]),
+            encoder_global_attn_indexes=tuple(backbone["global_attention_indices"]),
+            encoder_mlp_ratio=backbone["mlp_dim"] / backbone["embed_dim"],
+            window_size=int(backbone["window_size"]),
+            prompt_embed_dim=int(encoder["embed_dim"]),
+            mask_in_chans=int(encoder["mask_in_chans"]),
+            decoder_depth=int(transformer["depth"]),
+            decoder_num_heads=int(transformer["num_heads"]),
+            decoder_mlp_dim=int(transformer["mlp_dim"]),
+            num_multimask_outputs=int(decoder["num_multimask_outputs"]),
+            iou_head_depth=int(decoder["iou_head_depth"]),
+            iou_head_hidden_dim=int(decoder["iou_head_hidden_dim"]),
+        )
+    except (KeyError, TypeError, ValueError, IndexError) as err:
+        raise ModelLoadError(
+            f"This Keras config does not describe a keras-cv SegmentAnythingModel ({err!r})."
+        ) from err
 
 
 @dataclass(eq=False)
