@@ -45,12 +45,14 @@ class CompiledCall:
                 return out
 
             jitted = jax.jit(stateless) if self.jit_compile else stateless
+            # Collecting a model's variables walks all its layers; the variables stay
+            # the same objects (loading weights assigns new values to them).
+            trainable = list(model.trainable_variables)
+            non_trainable = list(model.non_trainable_variables)
 
             def run(inputs):
                 return jitted(
-                    [v.value for v in model.trainable_variables],
-                    [v.value for v in model.non_trainable_variables],
-                    inputs,
+                    [v.value for v in trainable], [v.value for v in non_trainable], inputs
                 )
 
             return run
@@ -73,6 +75,10 @@ class CompiledCall:
 
             return run
         raise RuntimeError(f"Unsupported Keras backend {self.backend!r}")
+
+    def call_tensors(self, inputs: Any) -> Any:
+        """The outputs as the backend's tensors (no copy to numpy), e.g. to feed another call."""
+        return self._fn(inputs)
 
     def __call__(self, inputs: Any) -> Any:
         outputs = self._fn(inputs)

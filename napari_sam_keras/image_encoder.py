@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 
+from .backbone_forward import backbone_forward
 from .compiled_call import CompiledCall
 from .embedding import ImageEmbedding
 from .image_preprocessing import model_input, preprocess_shape
@@ -15,7 +16,9 @@ class ImageEncoder:
     def __init__(self, network, jit_compile: bool = True) -> None:
         self.network = network
         self.config = network.config
-        self.compiled = CompiledCall(network.model.backbone, jit_compile=jit_compile)
+        self.compiled = CompiledCall(
+            backbone_forward(network.model.backbone, self.config), jit_compile=jit_compile
+        )
 
     def embed(self, image_rgb: np.ndarray) -> ImageEmbedding:
         cfg = self.config

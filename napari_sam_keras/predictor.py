@@ -226,7 +226,8 @@ class SAMPredictor:
     ) -> tuple[np.ndarray, np.ndarray]:
         """Low-res logits and IoU for (B, N, 2) points already in the input frame.
 
-        The automatic mask generator's fast path: no validation, no upscaling.
+        The automatic mask generator's fast path: no validation, no upscaling,
+        no mask inputs, and no more point slots than the prompts need.
         """
         emb = self._require_image()
         n = len(point_coords)
@@ -235,8 +236,8 @@ class SAMPredictor:
             list(point_coords),
             list(point_labels),
             [None] * n,
-            [None] * n,
-            min_point_slots=self.point_slots,
+            None,
+            min_point_slots=1,
         )
         sl = slice(1, None) if multimask_output else slice(0, 1)
         return low_res[:, sl], iou[:, sl]

@@ -27,21 +27,63 @@ DEFAULT_POINT_SLOTS = 16
 NUM_OUTPUT_TOKENS_EXTRA = 1  # the IoU token before the mask tokens
 
 
-def _attention(layer: Any, query: Any, key: Any, value: Any, key_mask: Any | None) -> Any:
-    """keras-cv ``MultiHeadAttentionWithDownsampling`` with an optional key padding mask."""
+def _split_heads(x: Any, heads: int) -> Any:
+    """(B, N, heads * d) -> (B, heads, N, d)."""
     ops = import_keras().ops
-    q = layer.query_proj(query)
-    k = layer.key_proj(key)
-    v = layer.value_proj(value)
+    b, n = ops.shape(x)[0], ops.shape(x)[1]
+    return ops.transpose(ops.reshape(x, (b, n, heads, -1)), (0, 2, 1, 3))
+
+
+def _attention(
+    layer: Any,
+    query: Any,
+    key: Any,
+    value: Any,
+    key_mask: Any | None,
+    projected: dict[str, Any] | None = None,
+    fold: bool | None = None,
+) -> Any:
+    """keras-cv ``MultiHeadAttentionWithDownsampling`` with an optional key padding mask.
+
+    ``projected`` holds query/key/value projections (already split into heads)
+    computed ahead, e.g. once per image; their inputs are then not used.
+
+    Between a handful of prompt tokens and the 4096 image tokens, projecting
+    the image side costs ``N * C * inner`` multiply-adds.  When ``heads *
+    tokens < inner`` it is cheaper to fold the tokens' projections into the
+    weights instead (``q_h . (x W_k,h) = (q_h W_k,h^T) . x``), which is the same
+    sum in another order: the result matches to float round-off.  ``fold``
+    forces (True) or forbids (False) that; None decides by that cost.
+    """
+    projected = projected or {}
     heads = layer.num_heads
+    inner = int(layer.query_proj.kernel.shape[-1])
+    n_query = int(query.shape[1]) if query is not None else int(projected["q"].shape[2])
+    n_key = int(key.shape[1]) if key is not None else int(projected["k"].shape[2])
 
-    def split(x):
-        b, n = ops.shape(x)[0], ops.shape(x)[1]
-        return ops.transpose(ops.reshape(x, (b, n, heads, -1)), (0, 2, 1, 3))
+    def folds(few: int, many: int) -> bool:
+        if fold is None:
+            return heads * few < inner and many > inner
+        return fold and many > few
 
-    q, k, v = split(q), split(k), split(v)
+    if "k" not in projected and "v" not in projected and folds(n_key, n_query):
+        return _attention_to_few_keys(layer, query, key, value, key_mask, projected.get("q"))
+    if not projected and key_mask is None and folds(n_query, n_key):
+        return _attention_from_few_queries(layer, query, key, value)
+    return _direct_attention(layer, query, key, value, key_mask, projected)
+
+
+def _direct_attention(layer, query, key, value, key_mask, projected):
+    ops = import_keras().ops
+    heads = layer.num_heads
+    q = projected.get("q")
+    k = projected.get("k")
+    v = projected.get("v")
+    q = _split_heads(layer.query_proj(query), heads) if q is None else q
+    k = _split_heads(layer.key_proj(key), heads) if k is None else k
+    v = _split_heads(layer.value_proj(value), heads) if v is None else v
     per_head = q.shape[-1]
-    logits = ops.matmul(q, ops.transpose(k, (0, 1, 3, 2))) / math.sqrt(per_head)
+    logits = ops.matmul(q, ops.swapaxes(k, -1, -2)) / math.sqrt(per_head)
     if key_mask is not None:
         logits = ops.where(key_mask[:, None, None, :] > 0.5, logits, -1e9)
     out = ops.matmul(ops.softmax(logits, axis=-1), v)
@@ -50,24 +92,123 @@ def _attention(layer: Any, query: Any, key: Any, value: Any, key_mask: Any | Non
     return layer.out_proj(out)
 
 
+def _weights(dense: Any, dtype: Any) -> tuple[Any, Any]:
+    ops = import_keras().ops
+    return ops.cast(dense.kernel, dtype), ops.cast(dense.bias, dtype)
+
+
+def _attention_to_few_keys(layer, query, key, value, key_mask, q_heads):
+    """Many queries (image tokens) attend to a few keys (prompt tokens), weights folded."""
+    ops = import_keras().ops
+    heads = layer.num_heads
+    k = _split_heads(layer.key_proj(key), heads)  # (B, h, T, d)
+    v = _split_heads(layer.value_proj(value), heads)
+    per_head = k.shape[-1]
+    scale = 1.0 / math.sqrt(per_head)
+    if q_heads is not None:
+        logits = ops.matmul(q_heads, ops.swapaxes(k, -1, -2))  # (B, h, N, T)
+    else:
+        w_q, b_q = _weights(layer.query_proj, query.dtype)
+        c = w_q.shape[0]
+        # (x W_q + b_q) . k = x (W_q k^T) + b_q . k, per head
+        w_qk = ops.einsum("chd,bhtd->bcht", ops.reshape(w_q, (c, heads, per_head)), k)
+        b_qk = ops.einsum("hd,bhtd->bht", ops.reshape(b_q, (heads, per_head)), k)
+        logits = ops.einsum("bnc,bcht->bhnt", query, w_qk) + b_qk[:, :, None, :]
+    logits = logits * scale
+    if key_mask is not None:
+        logits = ops.where(key_mask[:, None, None, :] > 0.5, logits, -1e9)
+    probs = ops.softmax(logits, axis=-1)
+    w_o, b_o = _weights(layer.out_proj, v.dtype)
+    c_out = w_o.shape[-1]
+    # concat_h(P_h v_h) W_o = sum_h P_h (v_h W_o,h)
+    v_o = ops.einsum("bhtd,hdc->bhtc", v, ops.reshape(w_o, (heads, per_head, c_out)))
+    return ops.einsum("bhnt,bhtc->bnc", probs, v_o) + b_o
+
+
+def _attention_from_few_queries(layer, query, key, value):
+    """A few queries (prompt tokens) attend to many keys (image tokens), weights folded."""
+    ops = import_keras().ops
+    heads = layer.num_heads
+    q = _split_heads(layer.query_proj(query), heads)  # (B, h, T, d)
+    per_head = q.shape[-1]
+    w_k, _ = _weights(layer.key_proj, key.dtype)
+    c = w_k.shape[0]
+    # q . (x W_k + b_k) = (q W_k^T) . x + q . b_k; the last term is the same for every
+    # key, and softmax does not change when a constant is added to all its inputs.
+    q_k = ops.einsum("bhtd,chd->bhtc", q, ops.reshape(w_k, (c, heads, per_head)))
+    logits = ops.einsum("bhtc,bnc->bhtn", q_k, key) / math.sqrt(per_head)
+    probs = ops.softmax(logits, axis=-1)
+    # P (x W_v + b_v) = (P x) W_v + b_v, since each row of P sums to 1
+    pooled = ops.einsum("bhtn,bnc->bhtc", probs, value)
+    w_v, b_v = _weights(layer.value_proj, value.dtype)
+    out = ops.einsum("bhtc,chd->bthd", pooled, ops.reshape(w_v, (c, heads, per_head)))
+    b, t = ops.shape(out)[0], ops.shape(out)[1]
+    out = ops.reshape(out, (b, t, heads * per_head)) + b_v
+    return layer.out_proj(out)
+
+
+#: What :meth:`PromptDecoder.prepare_image` computes once per image.
+PREPARED_KEYS = ("embedding", "keys", "key_pe", "t2i_k", "t2i_v", "i2t_q")
+
+
 def _build_prompt_decoder_class():
     keras = import_keras()
     ops = keras.ops
 
     class PromptDecoder(keras.Model):
-        """Padded prompts + image embedding -> low-res mask logits and IoU predictions."""
+        """Padded prompts + prepared image -> low-res mask logits and IoU predictions.
 
-        def __init__(self, prompt_encoder: Any, mask_decoder: Any, config: SAMConfig, **kw):
+        Inputs: the tensors of :meth:`prepare_image` (batch 1, shared by every
+        prompt) and the padded prompts.  With ``mask_input``/``has_mask`` among
+        the inputs, prompts that carry a mask input get their own image side.
+        """
+
+        def __init__(
+            self,
+            prompt_encoder: Any,
+            mask_decoder: Any,
+            config: SAMConfig,
+            fold_weights: bool | None = None,
+            **kw,
+        ):
             super().__init__(**kw)
             self.prompt_encoder = prompt_encoder
             self.mask_decoder = mask_decoder
             self.sam_config = config
+            self.fold_weights = fold_weights
             # Its layers are built (they belong to a built SAM model); it has no weights of its own.
             self.built = True
 
+        def prepare_image(self, embedding: Any, dense: Any | None = None) -> dict[str, Any]:
+            """The prompt-independent part of the decoder for image embeddings (B, e, e, c).
+
+            The first two-way layer's image-side projections depend only on the
+            image (plus the dense prompt, which is the learned "no mask" vector
+            unless a mask is given), so every prompt on that image shares them.
+            """
+            cfg, enc = self.sam_config, self.prompt_encoder
+            e, c = cfg.embedding_size, cfg.prompt_embed_dim
+            zero = ops.zeros((1,), "int32")
+            if dense is None:
+                dense = ops.reshape(enc.no_mask_embed(zero), (1, 1, 1, c))
+            summed = embedding + dense
+            batch = ops.shape(summed)[0]
+            keys = ops.reshape(summed, (batch, e * e, c))
+            pe = enc.positional_embedding_layer.encode_image((e, e))
+            key_pe = ops.reshape(ops.cast(pe, keys.dtype), (1, e * e, c))
+            first = self.mask_decoder.transformer.layers[0]
+            t2i, i2t = first.cross_attention_token_to_image, first.cross_attention_image_to_token
+            return {
+                "embedding": ops.broadcast_to(embedding, ops.shape(summed)),
+                "keys": keys,
+                "key_pe": key_pe,
+                "t2i_k": _split_heads(t2i.key_proj(keys + key_pe), t2i.num_heads),
+                "t2i_v": _split_heads(t2i.value_proj(keys), t2i.num_heads),
+                "i2t_q": _split_heads(i2t.query_proj(keys + key_pe), i2t.num_heads),
+            }
+
         def call(self, inputs, training=False):
             enc, dec, cfg = self.prompt_encoder, self.mask_decoder, self.sam_config
-            emb = inputs["image_embeddings"]
             points = inputs["points"]
             labels = ops.expand_dims(inputs["point_labels"], -1)
             batch = ops.shape(points)[0]
@@ -109,62 +250,120 @@ def _build_prompt_decoder_class():
                 [ops.ones((batch, num_masks + 1), prompt_valid.dtype), prompt_valid], axis=1
             )
 
-            e = cfg.embedding_size
-            no_mask = ops.reshape(enc.no_mask_embed(zero), (1, 1, 1, cfg.prompt_embed_dim))
-            has_mask = ops.reshape(inputs["has_mask"], (-1, 1, 1, 1))
-
-            def with_masks():
-                mask_emb = enc.mask_downscaler(inputs["mask_input"])
-                return ops.where(has_mask > 0.5, mask_emb, no_mask)
-
-            def without_masks():
-                return ops.broadcast_to(no_mask, (batch, e, e, cfg.prompt_embed_dim))
-
-            # the mask downscaler runs only when some prompt has a mask input
-            dense = ops.cond(ops.any(has_mask > 0.5), with_masks, without_masks)
-
-            image_pe = ops.reshape(pe_layer.encode_image((e, e)), (1, e * e, cfg.prompt_embed_dim))
-            keys = ops.reshape(emb + dense, (batch, e * e, cfg.prompt_embed_dim))
-            keys_pe = ops.broadcast_to(image_pe, ops.shape(keys))
-            queries = tokens
-            queries, keys = self._two_way(queries, keys, tokens, keys_pe, token_valid)
+            image = {k: inputs[k] for k in PREPARED_KEYS}
+            if "mask_input" in inputs:
+                image = self._with_mask_inputs(image, inputs, batch)
+            queries, keys = self._two_way(tokens, tokens, token_valid, image)
 
             iou_out = queries[:, 0]
-            upscaled = dec.output_upscaling(ops.reshape(keys, (batch, e, e, cfg.prompt_embed_dim)))
             hyper = ops.stack(
                 [dec.output_hypernetworks_mlps[i](queries[:, 1 + i]) for i in range(num_masks)],
                 axis=1,
             )
-            masks = ops.einsum("bkc,bhwc->bkhw", hyper, upscaled)
+            masks = self._upscaled_masks(keys, hyper)
             return {"low_res_logits": masks, "iou_predictions": dec.iou_prediction_head(iou_out)}
 
-        def _two_way(self, queries, keys, query_pe, key_pe, token_valid):
+        def _upscaled_masks(self, keys, hyper):
+            """``output_upscaling`` + the hypernetwork product, in sub-pixel order.
+
+            Each stride-2 2x2 transposed convolution is one matmul per pixel into
+            its 2x2 sub-pixels; LayerNorm and GELU are per pixel too.  Keeping the
+            sub-pixels as extra rows until the (small) mask logits are formed saves
+            shuffling the 256x256x32 feature map, which costs more than the math.
+            """
+            conv1, norm, act1, conv2, act2 = self.mask_decoder.output_upscaling.layers
+            batch, e = ops.shape(keys)[0], self.sam_config.embedding_size
+            x = keys
+            for conv, after in ((conv1, lambda y: act1(norm(y))), (conv2, act2)):
+                kh, kw, c_out, c_in = conv.kernel.shape
+                kernel = ops.cast(conv.kernel, x.dtype)
+                w = ops.reshape(ops.transpose(kernel, (3, 0, 1, 2)), (c_in, kh * kw * c_out))
+                x = ops.reshape(ops.matmul(x, w), (batch, -1, c_out))
+                x = after(x + ops.cast(conv.bias, x.dtype))
+            masks = ops.einsum("bpc,bkc->bkp", x, hyper)
+            # rows of x: (i, j, p1, q1, p2, q2) -> pixel (4i + 2 p1 + p2, 4j + 2 q1 + q2)
+            k = ops.shape(hyper)[1]
+            masks = ops.reshape(masks, (batch, k, e, e, kh, kw, kh, kw))
+            masks = ops.transpose(masks, (0, 1, 2, 4, 6, 3, 5, 7))
+            return ops.reshape(masks, (batch, k, e * kh * kh, e * kw * kw))
+
+        def _with_mask_inputs(self, image, inputs, batch):
+            """Per-prompt image side when some prompt has a mask input, else the shared one."""
+            has_mask = ops.reshape(inputs["has_mask"], (-1, 1, 1, 1))
+            no_mask = ops.reshape(
+                self.prompt_encoder.no_mask_embed(ops.zeros((1,), "int32")),
+                (1, 1, 1, self.sam_config.prompt_embed_dim),
+            )
+
+            def with_masks():
+                mask_emb = self.prompt_encoder.mask_downscaler(inputs["mask_input"])
+                dense = ops.where(has_mask > 0.5, mask_emb, no_mask)
+                return self.prepare_image(image["embedding"], dense)
+
+            def shared():
+                return {
+                    k: v if k == "key_pe" else ops.broadcast_to(v, (batch, *v.shape[1:]))
+                    for k, v in image.items()
+                }
+
+            # the mask downscaler runs only when some prompt has a mask input
+            return ops.cond(ops.any(has_mask > 0.5), with_masks, shared)
+
+        def _two_way(self, queries, query_pe, token_valid, image):
             t = self.mask_decoder.transformer
-            for layer in t.layers:
+            fold = self.fold_weights
+            keys, key_pe = image["keys"], image["key_pe"]
+            for index, layer in enumerate(t.layers):
+                first = index == 0
                 if layer.skip_first_layer_pe:
                     queries = _attention(
-                        layer.self_attention, queries, queries, queries, token_valid
+                        layer.self_attention, queries, queries, queries, token_valid, fold=fold
                     )
                 else:
                     q = queries + query_pe
-                    queries = queries + _attention(layer.self_attention, q, q, queries, token_valid)
+                    queries = queries + _attention(
+                        layer.self_attention, q, q, queries, token_valid, fold=fold
+                    )
                 queries = layer.layer_norm1(queries)
-                q, k = queries + query_pe, keys + key_pe
+                q = queries + query_pe
+                k = None if first else keys + key_pe
+                ahead = {"k": image["t2i_k"], "v": image["t2i_v"]} if first else None
                 queries = queries + _attention(
-                    layer.cross_attention_token_to_image, q, k, keys, None
+                    layer.cross_attention_token_to_image, q, k, keys, None, ahead, fold
                 )
                 queries = layer.layer_norm2(queries)
                 queries = layer.layer_norm3(queries + layer.mlp_block(queries))
-                q, k = queries + query_pe, keys + key_pe
+                q = queries + query_pe
+                k = None if first else keys + key_pe
+                ahead = {"q": image["i2t_q"]} if first else None
                 keys = keys + _attention(
-                    layer.cross_attention_image_to_token, k, q, queries, token_valid
+                    layer.cross_attention_image_to_token, k, q, queries, token_valid, ahead, fold
                 )
                 keys = layer.layer_norm4(keys)
             q, k = queries + query_pe, keys + key_pe
-            queries = queries + _attention(t.final_attention_token_to_image, q, k, keys, None)
+            queries = queries + _attention(
+                t.final_attention_token_to_image, q, k, keys, None, fold=fold
+            )
             return t.final_layer_norm(queries), keys
 
     return PromptDecoder
+
+
+def _image_preparation_class():
+    keras = import_keras()
+
+    class ImagePreparation(keras.Model):
+        """Image embeddings -> the prompt decoder's prompt-independent image side."""
+
+        def __init__(self, decoder: Any, **kw):
+            super().__init__(dtype=decoder.dtype_policy, **kw)
+            self.decoder = decoder
+            self.built = True
+
+        def call(self, embedding, training=False):
+            return self.decoder.prepare_image(embedding)
+
+    return ImagePreparation
 
 
 def point_slots_for(num_points: int, minimum: int = DEFAULT_POINT_SLOTS) -> int:
@@ -186,16 +385,32 @@ class PromptPath:
     Coordinates are in the model's input frame (after the longest-side resize).
     """
 
-    def __init__(self, sam_model: Any, config: SAMConfig, jit_compile: bool = True) -> None:
+    def __init__(
+        self,
+        sam_model: Any,
+        config: SAMConfig,
+        jit_compile: bool = True,
+        fold_weights: bool | None = None,
+    ) -> None:
         cls = _build_prompt_decoder_class()
         self.config = config
         # same dtype policy as the network, so float inputs are cast to its compute dtype
         self.decoder = cls(
-            sam_model.prompt_encoder, sam_model.mask_decoder, config, dtype=sam_model.dtype_policy
+            sam_model.prompt_encoder,
+            sam_model.mask_decoder,
+            config,
+            fold_weights=fold_weights,
+            dtype=sam_model.dtype_policy,
         )
         self.compiled = CompiledCall(self.decoder, jit_compile=jit_compile)
+        self.preparation = CompiledCall(
+            _image_preparation_class()(self.decoder), jit_compile=jit_compile
+        )
         self._lock = threading.Lock()
         self._warm_thread: threading.Thread | None = None
+        # the embedding the prepared image side belongs to (kept, so its id stays unique)
+        self._prepared_for: np.ndarray | None = None
+        self._prepared: dict[str, Any] = {}
 
     def start_warm_up(self) -> None:
         """Compile for single prompts in a background thread (e.g. while an embedding runs).
@@ -224,20 +439,30 @@ class PromptPath:
     def trace_count(self) -> int:
         return self.compiled.trace_count
 
+    def _prepare(self, image_embedding: np.ndarray) -> dict[str, Any]:
+        """The decoder's prompt-independent image side, computed once per embedding."""
+        if self._prepared_for is not image_embedding:
+            self._prepared = self.preparation.call_tensors(
+                image_embedding.astype(np.float32, copy=False)
+            )
+            self._prepared_for = image_embedding
+        return self._prepared
+
     def run(
         self,
         image_embedding: np.ndarray,
         point_coords: list[np.ndarray | None],
         point_labels: list[np.ndarray | None],
         boxes: list[np.ndarray | None],
-        mask_inputs: list[np.ndarray | None],
+        mask_inputs: list[np.ndarray | None] | None,
         min_point_slots: int = DEFAULT_POINT_SLOTS,
     ) -> tuple[np.ndarray, np.ndarray]:
         """Decode a batch of prompts; returns (low-res logits (B, 4, m, m), IoU (B, 4)).
 
         Each list has one entry per prompt: points (N, 2) and labels (N,) or
         None, a box (4,) or None, a low-res mask (m, m) or None.  The pad point
-        is added here, as the official prompt encoder does.
+        is added here, as the official prompt encoder does.  ``mask_inputs=None``
+        uses a compiled function without mask inputs (the automatic generator's).
         """
         cfg = self.config
         n = len(point_coords)
@@ -253,7 +478,8 @@ class PromptPath:
         masks = np.zeros((batch, m, m, 1), np.float32)
         has_mask = np.zeros((batch,), np.float32)
         for i in range(n):
-            p, lab, box, mask = point_coords[i], point_labels[i], boxes[i], mask_inputs[i]
+            p, lab, box = point_coords[i], point_labels[i], boxes[i]
+            mask = None if mask_inputs is None else mask_inputs[i]
             k = 0 if p is None else len(p)
             if k:
                 pts[i, :k] = p
@@ -267,18 +493,16 @@ class PromptPath:
             if mask is not None:
                 masks[i, :, :, 0] = mask
                 has_mask[i] = 1.0
+        inputs = {
+            "points": pts,
+            "point_labels": labels,
+            "point_valid": valid,
+            "boxes": box_arr,
+            "box_valid": box_valid,
+        }
+        if mask_inputs is not None:
+            inputs.update(mask_input=masks, has_mask=has_mask)
         with self._lock:
-            out = self.compiled(
-                {
-                    "image_embeddings": image_embedding.astype(np.float32, copy=False),
-                    "points": pts,
-                    "point_labels": labels,
-                    "point_valid": valid,
-                    "boxes": box_arr,
-                    "box_valid": box_valid,
-                    "mask_input": masks,
-                    "has_mask": has_mask,
-                }
-            )
+            out = self.compiled({**inputs, **self._prepare(image_embedding)})
         low_res = out["low_res_logits"][:n].astype(np.float32, copy=False)
         return low_res, out["iou_predictions"][:n].astype(np.float32, copy=False)

@@ -9,6 +9,10 @@ from conftest import SEVERAL_GLOBAL, TINY, save_official_checkpoint
 from official_sam import install_torchvision_shim
 
 from napari_sam_keras import SAMPredictor, load_model
+from napari_sam_keras.backbone_forward import backbone_forward
+from napari_sam_keras.compiled_call import CompiledCall
+from napari_sam_keras.image_preprocessing import model_input
+from napari_sam_keras.prompt_path import PromptPath
 
 install_torchvision_shim()
 from segment_anything import SamPredictor  # noqa: E402
@@ -59,6 +63,20 @@ def test_embedding_matches(pair):
     b = theirs.get_image_embedding().numpy()
     assert a.shape == b.shape
     assert np.linalg.norm(a - b) / np.linalg.norm(b) < 1e-4
+
+
+def test_global_attention_in_chunks_matches(pair):
+    """Big images take global attention a chunk of query rows at a time; tiny test models
+    fit one chunk, so small chunks are forced here (several per head)."""
+    ours, theirs = pair
+    cfg = ours.config
+    forward = backbone_forward(ours.network.model.backbone, cfg, query_chunk=cfg.embedding_size)
+    features = CompiledCall(forward)(
+        model_input(structured_image(), cfg.image_size, cfg.pixel_mean)
+    )
+    official = np.transpose(theirs.get_image_embedding().numpy(), (0, 2, 3, 1))
+    assert np.linalg.norm(features - official) / np.linalg.norm(official) < 1e-4
+    np.testing.assert_allclose(features, ours.embedding_state().features, atol=1e-4)
 
 
 PROMPTS = {
@@ -137,3 +155,30 @@ def test_restored_embedding_predicts_the_same(pair):
     ours.set_embedding(state)
     after = ours.predict(**PROMPTS["one_point"])
     np.testing.assert_array_equal(before[2], after[2])
+
+
+@pytest.mark.parametrize("fold", [True, False], ids=["folded", "direct"])
+def test_both_attention_orders_match(pair, fold):
+    """The prompt path folds token projections into the weights when that is cheaper
+    (big models); tiny test models never qualify, so both orders are forced here."""
+    ours, theirs = pair
+    predictor = SAMPredictor(ours.network, warm_up=False)
+    predictor.prompt_path = PromptPath(ours.network.model, ours.config, fold_weights=fold)
+    predictor.set_embedding(ours.embedding_state())
+    for kind in ("one_point", "box_points"):
+        prompt = PROMPTS[kind]
+        out = predictor.predict(**prompt)
+        with torch.no_grad():
+            ref = theirs.predict(**prompt)
+            logits = theirs.predict(return_logits=True, **prompt)[0]
+        assert_same(out, logits, ref)
+    # the automatic generator's batched path (no mask inputs, fewest point slots)
+    points = np.array([[[30.0, 40.0]], [[200.0, 150.0]], [[390.0, 280.0]]])
+    low, iou = predictor.predict_input_frame(
+        points * predictor.input_size[0] / 300, np.ones((3, 1), np.int64)
+    )
+    with torch.no_grad():
+        tp = torch.as_tensor(points * predictor.input_size[0] / 300, dtype=torch.float32)
+        _, t_iou, t_low = theirs.predict_torch(tp, torch.ones(3, 1), multimask_output=True)
+    np.testing.assert_allclose(low, t_low.numpy(), atol=LOW_RES_TOL)
+    np.testing.assert_allclose(iou, t_iou.numpy(), atol=IOU_TOL)
