@@ -91,22 +91,30 @@ def _build_backbone_forward_class():
 
         def _block(self, block, x):
             shortcut = x
-            x = block.layer_norm1(x)
+            attn = block.attention
+            # q, k, v of the real tokens only; the window padding's tokens are zeros after
+            # layer_norm1, so their q, k, v are the bias, which is what they get here.
+            qkv = attn.qkv(block.layer_norm1(x))
             if block.window_size > 0:
-                h, w = ops.shape(x)[1], ops.shape(x)[2]
-                x, hw_padded = block.window_partitioning.partition(x)
-                x = self._attention(block.attention, x)
-                x = block.window_partitioning.unpartition(x, HW_padded=hw_padded, HW=(h, w))
+                part = block.window_partitioning
+                h, w = x.shape[1], x.shape[2]
+                windows, hw_padded = part.partition(qkv)
+                if tuple(hw_padded) != (h, w) and attn.qkv.use_bias:
+                    inside, _ = part.partition(ops.ones_like(qkv[..., :1]))
+                    windows = windows + (1 - inside) * ops.cast(attn.qkv.bias, qkv.dtype)
+                out = self._attention(attn, windows)
+                out = part.unpartition(out, HW_padded=hw_padded, HW=(h, w))
             else:
-                x = self._attention(block.attention, x)
-            x = shortcut + x
+                out = self._attention(attn, qkv)
+            x = shortcut + attn.projection(out)  # per token: the padding's rows are dropped
             return x + block.mlp_block(block.layer_norm2(x))
 
-        def _attention(self, attn, x):
-            """keras-cv ``MultiHeadAttentionWithRelativePE.call``, chunked over queries."""
-            b, (h, w, c) = ops.shape(x)[0], x.shape[1:]
+        def _attention(self, attn, qkv):
+            """keras-cv ``MultiHeadAttentionWithRelativePE.call`` from q, k, v, before the
+            output projection, taken in steps that stay in the CPU cache."""
+            b, h, w = ops.shape(qkv)[0], qkv.shape[1], qkv.shape[2]
             heads, key_dim = attn.num_heads, attn.key_dim
-            qkv = ops.reshape(attn.qkv(x), (b, h * w, 3, heads, key_dim))
+            qkv = ops.reshape(qkv, (b, h * w, 3, heads, key_dim))
             qkv = ops.reshape(ops.transpose(qkv, (2, 0, 3, 1, 4)), (3, -1, h * w, key_dim))
             q, k, v = qkv[0], qkv[1], qkv[2]  # (b * heads, tokens, key_dim)
             if attn.use_rel_pos:
@@ -117,13 +125,25 @@ def _build_backbone_forward_class():
             else:
                 rel_h = rel_w = None
             rows = _rows_per_chunk(h, w, self.query_chunk)
-            if rows == h:  # the whole map is small (windows, small models): one batched step
-                out = _attend(q, k, v, rel_h, rel_w, attn.scale, (h, w))
+            if rows == h:
+                # small maps (windows, small images): one image (window) with its heads per step
+                pieces = [ops.reshape(t, (-1, heads, *t.shape[1:])) for t in (q, k, v)]
+                if rel_h is not None:
+                    pieces += [
+                        ops.reshape(rel_h, (-1, heads, h, w, h)),
+                        ops.reshape(rel_w, (-1, heads, h, w, w)),
+                    ]
+
+                def step(args):
+                    rel_s = (args[3], args[4]) if rel_h is not None else (None, None)
+                    return _attend(args[0], args[1], args[2], *rel_s, attn.scale, (h, w))
+
+                out = ops.map(step, tuple(pieces))
             else:
+                # a big map: one head's ``rows`` grid rows of queries against all its keys
                 n = h // rows
 
                 def chunk(args):
-                    """One head's ``rows`` grid rows of queries against all its keys."""
                     q_c, head = args[0][None], args[1]
                     k_h, v_h = ops.take(k, head, axis=0)[None], ops.take(v, head, axis=0)[None]
                     rel_c = (None, None) if rel_h is None else (args[2][None], args[3][None])
@@ -140,8 +160,7 @@ def _build_backbone_forward_class():
                     )
                 out = ops.map(chunk, pieces)
             out = ops.reshape(out, (b, heads, h, w, key_dim))
-            out = ops.reshape(ops.transpose(out, (0, 2, 3, 1, 4)), (b, h, w, c))
-            return attn.projection(out)
+            return ops.reshape(ops.transpose(out, (0, 2, 3, 1, 4)), (b, h, w, heads * key_dim))
 
     return BackboneForward
 
