@@ -613,18 +613,19 @@ class InteractiveSegmentationWidget(SAMContainer):
         if image_slice.layer not in self.viewer.layers:
             return
         layer = self._preview_layer_for(image_slice)
-        self._erase_preview_pixels()
+        self._erase_preview_pixels(refresh=False)  # one refresh below shows both changes
         label_image = np.clip(masks_to_label_image(masks, image_slice.shape2d), 0, 255)
         layer.data[image_slice.region] = label_image.astype(np.uint8)
         self._preview_region = image_slice.region
         self._preview = _Preview(request=request, masks=masks)
         layer.refresh()
 
-    def _erase_preview_pixels(self) -> None:
+    def _erase_preview_pixels(self, refresh: bool = True) -> None:
         layer = self._preview_layer
         if layer is not None and self._preview_region is not None and layer in self.viewer.layers:
             layer.data[self._preview_region] = 0
-            layer.refresh()
+            if refresh:
+                layer.refresh()
         self._preview_region = None
 
     def _clear_preview(self) -> None:
