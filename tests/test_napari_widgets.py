@@ -329,6 +329,28 @@ def test_automatic_widget_writes_one_label_per_mask_and_undoes(make_widget, erro
     assert set(np.unique(target.data)) == {0, 5}
 
 
+def test_widgets_share_slice_embeddings(make_widget, sam_network, tiny_checkpoint):
+    """An embedding the automatic widget computed serves the interactive widget's clicks
+    (and the other way round): each slice is embedded once."""
+    from napari_sam_keras.sample_data import sample_image
+
+    viewer, image, auto = make_widget(sample_image((64, 64), n_cells=3), name=AUTOMATIC)
+    auto.points_per_side.value = 2
+    cache = auto.embedding_cache
+    misses, hits = cache.misses, cache.hits
+    auto.run()
+    assert (cache.misses, cache.hits) == (misses + 1, hits)  # computed once, cached
+    _dock, interactive = viewer.window.add_plugin_dock_widget(PLUGIN, INTERACTIVE)
+    interactive.model.value = str(tiny_checkpoint)
+    interactive.model_store.add(str(tiny_checkpoint), sam_network)
+    assert interactive.embedding_cache is cache
+    interactive.points.value.add([30, 30])
+    assert interactive.run() is not None
+    assert (cache.misses, cache.hits) == (misses + 1, hits + 1)  # reused, not recomputed
+    auto.run()
+    assert (cache.misses, cache.hits) == (misses + 1, hits + 2)
+
+
 def test_automatic_every_slice_and_cancel(make_widget, monkeypatch, qtbot):
     import napari_sam_keras
     from napari_sam_keras.errors import OperationCancelled

@@ -27,7 +27,7 @@ from .image_slices import (
 )
 from .labels_writing import create_labels_layer, write_label_images
 from .layer_choices import SAMContainer, layer_combo, resolve_viewer
-from .model_store import ModelStore, model_field, source_text
+from .model_store import ModelStore, model_field, shared_embedding_cache, source_text
 from .notifications import USER_ERRORS, report_error, report_outcome, report_warning
 from .safe_import import ml_stack_ready
 from .segmentation_jobs import AutomaticJob
@@ -50,6 +50,7 @@ class AutomaticSegmentationWidget(SAMContainer):
         super().__init__(labels=True)
         viewer = self.viewer = resolve_viewer(napari_viewer)
         self.model_store = ModelStore()
+        self.embedding_cache = shared_embedding_cache()
         self._task: Task | None = None
 
         self._image_w = layer_combo(viewer, "image", Image, tooltip="The image to segment.")
@@ -208,7 +209,7 @@ class AutomaticSegmentationWidget(SAMContainer):
         if not ml_stack_ready():
             return
         task = Task(
-            partial(job, self.model_store),
+            partial(job, self.model_store, self.embedding_cache),
             self._description(job),
             on_done=partial(self._write, job),
             on_error=report_outcome,
@@ -228,7 +229,7 @@ class AutomaticSegmentationWidget(SAMContainer):
             return None
         if not ml_stack_ready():
             return None
-        task = Task(partial(job, self.model_store), self._description(job))
+        task = Task(partial(job, self.model_store, self.embedding_cache), self._description(job))
         self._set_task(task)
         try:
             results = task.run()

@@ -30,7 +30,6 @@ from magicgui.widgets import CheckBox, Label, PushButton, RadioButtons
 from napari.layers import Image, Labels, Points, Shapes
 from qtpy.QtCore import QTimer
 
-from ..embedding import EmbeddingCache
 from ..errors import ImageError, SAMError
 from .image_slices import ImageSlice, current_slice
 from .labels_writing import check_labels_fit, create_labels_layer, masks_to_label_image, write_masks
@@ -44,7 +43,7 @@ from .layer_prompts import (
     group_prompts,
     prompts_on_slice,
 )
-from .model_store import ModelStore, model_field, source_text
+from .model_store import ModelStore, model_field, shared_embedding_cache, source_text
 from .notifications import USER_ERRORS, report_error, report_outcome, report_warning
 from .prompt_layers import (
     BOXES_NAME,
@@ -97,7 +96,7 @@ class InteractiveSegmentationWidget(SAMContainer):
         super().__init__(labels=True)
         viewer = self.viewer = resolve_viewer(napari_viewer)
         self.model_store = ModelStore()
-        self.embedding_cache = EmbeddingCache(max_items=32)
+        self.embedding_cache = shared_embedding_cache()
         self._predictors: dict = {}
         self._task: Task | None = None
         self._queued = None

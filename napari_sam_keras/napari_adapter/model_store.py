@@ -1,4 +1,7 @@
-"""Models for the widgets: loaded lazily with ``load_model(source)``, cached by source string."""
+"""Models for the widgets: loaded lazily with ``load_model(source)``, cached by source string.
+
+Also the image embeddings they compute, shared by both widgets.
+"""
 
 from __future__ import annotations
 
@@ -6,6 +9,7 @@ import os
 import threading
 import weakref
 
+from ..embedding import EmbeddingCache
 from ..errors import ModelLoadError
 
 #: The model a new widget proposes (keras-cv's ViT-B preset).
@@ -14,6 +18,15 @@ DEFAULT_MODEL = "sam_base_sa1b"
 #: Networks loaded by any widget, so that two widgets never hold two copies.
 _LOADED: weakref.WeakValueDictionary = weakref.WeakValueDictionary()
 _last_source: str | None = None
+
+#: Slice embeddings computed by any widget: the automatic widget reuses what the interactive
+#: one computed for a slice, and the other way round (keys name layer, slice and model).
+_EMBEDDINGS = EmbeddingCache(max_items=32)
+
+
+def shared_embedding_cache() -> EmbeddingCache:
+    """The embedding cache both widgets use."""
+    return _EMBEDDINGS
 
 
 def proposed_model() -> str:

@@ -118,13 +118,14 @@ class AutomaticJob:
     generator_options: dict
     max_side: int | None = None
 
-    def __call__(self, models, report: Report) -> list[tuple[ImageSlice, np.ndarray]]:
-        from .. import SAMAutomaticMaskGenerator, masks_to_labels
+    def __call__(self, models, cache, report: Report) -> list[tuple[ImageSlice, np.ndarray]]:
+        from .. import SAMAutomaticMaskGenerator, SAMPredictor, masks_to_labels
 
         n = len(self.indices)
         report(0, 0)
         network = models.get(self.model_source)
         generator = SAMAutomaticMaskGenerator(network, **self.generator_options)
+        predictor = SAMPredictor(network)  # shares the network's compiled functions
         results = []
         steps = 1000
         for k, index in enumerate(self.indices):
@@ -135,8 +136,13 @@ class AutomaticJob:
 
             report(k * steps, n * steps)
             image_slice = make_slice(self.layer, index, self.slice_axes, self.max_side)
+            # the slice's embedding from (or into) the cache the interactive widget shares
+            embed(predictor, image_slice, cache)
             records = generator.generate(
-                image_slice.data, progress=progress, contrast_limits=image_slice.contrast_limits
+                image_slice.data,
+                progress=progress,
+                contrast_limits=image_slice.contrast_limits,
+                embedding=predictor.embedding_state(),
             )
             label_image = masks_to_labels(records, shape=image_slice.data.shape[:2])
             results.append((image_slice, image_slice.to_full_resolution(label_image)))
