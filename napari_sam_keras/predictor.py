@@ -147,6 +147,37 @@ class SAMPredictor:
         (C,), (C, 256, 256) with C = 3 when ``multimask_output`` else 1.
         ``masks`` are boolean unless ``return_logits``.
         """
+        points, labels, box, mask_input = self._check_prompt(
+            point_coords, point_labels, box, mask_input
+        )
+        masks, scores, low_res = self._decode(
+            [points], [labels], [box], [mask_input], multimask_output, return_logits
+        )
+        return masks[0], scores[0], low_res[0]
+
+    def predict_best(
+        self,
+        point_coords: np.ndarray | None = None,
+        point_labels: np.ndarray | None = None,
+        box: np.ndarray | None = None,
+        mask_input: np.ndarray | None = None,
+        multimask_output: bool = True,
+    ) -> tuple[np.ndarray, float]:
+        """The highest-scoring mask of :meth:`predict` as (H, W) bool, and its predicted IoU.
+
+        Only that mask is upscaled to the image size (what an interactive tool
+        shows), not all three.
+        """
+        points, labels, box, mask_input = self._check_prompt(
+            point_coords, point_labels, box, mask_input
+        )
+        masks, scores, _ = self._decode(
+            [points], [labels], [box], [mask_input], multimask_output, False, best_only=True
+        )
+        return masks[0, 0], float(scores[0, 0])
+
+    def _check_prompt(self, point_coords, point_labels, box, mask_input):
+        """One object's prompt, validated and in the model's input frame."""
         emb = self._require_image()
         if point_coords is None and point_labels is not None:
             raise PromptError("point_labels were given without point_coords.")
@@ -162,10 +193,7 @@ class SAMPredictor:
             )
         if mask_input is not None:
             mask_input = check_mask_input(mask_input, self.config.low_res_mask_size)
-        masks, scores, low_res = self._decode(
-            [points], [labels], [box], [mask_input], multimask_output, return_logits
-        )
-        return masks[0], scores[0], low_res[0]
+        return points, labels, box, mask_input
 
     def predict_batch(
         self,
@@ -242,13 +270,19 @@ class SAMPredictor:
         sl = slice(1, None) if multimask_output else slice(0, 1)
         return low_res[:, sl], iou[:, sl]
 
-    def _decode(self, points, labels, boxes, masks, multimask_output, return_logits):
+    def _decode(
+        self, points, labels, boxes, masks, multimask_output, return_logits, best_only=False
+    ):
         emb = self._embedding
         low_res, iou = self.prompt_path.run(
             emb.features, points, labels, boxes, masks, min_point_slots=self.point_slots
         )
         sl = slice(1, None) if multimask_output else slice(0, 1)
         low_res, iou = low_res[:, sl], iou[:, sl]
+        if best_only:  # per prompt, the highest predicted IoU
+            best = np.argmax(iou, axis=1)[:, None]
+            iou = np.take_along_axis(iou, best, axis=1)
+            low_res = np.take_along_axis(low_res, best[:, :, None, None], axis=1)
         logits = upscale_logits(low_res, self.config.image_size, emb.input_size, emb.original_size)
         out = logits if return_logits else logits > MASK_THRESHOLD
         return out, iou, low_res

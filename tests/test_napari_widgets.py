@@ -92,6 +92,10 @@ class FakePredictor:
         n = 3 if multimask_output else 1
         return np.stack([mask] * n), np.linspace(0.1, 0.9, n), None
 
+    def predict_best(self, **kwargs):
+        masks, scores, _ = self.predict(**kwargs)
+        return masks[int(np.argmax(scores))], float(np.max(scores))
+
     def predict_batch(self, boxes=None, multimask_output=True, **_):
         masks = np.stack([self.predict(box=b, multimask_output=multimask_output)[0] for b in boxes])
         scores = np.tile(np.linspace(0.1, 0.9, masks.shape[1]), (len(boxes), 1))

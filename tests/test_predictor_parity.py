@@ -107,6 +107,16 @@ def test_prompt_matches(pair, kind, multimask):
     assert_same(out, logits, ref)
 
 
+@pytest.mark.parametrize("multimask", [True, False], ids=["multi", "single"])
+def test_predict_best_is_the_top_scoring_mask(pair, multimask):
+    ours, _ = pair
+    masks, scores, _ = ours.predict(multimask_output=multimask, **PROMPTS["pos_neg"])
+    best, score = ours.predict_best(multimask_output=multimask, **PROMPTS["pos_neg"])
+    assert best.dtype == bool and best.shape == masks.shape[1:]
+    np.testing.assert_array_equal(best, masks[int(np.argmax(scores))])
+    assert score == pytest.approx(float(np.max(scores)))
+
+
 def test_mask_input_from_previous_call(pair):
     ours, theirs = pair
     prompt = PROMPTS["one_point"]

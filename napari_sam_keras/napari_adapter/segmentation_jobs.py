@@ -73,8 +73,7 @@ def predict_objects(
                 kwargs["point_labels"] = np.asarray(obj["point_labels"], dtype=np.int32)
             if "box" in obj:
                 kwargs["box"] = image_slice.boxes_to_level(obj["box"])[0]
-            out, scores, _ = predictor.predict(**kwargs)
-            masks.append(_best(out, scores))
+            masks.append(predictor.predict_best(**kwargs)[0])
     return [image_slice.to_full_resolution(m) for m in masks]
 
 
