@@ -7,6 +7,11 @@ point slots and one box, and the padding tokens are masked out of every
 attention in which they are keys.  Real tokens then see exactly what they
 see in the official model, so outputs match it to float round-off, while
 the compiled function keeps one input signature.
+
+The decoder's image side that does not depend on the prompt (the image
+embedding plus the "no mask" embedding, and the first two-way layer's
+projections of it) is computed once per embedding by a second compiled
+function and shared by every prompt on that image.
 """
 
 from __future__ import annotations
