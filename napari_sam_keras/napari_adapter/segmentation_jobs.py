@@ -123,8 +123,8 @@ class AutomaticJob:
         n = len(self.indices)
         report(0, 0)
         network = models.get(self.model_source)
-        generator = SAMAutomaticMaskGenerator(network, **self.generator_options)
-        predictor = SAMPredictor(network)  # shares the network's compiled functions
+        predictor = SAMPredictor(network)
+        generator = SAMAutomaticMaskGenerator(predictor, **self.generator_options)
         results = []
         steps = 1000
         for k, index in enumerate(self.indices):
