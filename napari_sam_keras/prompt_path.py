@@ -474,17 +474,13 @@ class PromptPath:
         most = max((len(p) for p in point_coords if p is not None), default=0)
         slots = point_slots_for(most, min_point_slots)
         batch = batch_slots_for(n)
-        m = cfg.low_res_mask_size
         pts = np.zeros((batch, slots, 2), np.float32)
         labels = np.full((batch, slots), -1, np.int32)
         valid = np.zeros((batch, slots), np.float32)
         box_arr = np.zeros((batch, 2, 2), np.float32)
         box_valid = np.zeros((batch,), np.float32)
-        masks = np.zeros((batch, m, m, 1), np.float32)
-        has_mask = np.zeros((batch,), np.float32)
         for i in range(n):
             p, lab, box = point_coords[i], point_labels[i], boxes[i]
-            mask = None if mask_inputs is None else mask_inputs[i]
             k = 0 if p is None else len(p)
             if k:
                 pts[i, :k] = p
@@ -495,9 +491,6 @@ class PromptPath:
             if box is not None:
                 box_arr[i] = np.asarray(box, np.float32).reshape(2, 2)
                 box_valid[i] = 1.0
-            if mask is not None:
-                masks[i, :, :, 0] = mask
-                has_mask[i] = 1.0
         inputs = {
             "points": pts,
             "point_labels": labels,
@@ -506,6 +499,13 @@ class PromptPath:
             "box_valid": box_valid,
         }
         if mask_inputs is not None:
+            m = cfg.low_res_mask_size
+            masks = np.zeros((batch, m, m, 1), np.float32)
+            has_mask = np.zeros((batch,), np.float32)
+            for i, mask in enumerate(mask_inputs):
+                if mask is not None:
+                    masks[i, :, :, 0] = mask
+                    has_mask[i] = 1.0
             inputs.update(mask_input=masks, has_mask=has_mask)
         with self._lock:
             out = self.compiled({**inputs, **self._prepare(image_embedding)})
