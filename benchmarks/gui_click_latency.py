@@ -21,9 +21,9 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).parent))
 
-from napari_sam_keras.tensorflow_loading import import_ml_stack
+from napari_sam_keras.runtime.backend import import_ml_stack
 
-import_ml_stack()  # TensorFlow before napari's OpenGL (see napari_sam_keras.tensorflow_loading)
+import_ml_stack()  # TensorFlow before napari's OpenGL (see napari_sam_keras.runtime.tensorflow_loading)
 
 
 def pump_until(condition, timeout: float) -> bool:

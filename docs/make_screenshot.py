@@ -15,7 +15,7 @@ from pathlib import Path
 
 import numpy as np
 
-from napari_sam_keras.napari_adapter.safe_import import import_ml_stack
+from napari_sam_keras.runtime.backend import import_ml_stack
 
 OUT = Path(__file__).with_name("screenshot.png")
 

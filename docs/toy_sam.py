@@ -22,9 +22,9 @@ import numpy as np
 # the training step below is TensorFlow code
 os.environ["KERAS_BACKEND"] = os.environ["NAPARI_SAM_KERAS_BACKEND"] = "tensorflow"
 
-from napari_sam_keras.config import SAMConfig
-from napari_sam_keras.image_preprocessing import model_input, to_rgb_uint8
-from napari_sam_keras.napari_adapter.safe_import import import_ml_stack
+from napari_sam_keras.model.config import SAMConfig
+from napari_sam_keras.processing.images import model_input, to_rgb_uint8
+from napari_sam_keras.runtime.backend import import_ml_stack
 from napari_sam_keras.sample_data import _centres, _to_uint16
 
 TOY = SAMConfig(
@@ -102,8 +102,8 @@ def train(out_dir: Path, steps: int = 1500, seed: int = 0) -> Path:
     import keras
     import tensorflow as tf
 
-    from napari_sam_keras.model_loading import save_preset
-    from napari_sam_keras.network import build_sam
+    from napari_sam_keras.model.loading import save_preset
+    from napari_sam_keras.model.network import build_sam
 
     rng = np.random.default_rng(seed)
     data = [scene(rng) for _ in range(96)]

@@ -19,35 +19,41 @@ from typing import TYPE_CHECKING
 __version__ = "0.1.0"
 
 _EXPORTS = {
-    "load_model": ".model_loading",
-    "build_sam": ".network",
-    "SAMNetwork": ".network",
-    "SAMConfig": ".config",
-    "SAMPredictor": ".predictor",
-    "SAMAutomaticMaskGenerator": ".automatic_mask_generator",
-    "masks_to_labels": ".labels",
-    "ImageEmbedding": ".embedding",
-    "EmbeddingCache": ".embedding",
+    "load_model": ".model.loading",
+    "build_sam": ".model.network",
+    "SAMNetwork": ".model.network",
+    "SAMConfig": ".model.config",
+    "SAMPredictor": ".segmentation.predictor",
+    "SAMAutomaticMaskGenerator": ".segmentation.automatic_mask_generator",
+    "masks_to_labels": ".segmentation.labels",
+    "ImageEmbedding": ".model.embedding",
+    "EmbeddingCache": ".model.embedding",
     "SAMError": ".errors",
     "ImageError": ".errors",
     "PromptError": ".errors",
     "ModelLoadError": ".errors",
     "OperationCancelled": ".errors",
-    "BackendError": ".backend",
+    "BackendError": ".errors",
 }
 
 __all__ = sorted(_EXPORTS)
 
 if TYPE_CHECKING:  # pragma: no cover
-    from .automatic_mask_generator import SAMAutomaticMaskGenerator
-    from .backend import BackendError
-    from .config import SAMConfig
-    from .embedding import EmbeddingCache, ImageEmbedding
-    from .errors import ImageError, ModelLoadError, OperationCancelled, PromptError, SAMError
-    from .labels import masks_to_labels
-    from .model_loading import load_model
-    from .network import SAMNetwork, build_sam
-    from .predictor import SAMPredictor
+    from .errors import (
+        BackendError,
+        ImageError,
+        ModelLoadError,
+        OperationCancelled,
+        PromptError,
+        SAMError,
+    )
+    from .model.config import SAMConfig
+    from .model.embedding import EmbeddingCache, ImageEmbedding
+    from .model.loading import load_model
+    from .model.network import SAMNetwork, build_sam
+    from .segmentation.automatic_mask_generator import SAMAutomaticMaskGenerator
+    from .segmentation.labels import masks_to_labels
+    from .segmentation.predictor import SAMPredictor
 
 
 def __getattr__(name: str):

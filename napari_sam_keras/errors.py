@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-from .backend import BackendError
-
 
 class SAMError(ValueError):
     """Base class of the errors napari-sam-keras raises for bad input."""
@@ -19,6 +17,10 @@ class PromptError(SAMError):
 
 class ModelLoadError(SAMError):
     """A model source could not be found, read, downloaded or converted."""
+
+
+class BackendError(RuntimeError):
+    """The requested Keras backend cannot be used in this process."""
 
 
 class OperationCancelled(Exception):

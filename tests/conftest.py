@@ -6,9 +6,9 @@ import os
 from pathlib import Path
 
 import pytest
+from helpers import TINY, save_official_checkpoint
 
-from napari_sam_keras.backend import ensure_backend
-from napari_sam_keras.config import SAMConfig
+from napari_sam_keras.runtime.backend import ensure_backend
 
 # Fix the Keras backend (NAPARI_SAM_KERAS_BACKEND / KERAS_BACKEND, else the project's
 # default) before any test module imports keras.
@@ -19,36 +19,11 @@ def pytest_configure(config):
     """Load TensorFlow the OpenGL-safe way before any test module (keras_hub) imports it.
 
     The GUI tests open napari viewers (Mesa's OpenGL, with its own LLVM) in the
-    same process; see :mod:`napari_sam_keras.tensorflow_loading`.
+    same process; see :mod:`napari_sam_keras.runtime.tensorflow_loading`.
     """
-    from napari_sam_keras.tensorflow_loading import import_ml_stack
+    from napari_sam_keras.runtime.backend import import_ml_stack
 
     import_ml_stack()
-
-
-#: A tiny SAM: 2 encoder blocks (1 global), 256 px input, 32-dim prompts.
-TINY = SAMConfig(
-    image_size=256,
-    encoder_embed_dim=32,
-    encoder_depth=2,
-    encoder_num_heads=2,
-    encoder_global_attn_indexes=(1,),
-    prompt_embed_dim=32,
-    decoder_mlp_dim=64,
-    iou_head_hidden_dim=32,
-)
-
-#: A larger one with several global blocks and windows that need padding.
-SEVERAL_GLOBAL = SAMConfig(
-    image_size=512,
-    encoder_embed_dim=48,
-    encoder_depth=4,
-    encoder_num_heads=3,
-    encoder_global_attn_indexes=(1, 3),
-    prompt_embed_dim=64,
-    decoder_mlp_dim=128,
-    iou_head_hidden_dim=64,
-)
 
 
 @pytest.fixture(scope="session", autouse=True)
@@ -62,16 +37,6 @@ def _isolated_cache(tmp_path_factory):
         os.environ.pop("NAPARI_SAM_KERAS_CACHE_DIR", None)
     else:
         os.environ["NAPARI_SAM_KERAS_CACHE_DIR"] = old
-
-
-def save_official_checkpoint(config: SAMConfig, path: Path, seed: int = 0):
-    """Save a random official SAM of ``config`` as ``path`` (.pth); return the torch model."""
-    import torch
-    from official_sam import build_official_sam
-
-    sam = build_official_sam(config, seed=seed)
-    torch.save(sam.state_dict(), path)
-    return sam
 
 
 @pytest.fixture(scope="session")

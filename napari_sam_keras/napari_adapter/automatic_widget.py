@@ -27,11 +27,11 @@ from .image_slices import (
 )
 from .labels_writing import create_labels_layer, write_label_images
 from .layer_choices import SAMContainer, layer_combo, resolve_viewer
-from .model_store import ModelStore, model_field, shared_embedding_cache, source_text
+from .loaded_models import ModelStore, model_field, shared_embedding_cache, source_text
 from .notifications import USER_ERRORS, report_error, report_outcome, report_warning
 from .safe_import import ml_stack_ready
 from .segmentation_jobs import AutomaticJob
-from .workers import Task
+from .task_runner import Task
 
 if TYPE_CHECKING:
     import napari

@@ -62,6 +62,19 @@ class ImageSlice:
         """Index expression selecting this slice from a full-resolution array."""
         return tuple(slice(None) if i is None else int(i) for i in self.index)
 
+    @property
+    def key(self) -> tuple:
+        """What identifies these pixels: image layer, its data, slice, level, contrast limits."""
+        layer = self.layer
+        return (
+            str(getattr(layer, "unique_id", id(layer))),
+            id(layer.data),
+            self.plane,
+            self.slice_axes,
+            self.level,
+            self.contrast_limits,
+        )
+
     def to_level_xy(self, xy: np.ndarray) -> np.ndarray:
         """(x, y) full-resolution pixel coordinates -> coordinates in ``data``."""
         xy = np.asarray(xy, dtype=np.float64)

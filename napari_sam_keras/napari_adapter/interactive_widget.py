@@ -31,30 +31,31 @@ from napari.layers import Image, Labels, Points, Shapes
 from qtpy.QtCore import QTimer
 
 from ..errors import ImageError, SAMError
+from ..segmentation.labels import masks_to_labels
 from .image_slices import ImageSlice, current_slice
-from .labels_writing import check_labels_fit, create_labels_layer, masks_to_label_image, write_masks
+from .labels_writing import check_labels_fit, create_labels_layer, write_masks
 from .layer_choices import SAMContainer, layer_combo, named, resolve_viewer
-from .layer_prompts import (
-    NEGATIVE,
-    POINT_TYPES,
-    POSITIVE,
-    NoPromptsError,
-    SlicePrompts,
-    group_prompts,
-    prompts_on_slice,
-)
-from .model_store import ModelStore, model_field, shared_embedding_cache, source_text
+from .loaded_models import ModelStore, model_field, shared_embedding_cache, source_text
 from .notifications import USER_ERRORS, report_error, report_outcome, report_warning
-from .prompt_layers import (
+from .prompt_layer_setup import (
     BOXES_NAME,
     POINTS_NAME,
     add_boxes_layer,
     add_points_layer,
     set_point_type,
 )
+from .prompts_from_layers import (
+    NEGATIVE,
+    POINT_TYPES,
+    POSITIVE,
+    NoPromptsError,
+    SlicePrompts,
+    objects_on_slice,
+    prompts_on_slice,
+)
 from .safe_import import ml_stack_ready
 from .segmentation_jobs import PromptJob
-from .workers import Task
+from .task_runner import Task
 
 if TYPE_CHECKING:
     import napari
@@ -299,7 +300,7 @@ class InteractiveSegmentationWidget(SAMContainer):
         source = source_text(self._model_w.value)
         prompts = None if embed_only else self._prompts(image_slice)
         if prompts is not None:
-            group_prompts(prompts)  # a user error is reported before loading anything
+            objects_on_slice(prompts)  # a user error is reported before loading anything
         job = PromptJob(
             image_slice=image_slice,
             prompts=prompts,
@@ -320,17 +321,9 @@ class InteractiveSegmentationWidget(SAMContainer):
         return request
 
     def _signature(self, image_slice: ImageSlice, prompts, source: str) -> tuple:
-        layer = image_slice.layer
-        return (
-            str(layer.unique_id),
-            id(layer.data),
-            image_slice.plane,
-            image_slice.slice_axes,
-            image_slice.contrast_limits,
-            source,
-            bool(self._multimask_w.value),
-            None if prompts is None else prompts.signature(),
-        )
+        """What the result depends on: the slice, the model, the options and the prompts."""
+        prompt_key = None if prompts is None else prompts.signature()
+        return (*image_slice.key, source, bool(self._multimask_w.value), prompt_key)
 
     # --- running jobs -----------------------------------------------------------------
 
@@ -613,7 +606,9 @@ class InteractiveSegmentationWidget(SAMContainer):
             return
         layer = self._preview_layer_for(image_slice)
         self._erase_preview_pixels(refresh=False)  # one refresh below shows both changes
-        label_image = np.clip(masks_to_label_image(masks, image_slice.shape2d), 0, 255)
+        label_image = np.clip(
+            masks_to_labels(list(masks), shape=image_slice.shape2d, overlap="first"), 0, 255
+        )
         layer.data[image_slice.region] = label_image.astype(np.uint8)
         self._preview_region = image_slice.region
         self._preview = _Preview(request=request, masks=masks)

@@ -13,6 +13,7 @@ from collections.abc import Sequence
 import numpy as np
 
 from ..errors import ImageError
+from ..segmentation.labels import masks_to_labels
 from .image_slices import ImageSlice, spatial_shape
 
 
@@ -50,15 +51,6 @@ def next_free_label(labels) -> int:
     if data.size == 0:
         return 1
     return int(np.asarray(data.max())) + 1
-
-
-def masks_to_label_image(masks: Sequence[np.ndarray], shape2d) -> np.ndarray:
-    """Stack boolean masks into one int32 label image 1..N (earlier masks win overlaps)."""
-    out = np.zeros(shape2d, dtype=np.int32)
-    for i, m in enumerate(masks, start=1):
-        m = np.asarray(m, dtype=bool)
-        out[m & (out == 0)] = i
-    return out
 
 
 def write_label_images(
@@ -128,5 +120,5 @@ def write_masks(
     labels, image_slice: ImageSlice, masks: Sequence[np.ndarray], overwrite: bool = False
 ) -> list[int]:
     """Write full-resolution 2D boolean masks into the slice, one new id per mask."""
-    label_image = masks_to_label_image(masks, image_slice.shape2d)
+    label_image = masks_to_labels(list(masks), shape=image_slice.shape2d, overlap="first")
     return write_label_images(labels, [(image_slice, label_image)], overwrite=overwrite)

@@ -1,8 +1,9 @@
-"""The widgets' guard around the first import of the ML stack (see :mod:`..tensorflow_loading`)."""
+"""The widgets' guard around the first import of the ML stack (see :mod:`..runtime.tensorflow_loading`)."""
 
 from __future__ import annotations
 
-from ..tensorflow_loading import foreign_llvm_loaded, import_ml_stack
+from ..runtime.backend import import_ml_stack
+from ..runtime.tensorflow_loading import foreign_llvm_loaded
 
 __all__ = ["foreign_llvm_loaded", "import_ml_stack", "ml_stack_ready"]
 

@@ -13,24 +13,16 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from ..segmentation.prompt_objects import predict_objects as core_predict_objects
 from .image_slices import ImageSlice, make_slice
-from .layer_prompts import SlicePrompts, group_prompts
+from .prompts_from_layers import SlicePrompts, objects_on_slice
 
 Report = Callable[[int, int], None]
 
 
 def embedding_key(image_slice: ImageSlice, model_key: str) -> tuple:
-    """Cache key of a slice's embedding: (image layer, slice, level, contrast, model)."""
-    layer = image_slice.layer
-    return (
-        str(getattr(layer, "unique_id", id(layer))),
-        id(layer.data),
-        image_slice.plane,
-        image_slice.slice_axes,
-        image_slice.level,
-        image_slice.contrast_limits,
-        model_key,
-    )
+    """Cache key of a slice's embedding: the slice's pixels and the model."""
+    return (*image_slice.key, model_key)
 
 
 def embed(predictor, image_slice: ImageSlice, cache) -> bool:
@@ -46,35 +38,20 @@ def embed(predictor, image_slice: ImageSlice, cache) -> bool:
     return True
 
 
-def _best(masks: np.ndarray, scores: np.ndarray) -> np.ndarray:
-    return np.asarray(masks[int(np.argmax(scores))], dtype=bool)
-
-
 def predict_objects(
     predictor, image_slice: ImageSlice, prompts: SlicePrompts, multimask: bool = True
 ) -> list[np.ndarray]:
     """One full-resolution (H, W) boolean mask per object in ``prompts``.
 
-    The predictor must hold the slice's embedding.  Boxes without points go
-    through one ``predict_batch`` call; with ``multimask`` the best-scoring of
-    SAM's three masks is kept.
+    The predictor must hold the slice's embedding; the prompts are mapped to
+    the slice's resolution level, and the masks back to full resolution.
     """
-    objects = group_prompts(prompts)
-    masks: list[np.ndarray] = []
-    if all(set(obj) == {"box"} for obj in objects):
-        boxes = image_slice.boxes_to_level(np.stack([obj["box"] for obj in objects]))
-        batch, scores, _ = predictor.predict_batch(boxes=boxes, multimask_output=multimask)
-        masks = [_best(batch[i], scores[i]) for i in range(len(objects))]
-    else:
-        for obj in objects:
-            kwargs = {"multimask_output": multimask}
-            if "point_coords" in obj:
-                kwargs["point_coords"] = image_slice.to_level_xy(obj["point_coords"])
-                kwargs["point_labels"] = np.asarray(obj["point_labels"], dtype=np.int32)
-            if "box" in obj:
-                kwargs["box"] = image_slice.boxes_to_level(obj["box"])[0]
-            masks.append(predictor.predict_best(**kwargs)[0])
-    return [image_slice.to_full_resolution(m) for m in masks]
+    objects = [
+        obj.mapped(image_slice.to_level_xy, image_slice.boxes_to_level)
+        for obj in objects_on_slice(prompts)
+    ]
+    results = core_predict_objects(predictor, objects, multimask=multimask)
+    return [image_slice.to_full_resolution(mask) for mask, _ in results]
 
 
 @dataclass(frozen=True, eq=False)

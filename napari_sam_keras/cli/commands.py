@@ -1,0 +1,190 @@
+"""What each ``napari-sam-keras`` subcommand does (``cmd_<name>(args) -> exit status``)."""
+
+from __future__ import annotations
+
+import os
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+
+from ..errors import ImageError, SAMError
+from ..files.atomic_write import check_output
+from ..files.image_files import (
+    check_label_path,
+    read_image,
+    select_plane,
+    write_array,
+    write_labels,
+)
+from ..model.config import DEFAULT_MODEL, MODEL_ENV_VAR
+from ..napari_adapter import INTERACTIVE_WIDGET, PLUGIN_NAME
+from ..runtime.backend import import_ml_stack
+from .prompt_args import objects_from_command_line
+
+
+def _default_out(args) -> Path:
+    """``--out`` (or IMAGE-labels.tif), checked before the slow work: never the input, never
+    an existing file unless ``--overwrite``."""
+    out = (
+        args.out if args.out is not None else args.image.with_name(args.image.stem + "-labels.tif")
+    )
+    return check_output(check_label_path(out), inputs=[args.image], overwrite=args.overwrite)
+
+
+def _load_image(args) -> np.ndarray:
+    return select_plane(read_image(args.image), args.plane, args.image)
+
+
+def _load_model(args):
+    from .. import load_model
+
+    source = args.model or os.environ.get(MODEL_ENV_VAR) or DEFAULT_MODEL
+    t0 = time.perf_counter()
+    net = load_model(source)
+    _info(f"model {source} loaded in {time.perf_counter() - t0:.1f} s")
+    return net
+
+
+def _progress_printer():
+    """A ``progress(done, total)`` callback that shows a counter on a terminal."""
+    if not sys.stderr.isatty():
+        return None
+
+    def progress(done: int, total: int) -> None:
+        end = "\n" if done >= total else ""
+        print(f"\rpoint batches decoded: {done}/{total}", end=end, file=sys.stderr, flush=True)
+
+    return progress
+
+
+def _info(message: str) -> None:
+    print(message, file=sys.stderr, flush=True)
+
+
+def cmd_predict(args) -> int:
+    objects = objects_from_command_line(args.prompts)
+    image = _load_image(args)
+    out = _default_out(args)
+    net = _load_model(args)
+
+    from .. import SAMPredictor
+    from ..segmentation.prompt_objects import predict_objects
+
+    predictor = SAMPredictor(net)
+    t0 = time.perf_counter()
+    predictor.set_image(image, contrast_limits=args.contrast_limits)
+    _info(f"image embedded in {time.perf_counter() - t0:.1f} s")
+
+    labels = np.zeros(image.shape[:2], dtype=np.uint32)
+    results = predict_objects(predictor, objects)
+    for number, (mask, score) in enumerate(results, start=1):
+        labels[mask] = number
+        print(f"object {number}: {int(mask.sum())} pixels, predicted IoU {score:.3f}")
+    path = write_labels(out, labels)
+    print(f"wrote {path} ({len(results)} objects)")
+    return 0
+
+
+def cmd_auto(args) -> int:
+    for name, low in (
+        ("points_per_side", 1),
+        ("points_per_batch", 1),
+        ("crop_n_layers", 0),
+        ("min_mask_region_area", 0),
+    ):
+        if getattr(args, name) < low:
+            raise SAMError(f"--{name.replace('_', '-')} must be at least {low}")
+    image = _load_image(args)
+    out = _default_out(args)
+    net = _load_model(args)
+
+    from .. import SAMAutomaticMaskGenerator, masks_to_labels
+
+    generator = SAMAutomaticMaskGenerator(
+        net,
+        points_per_side=args.points_per_side,
+        points_per_batch=args.points_per_batch,
+        pred_iou_thresh=args.pred_iou_thresh,
+        stability_score_thresh=args.stability_score_thresh,
+        box_nms_thresh=args.box_nms_thresh,
+        crop_n_layers=args.crop_n_layers,
+        min_mask_region_area=args.min_mask_region_area,
+    )
+    t0 = time.perf_counter()
+    records = generator.generate(
+        image, progress=_progress_printer(), contrast_limits=args.contrast_limits
+    )
+    _info(f"{len(records)} masks generated in {time.perf_counter() - t0:.1f} s")
+    labels = masks_to_labels(records, shape=image.shape[:2])
+    path = write_labels(out, labels)
+    print(f"wrote {path} ({int(np.unique(labels[labels > 0]).size)} objects)")
+    return 0
+
+
+def _sample(stack: bool) -> np.ndarray:
+    try:
+        from .. import sample_data
+    except ImportError as exc:  # pragma: no cover - the module ships with the package
+        raise SAMError(f"the sample image is not available: {exc}") from exc
+    name = "sample_stack" if stack else "sample_image"
+    return np.asarray(getattr(sample_data, name)())
+
+
+def cmd_sample(args) -> int:
+    out = check_output(Path(args.out), overwrite=args.overwrite)
+    if args.stack and out.suffix.lower() not in (".tif", ".tiff", ".npy"):
+        raise ImageError(f"unsupported file type {out.suffix!r}: use .tif or .npy")
+    image = _sample(args.stack)
+    write_array(out, image)
+    print(f"wrote {out} {image.shape} {image.dtype}")
+    return 0
+
+
+def prepare_for_opengl() -> None:
+    """Load TensorFlow before napari's OpenGL driver, and keep Mesa off llvmpipe.
+
+    TensorFlow (which keras-cv imports whatever the Keras backend) and Mesa's OpenGL drivers
+    (Xvfb, virtual machines, Intel/AMD desktops) each carry their own LLVM.  Importing
+    TensorFlow after Mesa's driver is loaded segfaults, and Mesa's llvmpipe rasterizer
+    segfaults on the first paint once TensorFlow is loaded; its softpipe rasterizer does not.
+    ``GALLIUM_DRIVER`` only picks among Mesa's software rasterizers: GPU drivers ignore it.
+    """
+    os.environ.setdefault("GALLIUM_DRIVER", "softpipe")
+    import_ml_stack()
+
+
+def open_viewer(image_path: Path | None = None, show: bool = True):
+    """A napari viewer with the plugin's widget docked and the image (or the sample) loaded."""
+    image = _sample(False) if image_path is None else read_image(Path(image_path))
+    prepare_for_opengl()
+    import napari
+    from npe2 import PluginManager
+
+    name = "sample" if image_path is None else Path(image_path).stem
+    viewer = napari.Viewer(title=PLUGIN_NAME, show=show)  # this also loads the plugins
+    widgets = PluginManager.instance().iter_widgets()
+    if not any(
+        w.plugin_name == PLUGIN_NAME and w.display_name == INTERACTIVE_WIDGET for w in widgets
+    ):
+        viewer.close()
+        raise SAMError(
+            f"napari does not know the widget {INTERACTIVE_WIDGET!r} of {PLUGIN_NAME}; "
+            "reinstall the package (pip install -e .) so that its napari manifest is registered"
+        )
+    viewer.add_image(image, name=name)
+    viewer.window.add_plugin_dock_widget(PLUGIN_NAME, INTERACTIVE_WIDGET)
+    return viewer
+
+
+def cmd_napari(args) -> int:
+    open_viewer(args.image)
+    import napari
+
+    napari.run()
+    # TensorFlow's and Mesa's LLVM copies crash in their exit-time destructors ("free():
+    # invalid pointer"); everything is saved by now, so leave without running them.
+    sys.stdout.flush()
+    sys.stderr.flush()
+    os._exit(0)

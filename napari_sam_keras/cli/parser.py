@@ -1,0 +1,214 @@
+"""The ``napari-sam-keras`` argument parser: one small function per subcommand."""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+
+from ..model.config import DEFAULT_MODEL, MODEL_ENV_VAR
+from ..runtime.backend import DEFAULT_BACKEND, PROJECT_ENV_VAR, SUPPORTED_BACKENDS
+from .commands import cmd_auto, cmd_napari, cmd_predict, cmd_sample
+from .prompt_args import AppendPrompt, parse_box, parse_pair, parse_point
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """The parser of every subcommand; ``args.func(args)`` runs the chosen one."""
+    common, model, image = _shared_options()
+    parser = argparse.ArgumentParser(
+        prog="napari-sam-keras",
+        description="Segment Anything (SAM) for microscopy images, in napari or headless, "
+        "on Keras 3.",
+        parents=[common],
+        epilog="Run 'napari-sam-keras COMMAND --help' for a command's options.",
+    )
+    parser.add_argument("--version", action="version", version=f"%(prog)s {_version()}")
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
+    _add_napari(sub, common)
+    _add_predict(sub, [common, model, image])
+    _add_auto(sub, [common, model, image])
+    _add_sample(sub, common)
+    return parser
+
+
+def _shared_options() -> tuple[argparse.ArgumentParser, ...]:
+    """Option groups shared by several subcommands: backend; model; image and output."""
+    common = argparse.ArgumentParser(add_help=False)
+    common.add_argument(
+        "--backend",
+        choices=SUPPORTED_BACKENDS,
+        default=argparse.SUPPRESS,
+        help=f"Keras backend (default: ${PROJECT_ENV_VAR}, $KERAS_BACKEND, or {DEFAULT_BACKEND})",
+    )
+
+    model = argparse.ArgumentParser(add_help=False)
+    model.add_argument(
+        "--model",
+        metavar="SRC",
+        default=None,
+        help="preset name (sam_base_sa1b, sam_large_sa1b, sam_huge_sa1b) or a checkpoint "
+        "path (.pth, .keras, .weights.h5, preset folder); default: "
+        f"${MODEL_ENV_VAR} or {DEFAULT_MODEL}",
+    )
+
+    image = argparse.ArgumentParser(add_help=False)
+    image.add_argument(
+        "image", type=Path, help="image file (.tif, .png, .jpg, .npy, ...): 2D grey or RGB"
+    )
+    image.add_argument(
+        "--plane",
+        type=int,
+        metavar="Z",
+        help="for a stack (Z, Y, X[, C]): segment plane Z of the first axis",
+    )
+    image.add_argument(
+        "--contrast-limits",
+        type=parse_pair,
+        metavar="LO,HI",
+        help="intensity range mapped to black..white (default: the image's min..max "
+        "for non-8-bit images)",
+    )
+    image.add_argument(
+        "--out",
+        type=Path,
+        metavar="FILE",
+        help="label image to write (.tif, .png or .npy; default: IMAGE-labels.tif); never the "
+        "input image, and never an existing file unless --overwrite is given",
+    )
+    image.add_argument(
+        "--overwrite",
+        action="store_true",
+        help="replace the output file if it exists (written to a temporary name, then renamed)",
+    )
+    return common, model, image
+
+
+def _add_napari(sub, common) -> None:
+    p = sub.add_parser(
+        "napari",
+        parents=[common],
+        help="open napari with the SAM widget docked and an image (default: the sample)",
+        description="Open napari with the SAM widget docked and IMAGE loaded (the sample "
+        "image when IMAGE is omitted).",
+    )
+    p.add_argument("image", nargs="?", type=Path, help="image file to open")
+    p.set_defaults(func=cmd_napari)
+
+
+def _add_predict(sub, parents) -> None:
+    p = sub.add_parser(
+        "predict",
+        parents=parents,
+        help="segment objects given by points and boxes; write a label image",
+        description="Segment the objects given by --point and --box prompts and write a label "
+        "image: 0 = background, 1, 2, ... = the objects in command-line order. Coordinates are "
+        "pixels: X = column, Y = row (napari shows (row, column)). Prompts form one object "
+        "(any number of points and at most one box) until --object starts the next one; "
+        "with neither points nor --object, each --box is an object of its own.",
+        epilog="examples:\n"
+        "  napari-sam-keras predict cells.tif --point 120,80 --out cell.tif\n"
+        "  napari-sam-keras predict cells.tif --box 10,10,60,50 --box 70,20,130,90\n"
+        "  napari-sam-keras predict cells.tif --point 120,80 --point 140,90,0 "
+        "--object --box 10,10,60,50",
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    p.add_argument(
+        "--point",
+        dest="prompts",
+        action=AppendPrompt,
+        type=parse_point,
+        metavar="X,Y[,LABEL]",
+        help="a point on the object (LABEL 1, the default) or on the background (LABEL 0)",
+    )
+    p.add_argument(
+        "--box",
+        dest="prompts",
+        action=AppendPrompt,
+        type=parse_box,
+        metavar="X0,Y0,X1,Y1",
+        help="a box around the object",
+    )
+    p.add_argument(
+        "--object",
+        dest="prompts",
+        action=AppendPrompt,
+        nargs=0,
+        help="start the next object",
+    )
+    p.set_defaults(func=cmd_predict, prompts=[])
+
+
+def _add_auto(sub, parents) -> None:
+    p = sub.add_parser(
+        "auto",
+        parents=parents,
+        help="segment everything (automatic mask generator); write a label image",
+        description="Prompt SAM with a grid of points, keep the good masks and write them as "
+        "a label image (0 = background).",
+    )
+    p.add_argument(
+        "--points-per-side", type=int, default=32, metavar="N", help="grid size (default 32)"
+    )
+    p.add_argument(
+        "--points-per-batch",
+        type=int,
+        default=64,
+        metavar="N",
+        help="points decoded together (default 64)",
+    )
+    p.add_argument(
+        "--pred-iou-thresh",
+        type=float,
+        default=0.88,
+        metavar="F",
+        help="keep masks whose predicted IoU is at least F (default 0.88)",
+    )
+    p.add_argument(
+        "--stability-score-thresh",
+        type=float,
+        default=0.95,
+        metavar="F",
+        help="keep masks whose stability score is at least F (default 0.95)",
+    )
+    p.add_argument(
+        "--box-nms-thresh",
+        type=float,
+        default=0.7,
+        metavar="F",
+        help="IoU above which overlapping masks are merged away (default 0.7)",
+    )
+    p.add_argument(
+        "--crop-n-layers",
+        type=int,
+        default=0,
+        metavar="N",
+        help="also segment N layers of zoomed-in crops (default 0)",
+    )
+    p.add_argument(
+        "--min-mask-region-area",
+        type=int,
+        default=0,
+        metavar="PX",
+        help="remove holes and islands smaller than PX pixels (default 0)",
+    )
+    p.set_defaults(func=cmd_auto)
+
+
+def _add_sample(sub, common) -> None:
+    p = sub.add_parser(
+        "sample",
+        parents=[common],
+        help="write the sample image (a synthetic fluorescence-like image)",
+        description="Write the sample image that 'napari-sam-keras napari' opens.",
+    )
+    p.add_argument("--out", type=Path, required=True, metavar="FILE", help="file to write")
+    p.add_argument(
+        "--stack", action="store_true", help="write the 3D sample stack instead of the 2D image"
+    )
+    p.add_argument("--overwrite", action="store_true", help="replace FILE if it exists")
+    p.set_defaults(func=cmd_sample)
+
+
+def _version() -> str:
+    from .. import __version__
+
+    return __version__

@@ -1,0 +1,1 @@
+"""Files the project reads and writes: images, label images, and the atomic-write rule."""

@@ -1,0 +1,1 @@
+"""The model: architecture config, building, loading, checkpoint conversion, weights cache, compiled runners."""

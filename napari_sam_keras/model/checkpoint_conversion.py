@@ -1,0 +1,287 @@
+"""Official PyTorch SAM checkpoints (``sam_vit_b_01ec64.pth`` and the like).
+
+An official state dict fixes its own architecture; :func:`config_from_state_dict`
+reads it from the tensor shapes, and :func:`assign_state_dict` copies every
+tensor into the matching variable of a keras-cv ``SegmentAnythingModel``.
+Only numpy is needed once the state dict is read (reading a ``.pth`` file
+needs torch, see :func:`napari_sam_keras.model.loading.read_torch_checkpoint`).
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Iterator, Mapping
+from typing import Any
+
+import numpy as np
+
+from ..errors import ModelLoadError
+from .config import SAMConfig
+
+_BLOCK = re.compile(r"image_encoder\.blocks\.(\d+)\.")
+_DECODER_LAYER = re.compile(r"mask_decoder\.transformer\.layers\.(\d+)\.")
+_IOU_LAYER = re.compile(r"mask_decoder\.iou_prediction_head\.layers\.(\d+)\.weight")
+
+REQUIRED_KEYS = (
+    "image_encoder.patch_embed.proj.weight",
+    "image_encoder.pos_embed",
+    "prompt_encoder.no_mask_embed.weight",
+    "mask_decoder.iou_token.weight",
+)
+
+
+def unwrap_state_dict(obj: Any) -> dict[str, np.ndarray]:
+    """Find the SAM state dict in a loaded checkpoint (plain, or wrapped in a dict).
+
+    Fine-tuning scripts often save ``{"model": state_dict, ...}`` or
+    ``{"state_dict": ...}``, sometimes with a ``module.`` or ``model.``
+    prefix on every key.  Values become float32 numpy arrays.
+    """
+    candidates = [obj]
+    if isinstance(obj, Mapping):
+        candidates += [
+            obj[k] for k in ("model", "state_dict", "model_state_dict", "sam") if k in obj
+        ]
+    for cand in candidates:
+        if not isinstance(cand, Mapping):
+            continue
+        keys = [k for k in cand if isinstance(k, str)]
+        for prefix in ("", "module.", "model.", "sam.", "module.model."):
+            if f"{prefix}{REQUIRED_KEYS[0]}" in cand:
+                return {k[len(prefix) :]: _to_numpy(cand[k]) for k in keys if k.startswith(prefix)}
+    raise ModelLoadError(
+        "This file is not an official SAM checkpoint: no "
+        f"'{REQUIRED_KEYS[0]}' tensor found (is it a SAM 2 / HQ-SAM / MobileSAM file?)."
+    )
+
+
+def _to_numpy(value: Any) -> np.ndarray:
+    if hasattr(value, "detach"):
+        value = value.detach().cpu().float().numpy()
+    return np.asarray(value, dtype=np.float32)
+
+
+def config_from_state_dict(sd: Mapping[str, np.ndarray]) -> SAMConfig:
+    """Read the architecture of an official SAM from its tensor shapes."""
+    missing = [k for k in REQUIRED_KEYS if k not in sd]
+    if missing:
+        raise ModelLoadError(f"Not a complete SAM checkpoint; missing tensors: {missing}")
+    embed_dim, _, patch, _ = sd["image_encoder.patch_embed.proj.weight"].shape
+    grid = sd["image_encoder.pos_embed"].shape[1]
+    depth = 1 + max(int(m.group(1)) for k in sd if (m := _BLOCK.match(k)))
+    head_dim = sd["image_encoder.blocks.0.attn.rel_pos_h"].shape[1]
+    global_idx = tuple(
+        i
+        for i in range(depth)
+        if sd[f"image_encoder.blocks.{i}.attn.rel_pos_h"].shape[0] == 2 * grid - 1
+    )
+    windowed = [i for i in range(depth) if i not in global_idx]
+    window = (
+        (sd[f"image_encoder.blocks.{windowed[0]}.attn.rel_pos_h"].shape[0] + 1) // 2
+        if windowed
+        else 14
+    )
+    mlp_dim = sd["image_encoder.blocks.0.mlp.lin1.weight"].shape[0]
+    prompt_dim = sd["prompt_encoder.no_mask_embed.weight"].shape[1]
+    decoder_depth = 1 + max(int(m.group(1)) for k in sd if (m := _DECODER_LAYER.match(k)))
+    iou_depth = 1 + max(int(m.group(1)) for k in sd if (m := _IOU_LAYER.match(k)))
+    return SAMConfig(
+        image_size=int(grid * patch),
+        patch_size=int(patch),
+        encoder_embed_dim=int(embed_dim),
+        encoder_depth=int(depth),
+        encoder_num_heads=int(embed_dim // head_dim),
+        encoder_global_attn_indexes=global_idx,
+        encoder_mlp_ratio=mlp_dim / embed_dim,
+        window_size=int(window),
+        prompt_embed_dim=int(prompt_dim),
+        mask_in_chans=int(sd["prompt_encoder.mask_downscaling.3.weight"].shape[0]),
+        decoder_depth=int(decoder_depth),
+        decoder_mlp_dim=int(sd["mask_decoder.transformer.layers.0.mlp.lin1.weight"].shape[0]),
+        num_multimask_outputs=int(sd["mask_decoder.mask_tokens.weight"].shape[0]) - 1,
+        iou_head_depth=int(iou_depth),
+        iou_head_hidden_dim=int(sd["mask_decoder.iou_prediction_head.layers.0.weight"].shape[0]),
+    )
+
+
+# --- layout transforms, PyTorch -> Keras ---------------------------------------------------
+
+
+def _linear(w: np.ndarray) -> np.ndarray:  # (out, in) -> (in, out)
+    return w.T
+
+
+def _conv(w: np.ndarray) -> np.ndarray:  # (O, I, kh, kw) -> (kh, kw, I, O)
+    return w.transpose(2, 3, 1, 0)
+
+
+def _conv_transpose(w: np.ndarray) -> np.ndarray:  # (I, O, kh, kw) -> (kh, kw, O, I)
+    return w.transpose(2, 3, 1, 0)
+
+
+def _same(w: np.ndarray) -> np.ndarray:
+    return w
+
+
+def _dense_pairs(layer: Any, prefix: str) -> Iterator[tuple[str, Any, Any]]:
+    yield f"{prefix}.weight", layer.kernel, _linear
+    yield f"{prefix}.bias", layer.bias, _same
+
+
+def _norm_pairs(layer: Any, prefix: str) -> Iterator[tuple[str, Any, Any]]:
+    yield f"{prefix}.weight", layer.gamma, _same
+    yield f"{prefix}.bias", layer.beta, _same
+
+
+def _dense_layers(mlp: Any) -> list[Any]:
+    """The Dense layers of a keras-cv or keras-hub ``MLP`` in order."""
+    seq = getattr(mlp, "dense_net", None) or mlp.mlp_block
+    return [lyr for lyr in seq.layers if hasattr(lyr, "kernel")]
+
+
+def _attention_pairs(attn: Any, prefix: str) -> Iterator[tuple[str, Any, Any]]:
+    for ours, theirs in (
+        ("query_proj", "q_proj"),
+        ("key_proj", "k_proj"),
+        ("value_proj", "v_proj"),
+        ("out_proj", "out_proj"),
+    ):
+        yield from _dense_pairs(getattr(attn, ours), f"{prefix}.{theirs}")
+
+
+def _layer_of_type(layers: list[Any], type_name: str) -> list[Any]:
+    return [lyr for lyr in layers if type(lyr).__name__ == type_name]
+
+
+def _backbone_pairs(backbone: Any) -> Iterator[tuple[str, Any, Any]]:
+    layers = backbone.layers
+    (patch,) = _layer_of_type(layers, "ViTDetPatchingAndEmbedding")
+    yield "image_encoder.patch_embed.proj.weight", patch.projection.kernel, _conv
+    yield "image_encoder.patch_embed.proj.bias", patch.projection.bias, _same
+    (pos,) = _layer_of_type(layers, "AddPositionalEmbedding")
+    yield "image_encoder.pos_embed", pos.pos_embed, _same
+    for i, block in enumerate(_layer_of_type(layers, "WindowedTransformerEncoder")):
+        p = f"image_encoder.blocks.{i}"
+        yield from _norm_pairs(block.layer_norm1, f"{p}.norm1")
+        yield from _dense_pairs(block.attention.qkv, f"{p}.attn.qkv")
+        yield from _dense_pairs(block.attention.projection, f"{p}.attn.proj")
+        attn = block.attention
+        # keras-cv spells it "reative", keras-hub "relative"
+        rel = getattr(attn, "add_decomposed_reative_pe", None) or attn.add_decomposed_relative_pe
+        yield f"{p}.attn.rel_pos_h", rel.rel_pos_h, _same
+        yield f"{p}.attn.rel_pos_w", rel.rel_pos_w, _same
+        yield from _norm_pairs(block.layer_norm2, f"{p}.norm2")
+        lin1, lin2 = _dense_layers(block.mlp_block)
+        yield from _dense_pairs(lin1, f"{p}.mlp.lin1")
+        yield from _dense_pairs(lin2, f"{p}.mlp.lin2")
+    (neck,) = [lyr for lyr in layers if type(lyr).__name__ == "Sequential"]
+    conv1, norm1, conv2, norm2 = neck.layers
+    yield "image_encoder.neck.0.weight", conv1.kernel, _conv
+    yield from _norm_pairs(norm1, "image_encoder.neck.1")
+    yield "image_encoder.neck.2.weight", conv2.kernel, _conv
+    yield from _norm_pairs(norm2, "image_encoder.neck.3")
+
+
+def _prompt_encoder_pairs(enc: Any) -> Iterator[tuple[str, Any, Any]]:
+    p = "prompt_encoder"
+    yield (
+        f"{p}.pe_layer.positional_encoding_gaussian_matrix",
+        enc.positional_embedding_layer.positional_encoding_gaussian_matrix,
+        _same,
+    )
+    for i, layer in enumerate(
+        (
+            enc.background_point_embed,
+            enc.foreground_point_embed,
+            enc.top_left_corner_embed,
+            enc.bottom_right_corner_embed,
+        )
+    ):
+        yield f"{p}.point_embeddings.{i}.weight", layer.embeddings, _same
+    yield f"{p}.not_a_point_embed.weight", enc.not_a_point_embed.embeddings, _same
+    yield f"{p}.no_mask_embed.weight", enc.no_mask_embed.embeddings, _same
+    conv0, norm1, _, conv3, norm4, _, conv6 = enc.mask_downscaler.layers
+    for idx, conv in ((0, conv0), (3, conv3), (6, conv6)):
+        yield f"{p}.mask_downscaling.{idx}.weight", conv.kernel, _conv
+        yield f"{p}.mask_downscaling.{idx}.bias", conv.bias, _same
+    yield from _norm_pairs(norm1, f"{p}.mask_downscaling.1")
+    yield from _norm_pairs(norm4, f"{p}.mask_downscaling.4")
+
+
+def _mask_decoder_pairs(dec: Any) -> Iterator[tuple[str, Any, Any]]:
+    p = "mask_decoder"
+    t = dec.transformer
+    for i, layer in enumerate(t.layers):
+        lp = f"{p}.transformer.layers.{i}"
+        yield from _attention_pairs(layer.self_attention, f"{lp}.self_attn")
+        yield from _norm_pairs(layer.layer_norm1, f"{lp}.norm1")
+        yield from _attention_pairs(
+            layer.cross_attention_token_to_image, f"{lp}.cross_attn_token_to_image"
+        )
+        yield from _norm_pairs(layer.layer_norm2, f"{lp}.norm2")
+        lin1, lin2 = _dense_layers(layer.mlp_block)
+        yield from _dense_pairs(lin1, f"{lp}.mlp.lin1")
+        yield from _dense_pairs(lin2, f"{lp}.mlp.lin2")
+        yield from _norm_pairs(layer.layer_norm3, f"{lp}.norm3")
+        yield from _attention_pairs(
+            layer.cross_attention_image_to_token, f"{lp}.cross_attn_image_to_token"
+        )
+        yield from _norm_pairs(layer.layer_norm4, f"{lp}.norm4")
+    yield from _attention_pairs(
+        t.final_attention_token_to_image, f"{p}.transformer.final_attn_token_to_image"
+    )
+    yield from _norm_pairs(t.final_layer_norm, f"{p}.transformer.norm_final_attn")
+    yield f"{p}.iou_token.weight", dec.iou_token.embeddings, _same
+    yield f"{p}.mask_tokens.weight", dec.mask_tokens.embeddings, _same
+    up0, norm1, _, up3, _ = dec.output_upscaling.layers
+    for idx, conv in ((0, up0), (3, up3)):
+        yield f"{p}.output_upscaling.{idx}.weight", conv.kernel, _conv_transpose
+        yield f"{p}.output_upscaling.{idx}.bias", conv.bias, _same
+    yield from _norm_pairs(norm1, f"{p}.output_upscaling.1")
+    for i, mlp in enumerate(dec.output_hypernetworks_mlps):
+        for j, dense in enumerate(_dense_layers(mlp)):
+            yield from _dense_pairs(dense, f"{p}.output_hypernetworks_mlps.{i}.layers.{j}")
+    for j, dense in enumerate(_dense_layers(dec.iou_prediction_head)):
+        yield from _dense_pairs(dense, f"{p}.iou_prediction_head.layers.{j}")
+
+
+def weight_pairs(model: Any) -> Iterator[tuple[str, Any, Any]]:
+    """(official tensor name, Keras variable, layout transform) for every weight of ``model``."""
+    yield from component_weight_pairs(model.backbone, model.prompt_encoder, model.mask_decoder)
+
+
+def component_weight_pairs(
+    image_encoder: Any, prompt_encoder: Any, mask_decoder: Any
+) -> Iterator[tuple[str, Any, Any]]:
+    """The same for the three parts of a SAM; keras-hub's parts share keras-cv's layout."""
+    yield from _backbone_pairs(image_encoder)
+    yield from _prompt_encoder_pairs(prompt_encoder)
+    yield from _mask_decoder_pairs(mask_decoder)
+
+
+def assign_state_dict(model: Any, sd: Mapping[str, np.ndarray]) -> None:
+    """Copy an official state dict into a keras-cv ``SegmentAnythingModel`` of the same shape.
+
+    Every tensor must map to exactly one variable and every variable must be
+    filled, so a partial or mismatched checkpoint fails loudly.
+    """
+    used: set[str] = set()
+    filled: set[int] = set()
+    for name, variable, transform in weight_pairs(model):
+        if name not in sd:
+            raise ModelLoadError(f"Checkpoint lacks tensor {name!r}.")
+        value = transform(np.asarray(sd[name], dtype=np.float32))
+        if tuple(value.shape) != tuple(variable.shape):
+            raise ModelLoadError(
+                f"Tensor {name!r} has shape {tuple(value.shape)}, the model expects "
+                f"{tuple(variable.shape)}."
+            )
+        variable.assign(value)
+        used.add(name)
+        filled.add(id(variable))
+    unused = sorted(set(sd) - used)
+    if unused:
+        raise ModelLoadError(f"Checkpoint has tensors SAM does not use: {unused[:5]}...")
+    unfilled = [v.path for v in model.weights if id(v) not in filled]
+    if unfilled:
+        raise ModelLoadError(f"Variables left without weights: {unfilled[:5]}")

@@ -1,0 +1,232 @@
+"""The SAM network: a keras-cv ``SegmentAnythingModel`` plus its architecture.
+
+:func:`build_sam` makes one of any size with random weights (tests use tiny
+ones); :class:`SAMNetwork` is what :func:`napari_sam_keras.load_model` returns
+and what the predictor consumes.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import threading
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any
+
+from ..errors import ModelLoadError
+
+if TYPE_CHECKING:  # pragma: no cover
+    from .image_encoder import ImageEncoder
+    from .prompt_path import PromptPath
+from ..runtime.backend import import_keras
+from .config import SAMConfig
+
+
+def _keras_cv_parts():
+    import_keras()
+    import keras_cv
+    from keras_cv.src.models.segmentation.segment_anything.sam_mask_decoder import (
+        SAMMaskDecoder,
+    )
+    from keras_cv.src.models.segmentation.segment_anything.sam_prompt_encoder import (
+        SAMPromptEncoder,
+    )
+    from keras_cv.src.models.segmentation.segment_anything.sam_transformer import (
+        TwoWayTransformer,
+    )
+
+    return keras_cv, SAMPromptEncoder, SAMMaskDecoder, TwoWayTransformer
+
+
+def build_keras_cv_sam(
+    config: SAMConfig, seed: int | None = None, dtype_policy: str | None = None
+) -> Any:
+    """Build a keras-cv ``SegmentAnythingModel`` of the given architecture with random weights.
+
+    ``dtype_policy`` (e.g. ``"mixed_bfloat16"``) sets the Keras dtype policy of its layers;
+    the default is Keras' global policy (float32).
+    """
+    with dtype_policy_scope(dtype_policy):
+        return _build_keras_cv_sam(config, seed)
+
+
+@contextmanager
+def dtype_policy_scope(dtype_policy: str | None) -> Iterator[None]:
+    """Build layers under a Keras dtype policy (``None``: leave the global one)."""
+    if dtype_policy is None:
+        yield
+        return
+    keras = import_keras()
+    previous = keras.config.dtype_policy()
+    try:
+        keras.config.set_dtype_policy(dtype_policy)
+    except ValueError as err:
+        raise ValueError(
+            f"Unknown dtype policy {dtype_policy!r}; use e.g. 'float32' or 'mixed_bfloat16'."
+        ) from err
+    try:
+        yield
+    finally:
+        keras.config.set_dtype_policy(previous)
+
+
+def _build_keras_cv_sam(config: SAMConfig, seed: int | None) -> Any:
+    keras_cv, SAMPromptEncoder, SAMMaskDecoder, TwoWayTransformer = _keras_cv_parts()
+    keras = import_keras()
+    if seed is not None:
+        keras.utils.set_random_seed(seed)
+    backbone = keras_cv.models.ViTDetBackbone(
+        include_rescaling=True,
+        input_shape=(config.image_size, config.image_size, 3),
+        patch_size=config.patch_size,
+        embed_dim=config.encoder_embed_dim,
+        depth=config.encoder_depth,
+        mlp_dim=config.encoder_mlp_dim,
+        num_heads=config.encoder_num_heads,
+        out_chans=config.prompt_embed_dim,
+        use_bias=True,
+        use_abs_pos=True,
+        use_rel_pos=True,
+        window_size=config.window_size,
+        global_attention_indices=list(config.encoder_global_attn_indexes),
+        layer_norm_epsilon=1e-6,
+    )
+    prompt_encoder = SAMPromptEncoder(
+        embed_dim=config.prompt_embed_dim,
+        image_embedding_size=(config.embedding_size, config.embedding_size),
+        input_image_size=(config.image_size, config.image_size),
+        mask_in_chans=config.mask_in_chans,
+    )
+    mask_decoder = SAMMaskDecoder(
+        transformer_dim=config.prompt_embed_dim,
+        transformer=TwoWayTransformer(
+            depth=config.decoder_depth,
+            embed_dim=config.prompt_embed_dim,
+            mlp_dim=config.decoder_mlp_dim,
+            num_heads=config.decoder_num_heads,
+        ),
+        num_multimask_outputs=config.num_multimask_outputs,
+        iou_head_depth=config.iou_head_depth,
+        iou_head_hidden_dim=config.iou_head_hidden_dim,
+    )
+    return keras_cv.models.SegmentAnythingModel(
+        backbone=backbone, prompt_encoder=prompt_encoder, mask_decoder=mask_decoder
+    )
+
+
+def config_from_keras_cv(model: Any) -> SAMConfig:
+    """Read the architecture back from a keras-cv ``SegmentAnythingModel``."""
+    saving = import_keras().saving
+    return config_from_serialized(
+        {
+            "config": {
+                "backbone": {"config": model.backbone.get_config()},
+                "prompt_encoder": {"config": model.prompt_encoder.get_config()},
+                "mask_decoder": saving.serialize_keras_object(model.mask_decoder),
+            }
+        }
+    )
+
+
+def config_from_serialized(serialized: dict) -> SAMConfig:
+    """The architecture from a serialized keras-cv ``SegmentAnythingModel`` (config.json)."""
+    try:
+        cfg = serialized["config"]
+        backbone = cfg["backbone"]["config"]
+        encoder = cfg["prompt_encoder"]["config"]
+        decoder = cfg["mask_decoder"]["config"]
+        transformer = decoder["transformer"]["config"]
+        return SAMConfig(
+            image_size=int(backbone["input_shape"][0]),
+            patch_size=int(backbone["patch_size"]),
+            encoder_embed_dim=int(backbone["embed_dim"]),
+            encoder_depth=int(backbone["depth"]),
+            encoder_num_heads=int(backbone["num_heads"]),
+            encoder_global_attn_indexes=tuple(backbone["global_attention_indices"]),
+            encoder_mlp_ratio=backbone["mlp_dim"] / backbone["embed_dim"],
+            window_size=int(backbone["window_size"]),
+            prompt_embed_dim=int(encoder["embed_dim"]),
+            mask_in_chans=int(encoder["mask_in_chans"]),
+            decoder_depth=int(transformer["depth"]),
+            decoder_num_heads=int(transformer["num_heads"]),
+            decoder_mlp_dim=int(transformer["mlp_dim"]),
+            num_multimask_outputs=int(decoder["num_multimask_outputs"]),
+            iou_head_depth=int(decoder["iou_head_depth"]),
+            iou_head_hidden_dim=int(decoder["iou_head_hidden_dim"]),
+        )
+    except (KeyError, TypeError, ValueError, IndexError) as err:
+        raise ModelLoadError(
+            f"This Keras config does not describe a keras-cv SegmentAnythingModel ({err!r})."
+        ) from err
+
+
+@dataclass(eq=False)
+class SAMNetwork:
+    """A loaded SAM network, ready for :class:`~napari_sam_keras.SAMPredictor`.
+
+    Attributes:
+        model: the keras-cv ``SegmentAnythingModel`` holding the weights.
+        config: its architecture.
+        name: where it came from (preset name or file path), for messages.
+        key: a short identity of the weights, used to key embedding caches.
+    """
+
+    model: Any
+    config: SAMConfig
+    name: str = "random"
+    key: str = ""
+    _compiled: dict = field(default_factory=dict, repr=False)
+    _compiled_lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
+
+    def __post_init__(self) -> None:
+        if not self.key:
+            self.key = hashlib.sha1(f"{self.name}:{id(self.model)}".encode()).hexdigest()[:16]
+
+    @classmethod
+    def from_keras_cv(cls, model: Any, name: str = "keras-cv model", key: str = "") -> SAMNetwork:
+        """Wrap an existing keras-cv ``SegmentAnythingModel``."""
+        return cls(model=model, config=config_from_keras_cv(model), name=name, key=key)
+
+    @property
+    def backend(self) -> str:
+        return import_keras().backend.backend()
+
+    def image_encoder(self, jit_compile: bool = True) -> ImageEncoder:
+        """The compiled image encoder of this network (built on first use, then shared)."""
+        from .image_encoder import ImageEncoder
+
+        return self._compiled_part("encoder", jit_compile, lambda: ImageEncoder(self, jit_compile))
+
+    def prompt_path(self, jit_compile: bool = True) -> PromptPath:
+        """The compiled prompt encoder + mask decoder (built on first use, then shared)."""
+        from .prompt_path import PromptPath
+
+        return self._compiled_part(
+            "prompt_path", jit_compile, lambda: PromptPath(self.model, self.config, jit_compile)
+        )
+
+    def _compiled_part(self, kind: str, jit_compile: bool, build: Callable[[], Any]) -> Any:
+        with self._compiled_lock:
+            key = (kind, jit_compile)
+            if key not in self._compiled:
+                self._compiled[key] = build()
+            return self._compiled[key]
+
+
+def build_sam(
+    config: SAMConfig | str = "vit_b", seed: int | None = None, dtype_policy: str | None = None
+) -> SAMNetwork:
+    """Build a SAM network of any size with random weights.
+
+    ``config`` is a :class:`SAMConfig` or one of ``"vit_b"``, ``"vit_l"``,
+    ``"vit_h"``.  Useful for tests and for fine-tuning from scratch.
+    """
+    from .config import ARCHITECTURES
+
+    if isinstance(config, str):
+        if config not in ARCHITECTURES:
+            raise ValueError(f"Unknown architecture {config!r}; use one of {sorted(ARCHITECTURES)}")
+        config = ARCHITECTURES[config]
+    model = build_keras_cv_sam(config, seed=seed, dtype_policy=dtype_policy)
+    return SAMNetwork(model=model, config=config, name=f"random {config.encoder_embed_dim}d")

@@ -1,0 +1,117 @@
+"""Models for the widgets: loaded lazily with ``load_model(source)``, cached by source string.
+
+Also the image embeddings they compute, shared by both widgets.
+"""
+
+from __future__ import annotations
+
+import os
+import threading
+import weakref
+
+from ..errors import ModelLoadError
+from ..model.config import DEFAULT_MODEL
+from ..model.embedding import EmbeddingCache
+
+#: Networks loaded by any widget, so that two widgets never hold two copies.
+_LOADED: weakref.WeakValueDictionary = weakref.WeakValueDictionary()
+_last_source: str | None = None
+
+#: Slice embeddings computed by any widget: the automatic widget reuses what the interactive
+#: one computed for a slice, and the other way round (keys name layer, slice and model).
+_EMBEDDINGS = EmbeddingCache(max_items=32)
+
+
+def shared_embedding_cache() -> EmbeddingCache:
+    """The embedding cache both widgets use."""
+    return _EMBEDDINGS
+
+
+def proposed_model() -> str:
+    """What a new widget's model field shows: the last model loaded, else the default."""
+    return _last_source or DEFAULT_MODEL
+
+
+MODEL_FILTER = "SAM models (*.pth *.pt *.keras *.weights.h5);;All files (*)"
+
+
+def model_field():
+    """The widgets' ``model`` field: a preset name typed in, or a file chosen with a dialog."""
+    from magicgui.widgets import FileEdit
+
+    return FileEdit(
+        name="model",
+        label="model",
+        mode="r",
+        value=proposed_model(),
+        filter=MODEL_FILTER,
+        tooltip="A preset name (sam_base_sa1b, sam_large_sa1b, sam_huge_sa1b) or a "
+        "checkpoint: official .pth, .keras, .weights.h5 or a Keras preset folder.",
+    )
+
+
+def source_text(value) -> str:
+    """The model widget's value (a preset name or a path) as the cache key string."""
+    text = os.fspath(value) if value is not None else ""
+    text = str(text).strip()
+    if text in ("", "."):
+        raise ModelLoadError(
+            "No model chosen: type a preset name (sam_base_sa1b, sam_large_sa1b, "
+            "sam_huge_sa1b) or choose a checkpoint file (.pth, .keras, preset folder)."
+        )
+    return text
+
+
+class ModelStore:
+    """SAM networks by source string, each loaded once on first use (thread-safe).
+
+    A network another widget has loaded already is shared, not loaded again.
+    """
+
+    def __init__(self) -> None:
+        self._networks: dict[str, object] = {}
+        self._lock = threading.Lock()
+
+    def add(self, source, network) -> None:
+        """Register an already loaded network under ``source`` (scripts, tests)."""
+        key = source_text(source)
+        with self._lock:
+            self._networks[key] = network
+            _LOADED[key] = network
+
+    def __contains__(self, source) -> bool:
+        try:
+            key = source_text(source)
+        except ModelLoadError:
+            return False
+        return key in self._networks
+
+    def get(self, source):
+        """The network for ``source``, loading it on first use (slow: call from a worker)."""
+        key = source_text(source)
+        global _last_source
+        with self._lock:
+            if key in self._networks:
+                return self._networks[key]
+            shared = _LOADED.get(key)
+            if shared is not None:
+                self._networks[key] = shared
+                _last_source = key
+                return shared
+        from .. import load_model
+
+        try:
+            network = load_model(key)
+        except ModelLoadError:
+            raise
+        except Exception as error:  # any failure to load is a model-load problem
+            raise ModelLoadError(f"Could not load model {key!r}: {error}") from error
+        with self._lock:
+            network = self._networks.setdefault(key, network)
+            _LOADED[key] = network
+            _last_source = key
+            return network
+
+    def clear(self) -> None:
+        with self._lock:
+            self._networks.clear()

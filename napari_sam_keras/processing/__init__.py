@@ -1,0 +1,1 @@
+"""Pre- and post-processing of images, prompts and masks (numpy only, no Keras)."""

@@ -1,0 +1,1 @@
+"""The runtime: choosing the Keras backend, importing TensorFlow safely, compiling forward passes."""

@@ -1,0 +1,83 @@
+"""Choosing the Keras backend before Keras is first imported.
+
+Keras 3 reads its backend once, at its first import, from ``KERAS_BACKEND``
+(or ``~/.keras/keras.json``).  This module picks one for the user when they
+have not, and reports clearly when Keras was already imported with another.
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+
+from ..errors import BackendError
+from .tensorflow_loading import load_ml_stack
+
+SUPPORTED_BACKENDS = ("tensorflow", "jax", "torch")
+
+#: Backend used when the user chose none: JAX is on par with TensorFlow in our
+#: CPU benchmark (see the README) and keeps TensorFlow's XLA, which clashes with
+#: the OpenGL driver's LLVM, out of napari's process.
+DEFAULT_BACKEND = "jax"
+
+#: The project's own setting, read before ``KERAS_BACKEND``.
+PROJECT_ENV_VAR = "NAPARI_SAM_KERAS_BACKEND"
+
+
+def requested_backend() -> str:
+    """The backend the user asked for (project setting, then Keras' own), or the default."""
+    name = os.environ.get(PROJECT_ENV_VAR) or os.environ.get("KERAS_BACKEND") or DEFAULT_BACKEND
+    name = name.strip().lower()
+    if name not in SUPPORTED_BACKENDS:
+        raise BackendError(
+            f"Unknown Keras backend {name!r}; choose one of {', '.join(SUPPORTED_BACKENDS)} "
+            f"with the {PROJECT_ENV_VAR} or KERAS_BACKEND environment variable."
+        )
+    return name
+
+
+def ensure_backend(name: str | None = None) -> str:
+    """Make Keras use backend ``name`` (or the requested one) and return it.
+
+    Must run before Keras is imported.  If Keras is already imported with a
+    different backend a :class:`BackendError` says how to fix it.
+    """
+    wanted = (name or requested_backend()).strip().lower()
+    if wanted not in SUPPORTED_BACKENDS:
+        raise BackendError(
+            f"Unknown Keras backend {wanted!r}; choose one of {', '.join(SUPPORTED_BACKENDS)}."
+        )
+    if "keras" in sys.modules:
+        import keras
+
+        active = keras.backend.backend()
+        if active != wanted:
+            raise BackendError(
+                f"Keras was already imported with the {active!r} backend, so {wanted!r} cannot "
+                f"be used in this process. Set KERAS_BACKEND={wanted} (or "
+                f"{PROJECT_ENV_VAR}={wanted}) before starting Python/napari, or import "
+                "napari_sam_keras before anything that imports keras."
+            )
+        return active
+    os.environ["KERAS_BACKEND"] = wanted
+    return wanted
+
+
+def import_ml_stack() -> None:
+    """Choose the backend, then import TensorFlow, Keras and keras-cv the OpenGL-safe way.
+
+    See :mod:`.tensorflow_loading`.  Does nothing once keras-cv is imported.
+    """
+    ensure_backend()  # before TensorFlow, which may import Keras
+    load_ml_stack()
+
+
+def import_keras():
+    """Import Keras (and keras-cv, TensorFlow) with the chosen backend and return Keras."""
+    if "keras_cv" not in sys.modules:
+        import_ml_stack()
+    else:
+        ensure_backend()
+    import keras
+
+    return keras

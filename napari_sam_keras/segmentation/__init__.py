@@ -1,0 +1,1 @@
+"""The official-style top layer: predictor, automatic mask generator, labels."""

@@ -1,0 +1,281 @@
+"""``SAMPredictor``: the official ``SamPredictor`` interface on Keras, numpy in and out."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+
+from ..errors import ImageError, PromptError
+from ..model.embedding import ImageEmbedding
+from ..model.image_encoder import ImageEncoder
+from ..model.network import SAMNetwork
+from ..model.prompt_path import DEFAULT_POINT_SLOTS, PromptPath
+from ..processing.images import to_rgb_uint8
+from ..processing.mask_upscaling import upscale_logits
+from ..processing.prompts import check_boxes, check_mask_input, check_points, to_input_frame
+
+MASK_THRESHOLD = 0.0
+
+
+def as_network(model: Any) -> SAMNetwork:
+    """Accept a :class:`SAMNetwork` or a keras-cv ``SegmentAnythingModel``."""
+    if isinstance(model, SAMNetwork):
+        return model
+    if hasattr(model, "backbone") and hasattr(model, "mask_decoder"):
+        return SAMNetwork.from_keras_cv(model)
+    raise TypeError(
+        "Expected a SAMNetwork (from napari_sam_keras.load_model) or a keras-cv "
+        f"SegmentAnythingModel, got {type(model).__name__}."
+    )
+
+
+class SAMPredictor:
+    """Compute an image embedding once, then predict masks for many prompts.
+
+    Follows the official ``segment_anything.SamPredictor``: coordinates are
+    (x, y) pixels of the image given to :meth:`set_image`; boxes are
+    x0, y0, x1, y1; labels are 1 (positive) and 0 (negative).
+
+    Args:
+        model: a :class:`SAMNetwork` or a keras-cv ``SegmentAnythingModel``.
+        point_slots: points per prompt the compiled prompt path holds without
+            recompiling (more points trigger one compilation per power of two).
+        jit_compile: compile with XLA (jax, tensorflow); off is for debugging.
+        warm_up: compile the prompt path in a background thread right away, so
+            that it is ready when the first embedding is.
+    """
+
+    def __init__(
+        self,
+        model: Any,
+        point_slots: int = DEFAULT_POINT_SLOTS,
+        jit_compile: bool = True,
+        warm_up: bool = True,
+    ) -> None:
+        self.network = as_network(model)
+        self.config = self.network.config
+        self.point_slots = point_slots
+        self.image_encoder: ImageEncoder = self.network.image_encoder(jit_compile)
+        self.prompt_path: PromptPath = self.network.prompt_path(jit_compile)
+        if warm_up:
+            self.prompt_path.start_warm_up()
+        self._embedding: ImageEmbedding | None = None
+
+    # --- the image -------------------------------------------------------------------
+
+    def set_image(
+        self,
+        image: np.ndarray,
+        image_format: str = "RGB",
+        contrast_limits: tuple[float, float] | None = None,
+    ) -> None:
+        """Compute the embedding of ``image``: (H, W) grayscale, (H, W, 3) RGB or (H, W, 4) RGBA.
+
+        uint8 images are used as they are; other dtypes are mapped to 0..255
+        from ``contrast_limits`` (default: the image's own min and max).
+        """
+        if image_format not in ("RGB", "BGR"):
+            raise ImageError(f"image_format must be 'RGB' or 'BGR', got {image_format!r}.")
+        rgb = to_rgb_uint8(image, contrast_limits)
+        if image_format == "BGR":
+            rgb = np.ascontiguousarray(rgb[..., ::-1])
+        self._embedding = self.image_encoder.embed(rgb)
+
+    def set_embedding(self, embedding: ImageEmbedding) -> None:
+        """Restore an embedding from :meth:`embedding_state` without recomputing it."""
+        cfg = self.config
+        e = cfg.embedding_size
+        if embedding.features.shape != (1, e, e, cfg.prompt_embed_dim):
+            raise ImageError(
+                f"This embedding has shape {embedding.features.shape}, but the model makes "
+                f"{(1, e, e, cfg.prompt_embed_dim)}: it was computed by another model."
+            )
+        if embedding.model_key and embedding.model_key != self.network.key:
+            raise ImageError("This embedding was computed by another model; recompute it.")
+        self._embedding = embedding
+
+    def embedding_state(self) -> ImageEmbedding:
+        """The current image's embedding, for :meth:`set_embedding` or a cache."""
+        return self._require_image()
+
+    def get_image_embedding(self) -> np.ndarray:
+        """The embedding as (1, C, h, w), laid out like the official predictor's."""
+        return np.transpose(self._require_image().features, (0, 3, 1, 2))
+
+    def reset_image(self) -> None:
+        self._embedding = None
+
+    @property
+    def is_image_set(self) -> bool:
+        return self._embedding is not None
+
+    @property
+    def original_size(self) -> tuple[int, int] | None:
+        return None if self._embedding is None else self._embedding.original_size
+
+    @property
+    def input_size(self) -> tuple[int, int] | None:
+        return None if self._embedding is None else self._embedding.input_size
+
+    def _require_image(self) -> ImageEmbedding:
+        if self._embedding is None:
+            raise ImageError("No image is set: call set_image(image) before predicting.")
+        return self._embedding
+
+    # --- prompts -> masks ------------------------------------------------------------
+
+    def predict(
+        self,
+        point_coords: np.ndarray | None = None,
+        point_labels: np.ndarray | None = None,
+        box: np.ndarray | None = None,
+        mask_input: np.ndarray | None = None,
+        multimask_output: bool = True,
+        return_logits: bool = False,
+    ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """Predict masks for one object.
+
+        Returns ``(masks, iou_predictions, low_res_logits)`` shaped (C, H, W),
+        (C,), (C, 256, 256) with C = 3 when ``multimask_output`` else 1.
+        ``masks`` are boolean unless ``return_logits``.
+        """
+        points, labels, box, mask_input = self._check_prompt(
+            point_coords, point_labels, box, mask_input
+        )
+        masks, scores, low_res = self._decode(
+            [points], [labels], [box], [mask_input], multimask_output, return_logits
+        )
+        return masks[0], scores[0], low_res[0]
+
+    def predict_best(
+        self,
+        point_coords: np.ndarray | None = None,
+        point_labels: np.ndarray | None = None,
+        box: np.ndarray | None = None,
+        mask_input: np.ndarray | None = None,
+        multimask_output: bool = True,
+    ) -> tuple[np.ndarray, float]:
+        """The highest-scoring mask of :meth:`predict` as (H, W) bool, and its predicted IoU.
+
+        Only that mask is upscaled to the image size (what an interactive tool
+        shows), not all three.
+        """
+        points, labels, box, mask_input = self._check_prompt(
+            point_coords, point_labels, box, mask_input
+        )
+        masks, scores, _ = self._decode(
+            [points], [labels], [box], [mask_input], multimask_output, False, best_only=True
+        )
+        return masks[0, 0], float(scores[0, 0])
+
+    def _check_prompt(self, point_coords, point_labels, box, mask_input):
+        """One object's prompt, validated and in the model's input frame."""
+        emb = self._require_image()
+        if point_coords is None and point_labels is not None:
+            raise PromptError("point_labels were given without point_coords.")
+        if point_coords is None and box is None and mask_input is None:
+            raise PromptError("No prompt: give points, a box or a mask input.")
+        points = labels = None
+        if point_coords is not None:
+            points, labels = check_points(point_coords, point_labels, emb.original_size)
+            points = to_input_frame(points, emb.original_size, emb.input_size)
+        if box is not None:
+            box = to_input_frame(
+                check_boxes(box, emb.original_size).reshape(2, 2), emb.original_size, emb.input_size
+            )
+        if mask_input is not None:
+            mask_input = check_mask_input(mask_input, self.config.low_res_mask_size)
+        return points, labels, box, mask_input
+
+    def predict_batch(
+        self,
+        point_coords: np.ndarray | None = None,
+        point_labels: np.ndarray | None = None,
+        boxes: np.ndarray | None = None,
+        mask_input: np.ndarray | None = None,
+        multimask_output: bool = True,
+        return_logits: bool = False,
+    ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """Predict B objects at once, like the official ``predict_torch``.
+
+        Coordinates are in the original image frame (unlike ``predict_torch``):
+        points (B, N, 2) with labels (B, N), boxes (B, 4), mask_input
+        (B, 1, 256, 256).  Returns masks (B, C, H, W), IoU (B, C) and low-res
+        logits (B, C, 256, 256).
+        """
+        emb = self._require_image()
+        sizes = set()
+        if point_coords is not None or point_labels is not None:
+            point_coords, point_labels = check_points(
+                point_coords, point_labels, emb.original_size, batched=True
+            )
+            point_coords = to_input_frame(point_coords, emb.original_size, emb.input_size)
+            sizes.add(len(point_coords))
+        if boxes is not None:
+            boxes = check_boxes(boxes, emb.original_size, batched=True)
+            boxes = to_input_frame(boxes.reshape(-1, 2, 2), emb.original_size, emb.input_size)
+            sizes.add(len(boxes))
+        if mask_input is not None:
+            mask_input = check_mask_input(mask_input, self.config.low_res_mask_size, batched=True)
+            sizes.add(len(mask_input))
+        if not sizes:
+            raise PromptError("No prompt: give points, boxes or mask inputs.")
+        if len(sizes) > 1:
+            raise PromptError(f"Prompt batches differ in length: {sorted(sizes)}.")
+        (batch,) = sizes
+        if batch == 0:
+            raise PromptError("The prompt batch is empty.")
+
+        def each(arr):
+            return [None] * batch if arr is None else list(arr)
+
+        return self._decode(
+            each(point_coords),
+            each(point_labels),
+            each(boxes),
+            each(mask_input),
+            multimask_output,
+            return_logits,
+        )
+
+    def predict_input_frame(
+        self,
+        point_coords: np.ndarray | None,
+        point_labels: np.ndarray | None,
+        multimask_output: bool = True,
+    ) -> tuple[np.ndarray, np.ndarray]:
+        """Low-res logits and IoU for (B, N, 2) points already in the input frame.
+
+        The automatic mask generator's fast path: no validation, no upscaling,
+        no mask inputs, and no more point slots than the prompts need.
+        """
+        emb = self._require_image()
+        n = len(point_coords)
+        low_res, iou = self.prompt_path.run(
+            emb.features,
+            list(point_coords),
+            list(point_labels),
+            [None] * n,
+            None,
+            min_point_slots=1,
+        )
+        sl = slice(1, None) if multimask_output else slice(0, 1)
+        return low_res[:, sl], iou[:, sl]
+
+    def _decode(
+        self, points, labels, boxes, masks, multimask_output, return_logits, best_only=False
+    ):
+        emb = self._embedding
+        low_res, iou = self.prompt_path.run(
+            emb.features, points, labels, boxes, masks, min_point_slots=self.point_slots
+        )
+        sl = slice(1, None) if multimask_output else slice(0, 1)
+        low_res, iou = low_res[:, sl], iou[:, sl]
+        if best_only:  # per prompt, the highest predicted IoU
+            best = np.argmax(iou, axis=1)[:, None]
+            iou = np.take_along_axis(iou, best, axis=1)
+            low_res = np.take_along_axis(low_res, best[:, :, None, None], axis=1)
+        logits = upscale_logits(low_res, self.config.image_size, emb.input_size, emb.original_size)
+        out = logits if return_logits else logits > MASK_THRESHOLD
+        return out, iou, low_res
