@@ -1,0 +1,316 @@
+"""micro-sam's instance-segmentation decoder: its architecture, weights and cache.
+
+micro-sam stores the decoder of its microscopy models as ``decoder_state``:
+torch-em ``UNETR`` state-dict entries that are not under ``encoder.``.  They
+fix the architecture (embedding channels, level widths, output maps, the
+upsampling variant); :func:`decoder_config_from_state_dict` reads it and
+:func:`assign_decoder_state` copies every tensor into
+:class:`~napari_sam_keras.keras_layers.instance_decoder.UNETRInstanceDecoder`.
+
+Converted decoders are cached beside the converted SAM weights, keyed by the
+content hash of the file they came from.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import os
+import re
+import warnings
+from collections.abc import Iterator, Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from ..backend import import_keras
+from ..errors import ModelLoadError
+from ..model_cache import converted_dir
+
+#: The key micro-sam uses, in its checkpoints, for the decoder's tensors.
+DECODER_STATE_KEY = "decoder_state"
+
+_SAMPLER = re.compile(r"decoder\.samplers\.\d+\.")
+
+
+@dataclass(frozen=True)
+class DecoderConfig:
+    """Every number that fixes the shape of the instance decoder.
+
+    The defaults are those of micro-sam's released decoders (SAM embedding
+    of 256 channels, torch-em's 64 initial features, three output maps,
+    bilinear upsampling).
+    """
+
+    embed_dim: int = 256
+    features: tuple[int, int, int, int] = (512, 256, 128, 64)
+    out_channels: int = 3
+    conv_transpose: bool = False
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "features", tuple(int(f) for f in self.features))
+        if len(self.features) != 4:
+            raise ValueError("features must list the widths of the four decoder levels")
+
+    def to_json(self) -> str:
+        return json.dumps(dataclasses.asdict(self), sort_keys=True)
+
+    @classmethod
+    def from_dict(cls, values: Mapping[str, Any]) -> DecoderConfig:
+        names = {f.name for f in dataclasses.fields(cls)}
+        unknown = set(values) - names
+        if unknown:
+            raise ValueError(f"Unknown decoder config keys: {sorted(unknown)}")
+        return cls(**values)
+
+
+@dataclass(eq=False)
+class InstanceDecoder:
+    """A loaded instance decoder: the Keras model, its architecture and identity.
+
+    Attributes:
+        model: the built :class:`UNETRInstanceDecoder` holding the weights.
+        config: its architecture.
+        key: a short identity of the weights (content hash of their file).
+    """
+
+    model: Any
+    config: DecoderConfig
+    key: str = ""
+    _compiled: dict = field(default_factory=dict, repr=False)
+
+
+# --- reading decoder state dicts -----------------------------------------------------------
+
+
+def _to_numpy(value: Any) -> np.ndarray:
+    if hasattr(value, "detach"):
+        value = value.detach().cpu().float().numpy()
+    return np.asarray(value, dtype=np.float32)
+
+
+def decoder_state_dict(obj: Any, source: str = "the checkpoint") -> dict[str, np.ndarray]:
+    """The decoder's tensors as float32 numpy arrays, from what ``torch.load`` returned.
+
+    Accepts a bare decoder state dict (micro-sam's ``*_decoder.pt``), a dict
+    holding it under ``decoder_state``, or a whole torch-em ``UNETR`` state
+    dict (the ``encoder.`` entries are dropped).
+    """
+    if isinstance(obj, Mapping) and DECODER_STATE_KEY in obj:
+        obj = obj[DECODER_STATE_KEY]
+    if not isinstance(obj, Mapping):
+        raise ModelLoadError(f"{source} holds no decoder state dict (found {type(obj).__name__}).")
+    state = {
+        k: _to_numpy(v)
+        for k, v in obj.items()
+        if isinstance(k, str) and not k.startswith("encoder.") and hasattr(v, "shape")
+    }
+    if "out_conv.weight" not in state:
+        raise ModelLoadError(
+            f"{source} is not a micro-sam instance decoder: it has no 'out_conv.weight' tensor."
+        )
+    return state
+
+
+def _shape(sd: Mapping[str, np.ndarray], name: str, ndim: int) -> tuple[int, ...]:
+    if name not in sd:
+        raise ModelLoadError(f"The decoder checkpoint lacks tensor {name!r}.")
+    shape = tuple(int(s) for s in np.shape(sd[name]))
+    if len(shape) != ndim:
+        raise ModelLoadError(
+            f"Decoder tensor {name!r} has shape {shape}; expected a {ndim}-dimensional tensor."
+        )
+    return shape
+
+
+def decoder_config_from_state_dict(sd: Mapping[str, np.ndarray]) -> DecoderConfig:
+    """Read the decoder's architecture from its tensor shapes.
+
+    Like micro-sam, a checkpoint uses transposed convolutions when a
+    ``decoder.samplers.*`` key contains ``.block.``.
+    """
+    conv_transpose = any(".block." in k for k in sd if _SAMPLER.match(k))
+    f0, embed_dim, _, _ = _shape(sd, "base.block.1.weight", 4)
+    widths = [f0] + [_shape(sd, f"decoder.blocks.{i}.block.1.weight", 4)[0] for i in range(3)]
+    out_channels = _shape(sd, "out_conv.weight", 4)[0]
+    return DecoderConfig(
+        embed_dim=embed_dim,
+        features=tuple(widths),
+        out_channels=out_channels,
+        conv_transpose=conv_transpose,
+    )
+
+
+# --- torch names of the Keras variables -----------------------------------------------------
+
+
+def _conv(w: np.ndarray) -> np.ndarray:  # (O, I, kh, kw) -> (kh, kw, I, O)
+    return w.transpose(2, 3, 1, 0)
+
+
+def _conv_transpose(w: np.ndarray) -> np.ndarray:  # (I, O, kh, kw) -> (kh, kw, O, I)
+    return w.transpose(2, 3, 1, 0)
+
+
+def _same(w: np.ndarray) -> np.ndarray:
+    return w
+
+
+def _conv_pairs(conv: Any, prefix: str, transform=_conv) -> Iterator[tuple[str, Any, Any]]:
+    yield f"{prefix}.weight", conv.kernel, transform
+    yield f"{prefix}.bias", conv.bias, _same
+
+
+def _upsampler_pairs(up: Any, prefix: str) -> Iterator[tuple[str, Any, Any]]:
+    if up.conv_transpose:
+        yield from _conv_pairs(up.conv, f"{prefix}.block", _conv_transpose)
+    else:
+        yield from _conv_pairs(up.conv, f"{prefix}.conv")
+
+
+def _conv_block_pairs(block: Any, prefix: str) -> Iterator[tuple[str, Any, Any]]:
+    # torch-em's ConvBlock: block.0 InstanceNorm, .1 conv, .2 ReLU, .3 InstanceNorm, .4 conv
+    yield from _conv_pairs(block.conv1, f"{prefix}.block.1")
+    yield from _conv_pairs(block.conv2, f"{prefix}.block.4")
+
+
+def decoder_weight_pairs(model: Any) -> Iterator[tuple[str, Any, Any]]:
+    """(torch-em tensor name, Keras variable, layout transform) for every decoder weight."""
+    for i, deconv in enumerate(model.deconvs, start=1):
+        p = f"deconv{i}.block"
+        yield from _upsampler_pairs(deconv.upsampler, f"{p}.0")
+        yield from _conv_pairs(deconv.conv, f"{p}.1.block")
+        norm = deconv.norm
+        yield f"{p}.2.weight", norm.gamma, _same
+        yield f"{p}.2.bias", norm.beta, _same
+        yield f"{p}.2.running_mean", norm.moving_mean, _same
+        yield f"{p}.2.running_var", norm.moving_variance, _same
+    yield from _conv_block_pairs(model.base, "base")
+    for j, (sampler, block) in enumerate(zip(model.samplers, model.blocks, strict=True)):
+        yield from _upsampler_pairs(sampler, f"decoder.samplers.{j}")
+        yield from _conv_block_pairs(block, f"decoder.blocks.{j}")
+    yield from _upsampler_pairs(model.deconv_out, "deconv_out")
+    yield from _conv_block_pairs(model.decoder_head, "decoder_head")
+    yield from _conv_pairs(model.out_conv, "out_conv")
+
+
+def build_instance_decoder(config: DecoderConfig) -> Any:
+    """A built :class:`UNETRInstanceDecoder` of ``config`` with random weights."""
+    import_keras()
+    from ..keras_layers.instance_decoder import UNETRInstanceDecoder
+
+    model = UNETRInstanceDecoder(
+        embed_dim=config.embed_dim,
+        features=config.features,
+        out_channels=config.out_channels,
+        conv_transpose=config.conv_transpose,
+        name="instance_decoder",
+    )
+    model.build((None, None, None, config.embed_dim))
+    return model
+
+
+def assign_decoder_state(model: Any, sd: Mapping[str, np.ndarray]) -> None:
+    """Copy a decoder state dict into ``model``; a missing or misshapen tensor is an error.
+
+    BatchNorm's ``num_batches_tracked`` counters are not weights and are
+    skipped; other tensors the decoder does not use are ignored with a
+    warning, as micro-sam ignores them.
+    """
+    used: set[str] = set()
+    pending = []
+    for name, variable, transform in decoder_weight_pairs(model):
+        if name not in sd:
+            raise ModelLoadError(f"The decoder checkpoint lacks tensor {name!r}.")
+        value = transform(np.asarray(sd[name], dtype=np.float32))
+        if tuple(value.shape) != tuple(variable.shape):
+            raise ModelLoadError(
+                f"Decoder tensor {name!r} has shape {tuple(np.shape(sd[name]))}; this decoder "
+                f"expects {_torch_layout(tuple(variable.shape))}."
+            )
+        pending.append((variable, value))
+        used.add(name)
+    for variable, value in pending:
+        variable.assign(value)
+    unused = sorted(k for k in set(sd) - used if not k.endswith("num_batches_tracked"))
+    if unused:
+        warnings.warn(
+            f"The decoder checkpoint has {len(unused)} tensors the decoder does not use "
+            f"(ignored): {unused[:5]}",
+            stacklevel=2,
+        )
+
+
+def _torch_layout(keras_shape: tuple[int, ...]) -> tuple[int, ...]:
+    """A Keras kernel shape (kh, kw, a, b) in torch's layout (b, a, kh, kw); others as they are."""
+    if len(keras_shape) != 4:
+        return keras_shape
+    kh, kw, a, b = keras_shape
+    return (b, a, kh, kw)
+
+
+def decoder_from_state_dict(sd: Mapping[str, np.ndarray], key: str = "") -> InstanceDecoder:
+    """Build the Keras decoder a micro-sam decoder state dict describes, with its weights."""
+    config = decoder_config_from_state_dict(sd)
+    model = build_instance_decoder(config)
+    assign_decoder_state(model, sd)
+    return InstanceDecoder(model=model, config=config, key=key)
+
+
+# --- the converted-decoder cache ------------------------------------------------------------
+
+#: Marker in a cache entry of a checkpoint that holds no decoder.
+_NO_DECODER = {"decoder": None}
+
+
+def decoder_cache_paths(content_hash: str) -> tuple[Path, Path]:
+    """(weights file, config file) of the decoder converted from a file with this hash."""
+    stem = converted_dir() / f"{content_hash[:32]}.decoder"
+    return stem.with_name(stem.name + ".weights.h5"), stem.with_name(stem.name + ".json")
+
+
+def _write_atomic(path: Path, text: str) -> None:
+    tmp = path.with_name(f"{path.name}.{os.getpid()}.tmp")
+    tmp.write_text(text)
+    os.replace(tmp, path)
+
+
+class _Missing:
+    """No cache entry (distinct from "cached: this file has no decoder")."""
+
+
+MISSING = _Missing()
+
+
+def load_cached_decoder(content_hash: str) -> InstanceDecoder | None | _Missing:
+    """The decoder cached for a file: an :class:`InstanceDecoder`, ``None`` when the file was
+    converted and had none, or :data:`MISSING` when nothing (usable) is cached."""
+    weights_path, config_path = decoder_cache_paths(content_hash)
+    if not config_path.is_file():
+        return MISSING
+    try:
+        values = json.loads(config_path.read_text())
+        if values == _NO_DECODER:
+            return None
+        config = DecoderConfig.from_dict(values)
+        model = build_instance_decoder(config)
+        model.load_weights(weights_path)
+    except Exception:  # a damaged entry: convert again
+        config_path.unlink(missing_ok=True)
+        weights_path.unlink(missing_ok=True)
+        return MISSING
+    return InstanceDecoder(model=model, config=config, key="sha256:" + content_hash[:24])
+
+
+def cache_decoder(content_hash: str, decoder: InstanceDecoder | None) -> None:
+    """Store a converted decoder (or the fact that the file has none) under the file's hash."""
+    weights_path, config_path = decoder_cache_paths(content_hash)
+    if decoder is None:
+        _write_atomic(config_path, json.dumps(_NO_DECODER))
+        return
+    tmp = weights_path.with_name(f"{weights_path.name}.{os.getpid()}.tmp.weights.h5")
+    decoder.model.save_weights(tmp)
+    os.replace(tmp, weights_path)
+    _write_atomic(config_path, decoder.config.to_json())
