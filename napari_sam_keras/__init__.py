@@ -25,6 +25,7 @@ _EXPORTS = {
     "SAMConfig": ".model.config",
     "SAMPredictor": ".segmentation.predictor",
     "SAMAutomaticMaskGenerator": ".segmentation.automatic_mask_generator",
+    "InstanceSegmenter": ".segmentation.instance_segmenter",
     "masks_to_labels": ".segmentation.labels",
     "ImageEmbedding": ".model.embedding",
     "EmbeddingCache": ".model.embedding",
@@ -52,6 +53,7 @@ if TYPE_CHECKING:  # pragma: no cover
     from .model.loading import load_model
     from .model.network import SAMNetwork, build_sam
     from .segmentation.automatic_mask_generator import SAMAutomaticMaskGenerator
+    from .segmentation.instance_segmenter import InstanceSegmenter
     from .segmentation.labels import masks_to_labels
     from .segmentation.predictor import SAMPredictor
 

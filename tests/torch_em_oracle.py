@@ -74,11 +74,12 @@ def _is_transposed_name(name: str) -> bool:
     )
 
 
-def build_unetr(encoder, conv_transpose: bool = False, seed: int = 0):
+def build_unetr(encoder, conv_transpose: bool = False, seed: int = 0, initial_features: int = 64):
     """torch-em ``UNETR`` set up as micro-sam's ``get_unetr`` does, random weights, eval mode.
 
     ``encoder`` is a SAM ``ImageEncoderViT`` (its neck fixes the embedding
-    channels, its ``img_size`` the output size).
+    channels, its ``img_size`` the output size).  ``initial_features`` other
+    than micro-sam's 64 make smaller decoders for quick tests.
     """
     import torch
 
@@ -91,6 +92,7 @@ def build_unetr(encoder, conv_transpose: bool = False, seed: int = 0):
         use_skip_connection=False,
         resize_input=True,
         use_conv_transpose=conv_transpose,
+        initial_features=initial_features,
     )
     randomize_(unetr, seed)
     unetr.eval()

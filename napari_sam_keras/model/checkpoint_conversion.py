@@ -35,12 +35,15 @@ def unwrap_state_dict(obj: Any) -> dict[str, np.ndarray]:
 
     Fine-tuning scripts often save ``{"model": state_dict, ...}`` or
     ``{"state_dict": ...}``, sometimes with a ``module.`` or ``model.``
-    prefix on every key.  Values become float32 numpy arrays.
+    prefix on every key; micro-sam saves ``{"model_state": ..., "decoder_state": ...}``
+    with or without a ``sam.`` prefix.  Values become float32 numpy arrays.
     """
     candidates = [obj]
     if isinstance(obj, Mapping):
         candidates += [
-            obj[k] for k in ("model", "state_dict", "model_state_dict", "sam") if k in obj
+            obj[k]
+            for k in ("model", "state_dict", "model_state_dict", "sam", "model_state")
+            if k in obj
         ]
     for cand in candidates:
         if not isinstance(cand, Mapping):

@@ -17,6 +17,7 @@ import dataclasses
 import json
 import os
 import re
+import threading
 import warnings
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
@@ -25,9 +26,9 @@ from typing import Any
 
 import numpy as np
 
-from ..backend import import_keras
 from ..errors import ModelLoadError
-from ..model_cache import converted_dir
+from ..runtime.backend import import_keras
+from .weights_cache import converted_dir
 
 #: The key micro-sam uses, in its checkpoints, for the decoder's tensors.
 DECODER_STATE_KEY = "decoder_state"
@@ -80,6 +81,17 @@ class InstanceDecoder:
     config: DecoderConfig
     key: str = ""
     _compiled: dict = field(default_factory=dict, repr=False)
+    _compiled_lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
+
+    def runner(self, jit_compile: bool = True) -> Any:
+        """The compiled forward pass (a ``CompiledCall``; built on first use, then shared):
+        (B, h, w, embed_dim) embedding -> (B, 16 h, 16 w, out_channels) maps."""
+        from ..runtime.compiled_call import CompiledCall
+
+        with self._compiled_lock:
+            if jit_compile not in self._compiled:
+                self._compiled[jit_compile] = CompiledCall(self.model, jit_compile=jit_compile)
+            return self._compiled[jit_compile]
 
 
 # --- reading decoder state dicts -----------------------------------------------------------
@@ -314,3 +326,40 @@ def cache_decoder(content_hash: str, decoder: InstanceDecoder | None) -> None:
     decoder.model.save_weights(tmp)
     os.replace(tmp, weights_path)
     _write_atomic(config_path, decoder.config.to_json())
+
+
+# --- decoder files ---------------------------------------------------------------------------
+
+
+def decoder_path_beside(checkpoint: Path) -> Path | None:
+    """micro-sam's separate decoder file for a checkpoint, if it lies beside it.
+
+    ``vit_b_lm.pt`` -> ``vit_b_lm_decoder.pt``; micro-sam's download cache
+    names them without a suffix (``vit_b_lm`` -> ``vit_b_lm_decoder``).
+    """
+    checkpoint = Path(checkpoint)
+    name = checkpoint.name
+    suffix = checkpoint.suffix if checkpoint.suffix in (".pt", ".pth", ".bin") else ""
+    stem = name[: len(name) - len(suffix)]
+    if stem.endswith("_decoder"):
+        return None
+    candidate = checkpoint.with_name(f"{stem}_decoder{suffix}")
+    return candidate if candidate.is_file() else None
+
+
+def load_decoder_file(path: Path, content_hash: str, read_file) -> InstanceDecoder:
+    """The decoder in ``path``: from the cache, or read with ``read_file(path)``, converted
+    and cached.
+
+    ``path`` is micro-sam's ``*_decoder.pt`` (a bare decoder state dict) or a
+    checkpoint holding ``decoder_state``.
+    """
+    cached = load_cached_decoder(content_hash)
+    if cached is None:
+        raise ModelLoadError(f"{path.name} holds no instance-segmentation decoder.")
+    if not isinstance(cached, _Missing):
+        return cached
+    state = decoder_state_dict(read_file(path), path.name)
+    decoder = decoder_from_state_dict(state, key="sha256:" + content_hash[:24])
+    cache_decoder(content_hash, decoder)
+    return decoder

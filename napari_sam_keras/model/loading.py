@@ -18,6 +18,15 @@ from .checkpoint_conversion import (
     weight_pairs,
 )
 from .config import PRESETS, SAMConfig
+from .decoder_conversion import (
+    MISSING,
+    cache_decoder,
+    decoder_from_state_dict,
+    decoder_path_beside,
+    decoder_state_dict,
+    load_cached_decoder,
+    load_decoder_file,
+)
 from .network import SAMNetwork, build_keras_cv_sam, config_from_serialized, dtype_policy_scope
 from .weights_cache import converted_paths, file_sha256
 
@@ -36,6 +45,7 @@ def load_model(
     hub: str = "keras_cv",
     config: SAMConfig | None = None,
     dtype_policy: str | None = None,
+    decoder: str | os.PathLike | None = None,
 ) -> SAMNetwork:
     """Load a SAM network, ready for :class:`~napari_sam_keras.SAMPredictor`.
 
@@ -53,13 +63,43 @@ def load_model(
       dict; its architecture is read from its tensors.  It is converted once
       (this needs torch, CPU is enough) and cached by content hash, so later
       loads read the cached Keras weights without torch.
+    * a micro-sam checkpoint (``vit_b_lm.pt`` and the like, or micro-sam's
+      download cache file ``vit_b_lm`` without suffix): a plain SAM state dict
+      or ``{"model_state": ..., "decoder_state": ...}``.  Its instance
+      decoder, stored inside or as ``<name>_decoder.pt`` beside it, is loaded
+      too (converted and cached likewise) and set as ``instance_decoder``.
+
+    ``decoder`` names a micro-sam decoder file (``*_decoder.pt``) to use
+    instead; the network's ``instance_decoder`` is ``None`` without one.
 
     ``dtype_policy="mixed_bfloat16"`` computes in bfloat16 (weights stay
     float32): faster on GPUs and on CPUs with AVX512-BF16/AMX, at a small cost
     in accuracy.  Off by default.
     """
     with dtype_policy_scope(dtype_policy):
-        return _load_model(source, hub, config)
+        network = _load_model(source, hub, config)
+        if decoder is not None:
+            network.instance_decoder = _load_decoder(Path(os.fspath(decoder)).expanduser())
+        elif network.instance_decoder is None:
+            beside = _checkpoint_file(source) and decoder_path_beside(Path(os.fspath(source)))
+            if beside:
+                network.instance_decoder = _load_decoder(beside)
+        return network
+
+
+def _checkpoint_file(source: str | os.PathLike) -> bool:
+    """Whether ``source`` is a PyTorch checkpoint file (micro-sam's cache names lack a suffix)."""
+    path = Path(os.fspath(source)).expanduser()
+    if not path.is_file():
+        return False
+    name = path.name.lower()
+    return name.endswith(CHECKPOINT_SUFFIXES) or (not path.suffix and zipfile.is_zipfile(path))
+
+
+def _load_decoder(path: Path):
+    if not path.is_file():
+        raise ModelLoadError(f"Decoder file {str(path)!r} not found.")
+    return load_decoder_file(path, file_sha256(path), read_torch_file)
 
 
 def _load_model(source: str | os.PathLike, hub: str, config: SAMConfig | None) -> SAMNetwork:
@@ -82,7 +122,7 @@ def _load_model(source: str | os.PathLike, hub: str, config: SAMConfig | None) -
         return _load_weights_file(path, config)
     if name.endswith(".keras"):
         return _load_keras_file(path)
-    if name.endswith(CHECKPOINT_SUFFIXES):
+    if _checkpoint_file(path):
         return _load_official_checkpoint(path)
     raise ModelLoadError(
         f"Don't know how to load {path.name!r}: expected a .pth/.pt official checkpoint, a "
@@ -268,6 +308,11 @@ def _weights_key(path: Path) -> str:
 
 def read_torch_checkpoint(path: Path) -> dict:
     """Read an official ``.pth`` into a dict of numpy arrays (needs torch)."""
+    return unwrap_state_dict(read_torch_file(path))
+
+
+def read_torch_file(path: Path) -> Any:
+    """``torch.load`` a checkpoint safely (tensors and plain containers only; needs torch)."""
     try:
         import torch
     except ImportError as err:
@@ -280,23 +325,31 @@ def read_torch_checkpoint(path: Path) -> dict:
     except Exception as err:
         raise ModelLoadError(
             f"Could not read {path.name} as a PyTorch checkpoint ({type(err).__name__}): "
-            "the file is damaged or not a checkpoint."
+            "the file is damaged or not a checkpoint, or it holds more than weights (a "
+            "training checkpoint: export it with micro_sam.util.export_custom_sam_model)."
         ) from err
-    return unwrap_state_dict(obj)
+    return obj
 
 
 def _load_official_checkpoint(path: Path) -> SAMNetwork:
     digest = file_sha256(path)
     weights_path, config_path = converted_paths(digest)
     key = "sha256:" + digest[:24]
-    if weights_path.is_file() and config_path.is_file():
+    decoder = load_cached_decoder(digest) if weights_path.is_file() else MISSING
+    if decoder is not MISSING and config_path.is_file():
         try:
             config = _read_config(config_path)
             model = _build_with_weights(config, weights_path)
-            return SAMNetwork(model=model, config=config, name=str(path), key=key)
+            return SAMNetwork(
+                model=model, config=config, name=str(path), key=key, instance_decoder=decoder
+            )
         except ModelLoadError:  # a damaged cache entry: convert again
             weights_path.unlink(missing_ok=True)
-    state_dict = read_torch_checkpoint(path)
+    obj = read_torch_file(path)
+    state_dict = unwrap_state_dict(obj)
+    decoder = None
+    if isinstance(obj, dict) and "decoder_state" in obj:
+        decoder = decoder_from_state_dict(decoder_state_dict(obj, path.name), key=key)
     config = config_from_state_dict(state_dict)
     model = build_keras_cv_sam(config)
     assign_state_dict(model, state_dict)
@@ -304,4 +357,5 @@ def _load_official_checkpoint(path: Path) -> SAMNetwork:
     model.save_weights(tmp)
     os.replace(tmp, weights_path)
     config_path.write_text(config.to_json())
-    return SAMNetwork(model=model, config=config, name=str(path), key=key)
+    cache_decoder(digest, decoder)
+    return SAMNetwork(model=model, config=config, name=str(path), key=key, instance_decoder=decoder)

@@ -170,12 +170,16 @@ class SAMNetwork:
         config: its architecture.
         name: where it came from (preset name or file path), for messages.
         key: a short identity of the weights, used to key embedding caches.
+        instance_decoder: micro-sam's instance-segmentation decoder
+            (:class:`~napari_sam_keras.model.decoder_conversion.InstanceDecoder`)
+            when the checkpoint came with one, else ``None``.
     """
 
     model: Any
     config: SAMConfig
     name: str = "random"
     key: str = ""
+    instance_decoder: Any = field(default=None, repr=False)
     _compiled: dict = field(default_factory=dict, repr=False)
     _compiled_lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
 

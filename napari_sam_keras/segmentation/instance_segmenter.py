@@ -1,0 +1,121 @@
+"""``InstanceSegmenter``: automatic instance segmentation with micro-sam's decoder ("AIS").
+
+One image embedding (the same one the interactive predictor uses) goes
+through the instance decoder, which predicts three maps at the model's input
+resolution: foreground probability, distance to the object centre and
+distance to the object boundary.  They are cropped to the image's part of
+the padded input and resized to the image size, as micro-sam's
+``postprocess_masks`` does; a seeded watershed turns them into labels.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+
+from ..errors import SAMError
+from ..model.embedding import ImageEmbedding
+from ..processing.instance_watershed import (
+    WatershedSettings,
+    instance_labels,
+    settings_for_model,
+)
+from ..processing.mask_upscaling import upscale_logits
+from .predictor import SAMPredictor, as_network
+
+
+class InstanceSegmenter:
+    """Segment every object of an image with the model's instance decoder.
+
+    Args:
+        model: a :class:`~napari_sam_keras.SAMNetwork` loaded with a decoder
+            (a micro-sam checkpoint such as ``vit_b_lm``; see
+            :func:`~napari_sam_keras.load_model`).
+        predictor: a :class:`~napari_sam_keras.SAMPredictor` of the same
+            network whose embeddings to reuse (default: a new one).
+        settings: the watershed thresholds; default micro-sam's for the model
+            when its file name says which it is (``vit_b_lm`` ...), else
+            micro-sam's general defaults.
+        jit_compile: compile with XLA (jax, tensorflow).
+
+    Raises:
+        SAMError: the model has no instance decoder.
+
+    Example::
+
+        net = load_model("vit_b_lm.pt")          # with vit_b_lm_decoder.pt beside it
+        labels = InstanceSegmenter(net).segment(image)
+    """
+
+    def __init__(
+        self,
+        model: Any,
+        predictor: SAMPredictor | None = None,
+        settings: WatershedSettings | None = None,
+        jit_compile: bool = True,
+    ) -> None:
+        self.network = as_network(model)
+        decoder = getattr(self.network, "instance_decoder", None)
+        if decoder is None:
+            raise SAMError(
+                f"The model {self.network.name!r} has no instance-segmentation decoder. Load a "
+                "micro-sam model that has one (e.g. vit_b_lm.pt with vit_b_lm_decoder.pt beside "
+                "it, or load_model(path, decoder='..._decoder.pt')), or use the automatic mask "
+                "generator instead."
+            )
+        if decoder.config.embed_dim != self.network.config.prompt_embed_dim:
+            raise SAMError(
+                f"The instance decoder reads {decoder.config.embed_dim}-channel embeddings, but "
+                f"this SAM makes {self.network.config.prompt_embed_dim}-channel ones: the decoder "
+                "belongs to another model."
+            )
+        self.decoder = decoder
+        if predictor is not None and predictor.network is not self.network:
+            raise SAMError("The predictor belongs to another network than the segmenter.")
+        self.predictor = predictor or SAMPredictor(self.network, jit_compile=jit_compile, warm_up=False)
+        self.settings = settings or settings_for_model(self.network.name)
+        self._compiled = decoder.runner(jit_compile)
+
+    def _embedding(self, image: np.ndarray | ImageEmbedding | None, contrast_limits):
+        if isinstance(image, ImageEmbedding):
+            self.predictor.set_embedding(image)
+        elif image is not None:
+            self.predictor.set_image(image, contrast_limits=contrast_limits)
+        return self.predictor.embedding_state()
+
+    def predict_maps(
+        self,
+        image: np.ndarray | ImageEmbedding | None = None,
+        contrast_limits: tuple[float, float] | None = None,
+    ) -> np.ndarray:
+        """The decoder's maps at the image's size: float32 (3, H, W) in [0, 1].
+
+        Channel 0 is the foreground probability, 1 the distance to the object
+        centre, 2 the (inverted) distance to the object boundary; both
+        distances are 0 inside objects' cores and 1 at boundaries and in the
+        background.  ``image`` is a 2D grayscale/RGB image (embedded here), an
+        :class:`~napari_sam_keras.ImageEmbedding` of this model, or ``None``
+        for the predictor's current image.
+        """
+        emb = self._embedding(image, contrast_limits)
+        raw = self._compiled(np.asarray(emb.features, np.float32))  # (1, S, S, 3)
+        maps = np.transpose(np.asarray(raw[0], np.float32), (2, 0, 1))
+        out = upscale_logits(maps, self.network.config.image_size, emb.input_size, emb.original_size)
+        return np.ascontiguousarray(out, dtype=np.float32)
+
+    def segment(
+        self,
+        image: np.ndarray | ImageEmbedding | None = None,
+        contrast_limits: tuple[float, float] | None = None,
+        **thresholds: float,
+    ) -> np.ndarray:
+        """Instance labels of the image: int32 (H, W), 0 background, objects 1..N.
+
+        ``thresholds`` override :attr:`settings` for this call:
+        ``center_distance_threshold``, ``boundary_distance_threshold``,
+        ``foreground_threshold``, ``foreground_smoothing``,
+        ``distance_smoothing``, ``min_size``.
+        """
+        settings = self.settings.updated(**thresholds)
+        return instance_labels(self.predict_maps(image, contrast_limits), settings)
