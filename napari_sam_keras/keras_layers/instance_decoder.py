@@ -71,9 +71,7 @@ def _upsample_cols(x):
     even = 0.25 * before + 0.75 * x
     odd = 0.75 * x + 0.25 * after
     shape = ops.shape(x)
-    return ops.reshape(
-        ops.stack([even, odd], axis=3), (shape[0], shape[1], 2 * shape[2], shape[3])
-    )
+    return ops.reshape(ops.stack([even, odd], axis=3), (shape[0], shape[1], 2 * shape[2], shape[3]))
 
 
 class BilinearUpsample2x(keras.layers.Layer):
@@ -285,8 +283,12 @@ class UNETRInstanceDecoder(keras.Model):
     def compute_output_shape(self, input_shape):
         b, h, w, _ = input_shape
         scale = 16
-        return (b, None if h is None else scale * h, None if w is None else scale * w,
-                self.out_channels)
+        return (
+            b,
+            None if h is None else scale * h,
+            None if w is None else scale * w,
+            self.out_channels,
+        )
 
     def get_config(self) -> dict:
         return {

@@ -101,7 +101,9 @@ class InstanceSegmenter:
         emb = self._embedding(image, contrast_limits)
         raw = self._compiled(np.asarray(emb.features, np.float32))  # (1, S, S, 3)
         maps = np.transpose(np.asarray(raw[0], np.float32), (2, 0, 1))
-        out = upscale_logits(maps, self.network.config.image_size, emb.input_size, emb.original_size)
+        out = upscale_logits(
+            maps, self.network.config.image_size, emb.input_size, emb.original_size
+        )
         return np.ascontiguousarray(out, dtype=np.float32)
 
     def segment(

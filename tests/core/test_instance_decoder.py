@@ -166,8 +166,17 @@ def test_parity_other_backend(backend, tmp_path):
     env = dict(os.environ, KERAS_BACKEND=backend, NAPARI_SAM_KERAS_BACKEND=backend)
     env["NAPARI_SAM_KERAS_CACHE_DIR"] = str(tmp_path / "cache")
     proc = subprocess.run(
-        [sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", "-k",
-         "parity and not other_backend", str(Path(__file__))],
+        [
+            sys.executable,
+            "-m",
+            "pytest",
+            "-q",
+            "-p",
+            "no:cacheprovider",
+            "-k",
+            "parity and not other_backend",
+            str(Path(__file__)),
+        ],
         cwd=TESTS,
         env=env,
         capture_output=True,
@@ -253,7 +262,9 @@ def test_misshapen_decoder_tensor_is_named(files, torch_models, tmp_path):
     state["deconv2.block.1.block.weight"] = torch.zeros(256, 256, 1, 1)
     path = tmp_path / "vit_x_lm.pt"
     torch.save({"model_state": torch_models[0].state_dict(), "decoder_state": state}, path)
-    with pytest.raises(ModelLoadError, match=r"deconv2\.block\.1\.block\.weight.*\(256, 256, 1, 1\)"):
+    with pytest.raises(
+        ModelLoadError, match=r"deconv2\.block\.1\.block\.weight.*\(256, 256, 1, 1\)"
+    ):
         load_model(path)
 
 
@@ -348,9 +359,12 @@ def test_watershed_thresholds_decide_the_seeds():
     )
     assert none.max() == 0
     # a foreground threshold above the foreground map: no object either
-    assert watershed_from_center_and_boundary_distances(
-        center, boundary, fg, foreground_threshold=1.0
-    ).max() == 0
+    assert (
+        watershed_from_center_and_boundary_distances(
+            center, boundary, fg, foreground_threshold=1.0
+        ).max()
+        == 0
+    )
 
 
 def test_model_settings_follow_micro_sam():
