@@ -73,7 +73,9 @@ class InstanceSegmenter:
         self.decoder = decoder
         if predictor is not None and predictor.network is not self.network:
             raise SAMError("The predictor belongs to another network than the segmenter.")
-        self.predictor = predictor or SAMPredictor(self.network, jit_compile=jit_compile, warm_up=False)
+        self.predictor = predictor or SAMPredictor(
+            self.network, jit_compile=jit_compile, warm_up=False
+        )
         self.settings = settings or settings_for_model(self.network.name)
         self._compiled = decoder.runner(jit_compile)
 
