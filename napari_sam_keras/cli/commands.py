@@ -42,7 +42,7 @@ def _load_model(args):
 
     source = args.model or os.environ.get(MODEL_ENV_VAR) or DEFAULT_MODEL
     t0 = time.perf_counter()
-    net = load_model(source)
+    net = load_model(source, decoder=getattr(args, "decoder", None))
     _info(f"model {source} loaded in {time.perf_counter() - t0:.1f} s")
     return net
 
@@ -99,6 +99,8 @@ def cmd_auto(args) -> int:
     image = _load_image(args)
     out = _default_out(args)
     net = _load_model(args)
+    if getattr(args, "mode", "amg") == "ais":
+        return _auto_ais(args, image, out, net)
 
     from .. import SAMAutomaticMaskGenerator, masks_to_labels
 
@@ -120,6 +122,27 @@ def cmd_auto(args) -> int:
     labels = masks_to_labels(records, shape=image.shape[:2])
     path = write_labels(out, labels)
     print(f"wrote {path} ({int(np.unique(labels[labels > 0]).size)} objects)")
+    return 0
+
+
+def _auto_ais(args, image, out, net) -> int:
+    """``auto --mode ais``: the model's instance decoder and the seeded watershed."""
+    from .. import InstanceSegmenter
+
+    if args.min_size is not None and args.min_size < 0:
+        raise SAMError("--min-size must be at least 0")
+    segmenter = InstanceSegmenter(net)
+    t0 = time.perf_counter()
+    labels = segmenter.segment(
+        image,
+        contrast_limits=args.contrast_limits,
+        center_distance_threshold=args.center_distance_thresh,
+        boundary_distance_threshold=args.boundary_distance_thresh,
+        min_size=args.min_size,
+    )
+    _info(f"instance decoder and watershed in {time.perf_counter() - t0:.1f} s")
+    path = write_labels(out, labels)
+    print(f"wrote {path} ({int(labels.max())} objects)")
     return 0
 
 

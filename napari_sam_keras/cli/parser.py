@@ -141,7 +141,8 @@ def _add_auto(sub, parents) -> None:
     p = sub.add_parser(
         "auto",
         parents=parents,
-        help="segment everything (automatic mask generator); write a label image",
+        help="segment everything (automatic mask generator or instance decoder); write a "
+        "label image",
         description="Prompt SAM with a grid of points, keep the good masks and write them as "
         "a label image (0 = background).",
     )
@@ -189,6 +190,40 @@ def _add_auto(sub, parents) -> None:
         default=0,
         metavar="PX",
         help="remove holes and islands smaller than PX pixels (default 0)",
+    )
+    ais = p.add_argument_group(
+        "instance decoder (--mode ais; micro-sam models with a decoder, e.g. vit_b_lm)"
+    )
+    ais.add_argument(
+        "--mode",
+        choices=("amg", "ais"),
+        default="amg",
+        help="amg: the automatic mask generator (any SAM, default); ais: the model's "
+        "instance decoder + watershed (seconds instead of minutes)",
+    )
+    ais.add_argument(
+        "--decoder",
+        metavar="PATH",
+        help="micro-sam decoder file (default: inside the model file, or <model>_decoder.pt "
+        "beside it)",
+    )
+    ais.add_argument(
+        "--center-distance-thresh",
+        type=float,
+        metavar="F",
+        help="seeds where the centre distance is below F (default: micro-sam's for the model)",
+    )
+    ais.add_argument(
+        "--boundary-distance-thresh",
+        type=float,
+        metavar="F",
+        help="seeds where the boundary distance is below F (default: micro-sam's for the model)",
+    )
+    ais.add_argument(
+        "--min-size",
+        type=int,
+        metavar="PX",
+        help="remove objects smaller than PX pixels (default 100)",
     )
     p.set_defaults(func=cmd_auto)
 
