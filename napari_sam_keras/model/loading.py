@@ -15,6 +15,7 @@ import numpy as np
 
 from ..errors import ModelLoadError
 from ..files.atomic_write import OutputExistsError
+from ..runtime.backend import import_keras
 from .checkpoint_conversion import (
     assign_state_dict,
     component_weight_pairs,
@@ -373,4 +374,5 @@ def _load_official_checkpoint(path: Path) -> SAMNetwork:
 
 def _model_checksum(model: Any) -> str:
     """Checksum of a model's weight values, as written with a cached conversion."""
-    return weights_checksum(np.asarray(v.numpy()) for v in model.weights)
+    ops = import_keras().ops
+    return weights_checksum(np.asarray(ops.convert_to_numpy(v.value)) for v in model.weights)

@@ -74,9 +74,7 @@ def test_link_to_the_input_is_refused(capsys, image, tmp_path, link):
         "is the input file",
     )
     # and the other way round: the input given through the link, the output as the file
-    _refused(
-        capsys, ["auto", alias, "--overwrite", "--out", image], [image], "is the input file"
-    )
+    _refused(capsys, ["auto", alias, "--overwrite", "--out", image], [image], "is the input file")
 
 
 def test_existing_default_output_is_kept(capsys, image):
