@@ -41,7 +41,10 @@ def _load_image(args) -> np.ndarray:
 def _load_model(args):
     from .. import load_model
 
-    source = args.model or os.environ.get(MODEL_ENV_VAR) or DEFAULT_MODEL
+    # an empty --model (e.g. from an unset shell variable) is an error, not the default
+    source = args.model
+    if source is None:
+        source = os.environ.get(MODEL_ENV_VAR) or DEFAULT_MODEL
     t0 = time.perf_counter()
     net = load_model(source)
     _info(f"model {source} loaded in {time.perf_counter() - t0:.1f} s")

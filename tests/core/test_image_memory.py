@@ -19,6 +19,8 @@ def reference_rgb_uint8(image, contrast_limits=None):
     image = np.asarray(image)
     if image.dtype == bool:
         image = image.astype(np.uint8) * 255
+    if image.ndim == 3 and image.shape[-1] == 1:
+        image = image[..., 0]
     if image.ndim == 3 and image.shape[-1] == 4:
         image = image[..., :3]
     if image.ndim == 2:
