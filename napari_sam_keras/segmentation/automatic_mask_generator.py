@@ -99,6 +99,12 @@ class _Masks:
         )
 
 
+def _merge_crops(data: _Masks, nms_thresh: float) -> _Masks:
+    """Duplicates between crops (or tiles) removed by box NMS: masks of smaller crops win."""
+    scores = np.float32(1) / mu.box_area(data.crop_boxes).astype(np.float32)
+    return data.take(mu.nms(data.boxes, scores, nms_thresh))
+
+
 @lru_cache(maxsize=32)
 def _upscaling(
     low_res: int, image_size: int, input_size: tuple[int, int], original_size: tuple[int, int]
@@ -331,9 +337,8 @@ class SAMAutomaticMaskGenerator:
             self._restore_predictor(previous)
         data = _Masks.concat(parts)
 
-        if len(crop_boxes) > 1 and len(data):  # duplicates between crops: smaller crops win
-            scores = np.float32(1) / mu.box_area(data.crop_boxes).astype(np.float32)
-            data = data.take(mu.nms(data.boxes, scores, self.crop_nms_thresh))
+        if len(crop_boxes) > 1 and len(data):
+            data = _merge_crops(data, self.crop_nms_thresh)
 
         if self.min_mask_region_area > 0 and len(data):
             data = self._remove_small_regions(

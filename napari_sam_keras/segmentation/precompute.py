@@ -26,7 +26,7 @@ from ..model.embedding_store import (
     check_compatible,
     image_signature,
 )
-from .tiling import Tile, TiledImage, TileGrid, as_pair
+from .tiling import Tile, TiledImage, TileGrid, as_pair, plane_of
 
 #: ``progress(done, total)``: called after each embedding (computed or found stored).
 ProgressCallback = Callable[[int, int], Any]
@@ -125,6 +125,9 @@ class PlaneEmbeddings:
         self.cache = EmbeddingCache(max_items=1 << 20, max_bytes=cache_bytes)
         self.store = store
         self.plane = plane
+        #: How many embeddings were computed by the encoder, and how many read from the store.
+        self.computed = 0
+        self.read = 0
         if store is not None:
             # With a known plane only the settings are checked, not the pixels (the caller
             # bound the store to the whole data): no signature is computed then.
@@ -166,13 +169,16 @@ class PlaneEmbeddings:
         if self.store is None:
             return None
         try:
-            return self.store.read(self.plane, index)
+            emb = self.store.read(self.plane, index)
         except CorruptEmbeddingError as err:
             warnings.warn(f"{err} It is computed again.", EmbeddingStoreWarning, stacklevel=3)
             return None
+        self.read += emb is not None
+        return emb
 
     def _compute_and_store(self, index: int) -> ImageEmbedding:
         emb = self.encoder.embed(self.image.rgb(self.grid[index]))
+        self.computed += 1
         if self.store is not None and not self.store.read_only:
             self.store.write(self.plane, index, emb)
         return emb
@@ -287,7 +293,7 @@ def precompute_embeddings(
     if not hasattr(data, "shape") or not hasattr(data, "dtype"):
         data = np.asarray(data)
     stack = is_stack(data) if stack is None else bool(stack)
-    plane_arrays = [data[z] for z in range(data.shape[0])] if stack else [data]
+    plane_arrays = [plane_of(data, z) for z in range(data.shape[0])] if stack else [data]
     shape, dtype = _shape_dtype(plane_arrays[0])
     if stack:
         chosen = range(len(plane_arrays)) if planes is None else _plane_list(planes, data.shape[0])

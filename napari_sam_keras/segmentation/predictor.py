@@ -74,6 +74,8 @@ class SAMPredictor:
             self.prompt_path.start_warm_up()
         self._embedding: ImageEmbedding | None = None
         self._tiles: PlaneEmbeddings | None = None
+        #: Where the current image's embeddings came from (tiles or a store), else None.
+        self.embedding_source: PlaneEmbeddings | None = None
 
     # --- the image -------------------------------------------------------------------
 
@@ -105,9 +107,11 @@ class SAMPredictor:
         """
         if image_format not in ("RGB", "BGR"):
             raise ImageError(f"image_format must be 'RGB' or 'BGR', got {image_format!r}.")
+        if tile_shape is None and halo is not None:
+            raise ImageError("halo was given without tile_shape.")
         if tile_shape is None and self.store is not None and self.store.spec is not None:
             tile_shape, halo = self.store.spec.tile_shape, self.store.spec.halo
-        self._embedding = self._tiles = None
+        self._embedding = self._tiles = self.embedding_source = None
         if tile_shape is None and self.store is None:
             rgb = to_rgb_uint8(image, contrast_limits)
             if image_format == "BGR":
@@ -123,6 +127,7 @@ class SAMPredictor:
             image_format,
             store=self.store,
         )
+        self.embedding_source = source
         if tile_shape is None:
             self._embedding = source.embedding(0)
         else:
@@ -133,7 +138,7 @@ class SAMPredictor:
         if tiles.encoder.network is not self.network:
             raise ImageError("These tile embeddings belong to another model.")
         self._embedding = None
-        self._tiles = tiles
+        self._tiles = self.embedding_source = tiles
 
     @property
     def tiles(self) -> PlaneEmbeddings | None:
@@ -162,7 +167,7 @@ class SAMPredictor:
         if embedding.model_key and embedding.model_key != self.network.key:
             raise ImageError("This embedding was computed by another model; recompute it.")
         self._embedding = embedding
-        self._tiles = None
+        self._tiles = self.embedding_source = None
 
     def embedding_state(self) -> ImageEmbedding:
         """The current image's embedding, for :meth:`set_embedding` or a cache."""
@@ -174,7 +179,7 @@ class SAMPredictor:
 
     def reset_image(self) -> None:
         self._embedding = None
-        self._tiles = None
+        self._tiles = self.embedding_source = None
 
     @property
     def is_image_set(self) -> bool:

@@ -239,6 +239,31 @@ def paste(tile_masks: np.ndarray, tile: Tile, image_shape: tuple[int, int]) -> n
     return out
 
 
+class PlaneView:
+    """Plane ``z`` of a lazy stack, still lazy: slicing it reads only what is asked for."""
+
+    def __init__(self, data: Any, z: int) -> None:
+        self.data, self.z = data, int(z)
+        self.shape = tuple(int(s) for s in data.shape[1:])
+        self.dtype = np.dtype(data.dtype)
+        self.ndim = len(self.shape)
+
+    def __getitem__(self, key) -> np.ndarray:
+        key = key if isinstance(key, tuple) else (key,)
+        return np.asarray(self.data[(self.z, *key)])
+
+    def __array__(self, dtype=None, copy=None) -> np.ndarray:
+        out = np.asarray(self.data[self.z])
+        return out if dtype is None else out.astype(dtype)
+
+
+def plane_of(data: Any, z: int) -> Any:
+    """Plane ``z`` of a stack: a numpy view, or a :class:`PlaneView` of a lazy array."""
+    if isinstance(data, np.ndarray):
+        return data[z]
+    return PlaneView(data, z)
+
+
 def _channels(block: np.ndarray) -> np.ndarray:
     """The channels :func:`to_rgb_uint8` uses (grey, or the first three of RGB(A))."""
     if block.ndim == 3 and block.shape[-1] == 1:
