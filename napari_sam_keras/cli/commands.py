@@ -141,8 +141,7 @@ def _source_note(predictor) -> str:
     if source is None or source.store is None:
         return ""
     return (
-        f" ({source.read} embedding(s) read from {source.store.path}, "
-        f"{source.computed} computed)"
+        f" ({source.read} embedding(s) read from {source.store.path}, {source.computed} computed)"
     )
 
 

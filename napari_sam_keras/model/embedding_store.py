@@ -42,7 +42,7 @@ from typing import Any
 
 import numpy as np
 
-from ..errors import SAMError
+from ..errors import CorruptEmbeddingError, EmbeddingStoreError, EmbeddingStoreMismatch
 from .embedding import ImageEmbedding
 
 FORMAT = "napari-sam-keras embedding store"
@@ -50,16 +50,16 @@ FORMAT_VERSION = 1
 _ATTR = "napari_sam_keras"
 
 
-class EmbeddingStoreError(SAMError):
-    """An embedding store cannot be used (not a store, unreadable, read-only, ...)."""
-
-
-class EmbeddingStoreMismatch(EmbeddingStoreError):
-    """The store was made for other data, another model, another tiling or conversion."""
-
-
-class CorruptEmbeddingError(EmbeddingStoreError):
-    """A stored embedding does not match its checksum (damaged or missing chunk)."""
+__all__ = [
+    "CorruptEmbeddingError",
+    "EmbeddingStore",
+    "EmbeddingStoreError",
+    "EmbeddingStoreMismatch",
+    "EmbeddingStoreWarning",
+    "StoreSpec",
+    "embedding_checksum",
+    "image_signature",
+]
 
 
 class EmbeddingStoreWarning(UserWarning):

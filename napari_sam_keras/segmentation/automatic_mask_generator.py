@@ -389,9 +389,7 @@ class SAMAutomaticMaskGenerator:
     def _process_crop(self, rgb, crop_box, layer, orig_size, embedding, counter) -> _Masks:
         x0, y0, x1, y1 = crop_box
         if embedding is None:  # a zoomed-in crop: always computed, never stored
-            embedding = self.predictor.image_encoder.embed(
-                np.ascontiguousarray(rgb[y0:y1, x0:x1])
-            )
+            embedding = self.predictor.image_encoder.embed(np.ascontiguousarray(rgb[y0:y1, x0:x1]))
         self.predictor.set_embedding(embedding)
         crop_size = (y1 - y0, x1 - x0)
         points = self.point_grids[layer] * np.array([[crop_size[1], crop_size[0]]], np.float64)

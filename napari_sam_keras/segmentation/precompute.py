@@ -350,4 +350,3 @@ def _plane_list(planes: int | Iterable[int], n: int) -> list[int]:
         if not -n <= p < n:
             raise ImageError(f"Plane {p} is outside 0..{n - 1}.")
     return sorted({p % n for p in chosen})
-

@@ -274,9 +274,7 @@ class SAMPredictor:
         if box is not None:
             box = check_boxes(box, tiles.shape)
         tile = tiles.grid.tile_for_prompt(centroid_points(point_coords, point_labels), box)
-        point_coords, point_labels, box = prompts_into_tile(
-            tile, point_coords, point_labels, box
-        )
+        point_coords, point_labels, box = prompts_into_tile(tile, point_coords, point_labels, box)
         emb = tiles.embedding(tile.index)
         return emb, tile, self._check_prompt(emb, point_coords, point_labels, box, mask_input)
 

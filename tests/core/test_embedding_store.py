@@ -212,7 +212,9 @@ def test_a_precompute_killed_half_way_resumes_and_the_store_is_valid(
     stack = _stack(4)  # 4 planes x 4 tiles
     np.save(tmp_path / "stack.npy", stack)
     store = tmp_path / "stack.zarr"
-    env = dict(os.environ, PYTHONPATH=os.pathsep.join([str(REPO), os.environ.get("PYTHONPATH", "")]))
+    env = dict(
+        os.environ, PYTHONPATH=os.pathsep.join([str(REPO), os.environ.get("PYTHONPATH", "")])
+    )
     child = subprocess.run(
         [sys.executable, "-c", _CHILD, tiny_checkpoint, tmp_path / "stack.npy", store, "7"],
         env=env,
