@@ -29,6 +29,12 @@ _EXPORTS = {
     "masks_to_labels": ".segmentation.labels",
     "ImageEmbedding": ".model.embedding",
     "EmbeddingCache": ".model.embedding",
+    "EmbeddingStore": ".model.embedding_store",
+    "precompute_embeddings": ".segmentation.precompute",
+    "TileGrid": ".segmentation.tiling",
+    "EmbeddingStoreError": ".errors",
+    "EmbeddingStoreMismatch": ".errors",
+    "CorruptEmbeddingError": ".errors",
     "SAMError": ".errors",
     "ImageError": ".errors",
     "EmbeddingError": ".errors",
@@ -43,7 +49,10 @@ __all__ = sorted(_EXPORTS)
 if TYPE_CHECKING:  # pragma: no cover
     from .errors import (
         BackendError,
+        CorruptEmbeddingError,
         EmbeddingError,
+        EmbeddingStoreError,
+        EmbeddingStoreMismatch,
         ImageError,
         ModelLoadError,
         OperationCancelled,
@@ -52,12 +61,15 @@ if TYPE_CHECKING:  # pragma: no cover
     )
     from .model.config import SAMConfig
     from .model.embedding import EmbeddingCache, ImageEmbedding
+    from .model.embedding_store import EmbeddingStore
     from .model.loading import load_model
     from .model.network import SAMNetwork, build_sam
     from .segmentation.automatic_mask_generator import SAMAutomaticMaskGenerator
     from .segmentation.instance_segmenter import InstanceSegmenter
     from .segmentation.labels import masks_to_labels
+    from .segmentation.precompute import precompute_embeddings
     from .segmentation.predictor import SAMPredictor
+    from .segmentation.tiling import TileGrid
 
 
 def __getattr__(name: str):

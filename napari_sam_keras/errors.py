@@ -23,6 +23,18 @@ class ModelLoadError(SAMError):
     """A model source could not be found, read, downloaded or converted."""
 
 
+class EmbeddingStoreError(SAMError):
+    """An embedding store cannot be used (not a store, unreadable, read-only, ...)."""
+
+
+class EmbeddingStoreMismatch(EmbeddingStoreError):
+    """The store was made for other data, another model, another tiling or conversion."""
+
+
+class CorruptEmbeddingError(EmbeddingStoreError):
+    """A stored embedding does not match its checksum (damaged or missing chunk)."""
+
+
 class BackendError(RuntimeError):
     """The requested Keras backend cannot be used in this process."""
 
@@ -34,6 +46,9 @@ class OperationCancelled(Exception):
 __all__ = [
     "BackendError",
     "EmbeddingError",
+    "CorruptEmbeddingError",
+    "EmbeddingStoreError",
+    "EmbeddingStoreMismatch",
     "ImageError",
     "ModelLoadError",
     "OperationCancelled",

@@ -13,6 +13,7 @@ from ..errors import ImageError, SAMError
 from ..files.atomic_write import check_output
 from ..files.image_files import (
     check_label_path,
+    open_image_lazily,
     read_image,
     select_plane,
     write_array,
@@ -35,7 +36,19 @@ def _default_out(args) -> Path:
 
 
 def _load_image(args) -> np.ndarray:
+    """The plane to segment; read lazily (tile by tile) when tiles or a store are used."""
+    if _tiled_or_stored(args):
+        return select_plane(open_image_lazily(args.image), args.plane, args.image)
     return select_plane(read_image(args.image), args.plane, args.image)
+
+
+def _tiled_or_stored(args) -> bool:
+    tile_shape = getattr(args, "tile_shape", None)
+    if getattr(args, "halo", None) is not None and tile_shape is None:
+        raise SAMError("--halo needs --tile-shape")
+    if tile_shape is not None and min(tile_shape) < 1:
+        raise SAMError("--tile-shape must be at least 1,1")
+    return tile_shape is not None or getattr(args, "embeddings", None) is not None
 
 
 def _load_model(args):
@@ -63,6 +76,33 @@ def _progress_printer():
     return progress
 
 
+def _progress_bar(what: str, width: int = 30):
+    """A ``progress(done, total)`` callback: a bar on a terminal, a line per tenth in a log."""
+    tty = sys.stderr.isatty()
+    start = time.perf_counter()
+    shown = [-1]
+
+    def progress(done: int, total: int) -> None:
+        total = max(total, 1)
+        elapsed = time.perf_counter() - start
+        eta = elapsed / done * (total - done) if done else 0.0
+        if tty:
+            filled = int(width * done / total)
+            bar = "#" * filled + "-" * (width - filled)
+            end = "\n" if done >= total else ""
+            print(
+                f"\r{what} [{bar}] {done}/{total}  {elapsed:.0f} s, {eta:.0f} s left",
+                end=end,
+                file=sys.stderr,
+                flush=True,
+            )
+        elif done * 10 // total > shown[0]:
+            shown[0] = done * 10 // total
+            _info(f"{what}: {done}/{total} ({elapsed:.0f} s)")
+
+    return progress
+
+
 def _info(message: str) -> None:
     print(message, file=sys.stderr, flush=True)
 
@@ -77,13 +117,22 @@ def cmd_predict(args) -> int:
     from .. import SAMPredictor
     from ..segmentation.prompt_objects import predict_objects
 
-    predictor = SAMPredictor(net)
+    predictor = SAMPredictor(net, embeddings=args.embeddings)
     t0 = time.perf_counter()
-    predictor.set_image(image, contrast_limits=args.contrast_limits)
-    _info(f"image embedded in {time.perf_counter() - t0:.1f} s")
+    predictor.set_image(
+        image, contrast_limits=args.contrast_limits, tile_shape=args.tile_shape, halo=args.halo
+    )
+    if predictor.tiles is None:
+        _info(f"image embedded in {time.perf_counter() - t0:.1f} s{_source_note(predictor)}")
 
     labels = np.zeros(image.shape[:2], dtype=np.uint32)
+    t0 = time.perf_counter()
     results = predict_objects(predictor, objects)
+    if predictor.tiles is not None:
+        _info(
+            f"{len(predictor.tiles.grid)} tiles; prompts answered in "
+            f"{time.perf_counter() - t0:.1f} s{_source_note(predictor)}"
+        )
     for number, (mask, score) in enumerate(results, start=1):
         labels[mask] = number
         print(f"object {number}: {int(mask.sum())} pixels, predicted IoU {score:.3f}")
@@ -99,6 +148,15 @@ def _check_prompts_inside(objects, image_size: tuple[int, int]) -> None:
             check_points(obj.point_coords, obj.point_labels, image_size)
         if obj.box is not None:
             check_boxes(obj.box, image_size)
+
+
+def _source_note(predictor) -> str:
+    source = predictor.embedding_source
+    if source is None or source.store is None:
+        return ""
+    return (
+        f" ({source.read} embedding(s) read from {source.store.path}, {source.computed} computed)"
+    )
 
 
 def cmd_auto(args) -> int:
@@ -127,6 +185,9 @@ def cmd_auto(args) -> int:
         box_nms_thresh=args.box_nms_thresh,
         crop_n_layers=args.crop_n_layers,
         min_mask_region_area=args.min_mask_region_area,
+        tile_shape=args.tile_shape,
+        halo=args.halo,
+        embeddings=args.embeddings,
     )
     t0 = time.perf_counter()
     records = generator.generate(
@@ -157,6 +218,52 @@ def _auto_ais(args, image, out, net) -> int:
     _info(f"instance decoder and watershed in {time.perf_counter() - t0:.1f} s")
     path = write_labels(out, labels)
     print(f"wrote {path} ({int(labels.max())} objects)")
+
+
+def cmd_embed(args) -> int:
+    from ..model.embedding_store import EmbeddingStore
+    from ..segmentation.precompute import is_stack, precompute_embeddings
+    from ..segmentation.tiling import plane_of
+
+    if args.halo is not None and args.tile_shape is None:
+        raise SAMError("--halo needs --tile-shape")
+    if args.tile_shape is not None and min(args.tile_shape) < 1:
+        raise SAMError("--tile-shape must be at least 1,1")
+    data = open_image_lazily(args.image)
+    stack = is_stack(data)
+    if stack:
+        n = data.shape[0]
+        if args.plane is None and not args.all_planes:
+            raise ImageError(
+                f"{args.image} is a stack of shape {tuple(data.shape)}; choose a plane with "
+                f"--plane Z (0..{n - 1}) or embed every plane with --all-planes"
+            )
+        if args.plane is not None:
+            if not -n <= args.plane < n:
+                raise ImageError(f"--plane {args.plane} is outside 0..{n - 1}")
+            data, stack = plane_of(data, args.plane % n), False
+    elif args.plane is not None or args.all_planes:
+        raise ImageError(f"{args.image} is a single 2D image {tuple(data.shape)}: no planes")
+    out = Path(args.out)
+    # An existing path must be a store (never a file such as the input image): checked here,
+    # before the model loads.
+    store = EmbeddingStore(out)
+    net = _load_model(args)
+    t0 = time.perf_counter()
+    counts = precompute_embeddings(
+        net,
+        data,
+        store,
+        tile_shape=args.tile_shape,
+        halo=args.halo,
+        contrast_limits=args.contrast_limits,
+        stack=stack,
+        progress=_progress_bar("embeddings"),
+    )
+    print(
+        f"wrote {out}: {counts['computed']} embedding(s) computed, {counts['reused']} already "
+        f"stored, {counts['repaired']} repaired, in {time.perf_counter() - t0:.1f} s"
+    )
     return 0
 
 

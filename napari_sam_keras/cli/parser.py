@@ -7,13 +7,13 @@ from pathlib import Path
 
 from ..model.config import DEFAULT_MODEL, MODEL_ENV_VAR
 from ..runtime.backend import DEFAULT_BACKEND, PROJECT_ENV_VAR, SUPPORTED_BACKENDS
-from .commands import cmd_auto, cmd_napari, cmd_predict, cmd_sample
-from .prompt_args import AppendPrompt, parse_box, parse_pair, parse_point
+from .commands import cmd_auto, cmd_embed, cmd_napari, cmd_predict, cmd_sample
+from .prompt_args import AppendPrompt, parse_box, parse_pair, parse_point, parse_size
 
 
 def build_parser() -> argparse.ArgumentParser:
     """The parser of every subcommand; ``args.func(args)`` runs the chosen one."""
-    common, model, image = _shared_options()
+    common, model, image, tiling = _shared_options()
     parser = argparse.ArgumentParser(
         prog="napari-sam-keras",
         description="Segment Anything (SAM) for microscopy images, in napari or headless, "
@@ -24,14 +24,15 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--version", action="version", version=f"%(prog)s {_version()}")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
     _add_napari(sub, common)
-    _add_predict(sub, [common, model, image])
-    _add_auto(sub, [common, model, image])
+    _add_predict(sub, [common, model, image, tiling])
+    _add_auto(sub, [common, model, image, tiling])
+    _add_embed(sub, [common, model])
     _add_sample(sub, common)
     return parser
 
 
 def _shared_options() -> tuple[argparse.ArgumentParser, ...]:
-    """Option groups shared by several subcommands: backend; model; image and output."""
+    """Option groups shared by several subcommands: backend; model; image and output; tiling."""
     common = argparse.ArgumentParser(add_help=False)
     common.add_argument(
         "--backend",
@@ -79,7 +80,35 @@ def _shared_options() -> tuple[argparse.ArgumentParser, ...]:
         action="store_true",
         help="replace the output file if it exists (written to a temporary name, then renamed)",
     )
-    return common, model, image
+
+    tiling = argparse.ArgumentParser(add_help=False)
+    _tiling_options(tiling)
+    tiling.add_argument(
+        "--embeddings",
+        type=Path,
+        metavar="STORE",
+        help="embedding store (from 'napari-sam-keras embed'): what it holds is read, not "
+        "computed; what is computed is added (a missing STORE is created). Its tiling is "
+        "used when --tile-shape is not given",
+    )
+    return common, model, image, tiling
+
+
+def _tiling_options(parser) -> None:
+    parser.add_argument(
+        "--tile-shape",
+        type=parse_size,
+        metavar="H,W",
+        help="cut the image into tiles of H x W pixels (N: square), each embedded with its "
+        "halo, for images much larger than the model's input (1024 px)",
+    )
+    parser.add_argument(
+        "--halo",
+        type=parse_size,
+        metavar="H,W",
+        help="pixels of the neighbouring tiles embedded on each side of a tile (default 0); "
+        "more than the largest object's radius keeps objects on tile borders whole",
+    )
 
 
 def _add_napari(sub, common) -> None:
@@ -226,6 +255,49 @@ def _add_auto(sub, parents) -> None:
         help="remove objects smaller than PX pixels (default 100)",
     )
     p.set_defaults(func=cmd_auto)
+
+
+def _add_embed(sub, parents) -> None:
+    p = sub.add_parser(
+        "embed",
+        parents=parents,
+        help="precompute the image embeddings of an image or a stack into a store",
+        description="Compute the embeddings of IMAGE (one plane, or every plane of a stack, "
+        "each tile of each) into the embedding store STORE.zarr, which 'predict', 'auto', "
+        "the Python API (embeddings=STORE) and the napari widgets then read instead of "
+        "running the image encoder. A store that was interrupted resumes where it stopped; "
+        "damaged entries are computed again.",
+        epilog="examples:\n"
+        "  napari-sam-keras embed cells.tif --out cells.zarr\n"
+        "  napari-sam-keras embed stack.tif --all-planes --out stack.zarr\n"
+        "  napari-sam-keras embed slide.tif --tile-shape 1024,1024 --halo 128,128 "
+        "--out slide.zarr",
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    p.add_argument("image", type=Path, help="image file (.tif, .png, .npy, ...): 2D or a stack")
+    planes = p.add_mutually_exclusive_group()
+    planes.add_argument(
+        "--plane", type=int, metavar="Z", help="for a stack (Z, Y, X[, C]): only plane Z"
+    )
+    planes.add_argument(
+        "--all-planes", action="store_true", help="for a stack: every plane (one embedding each)"
+    )
+    p.add_argument(
+        "--contrast-limits",
+        type=parse_pair,
+        metavar="LO,HI",
+        help="intensity range mapped to black..white (default: each plane's min..max for "
+        "non-8-bit images); predict and auto must be given the same",
+    )
+    _tiling_options(p)
+    p.add_argument(
+        "--out",
+        type=Path,
+        required=True,
+        metavar="STORE.zarr",
+        help="the embedding store (a folder); an existing one is checked and completed",
+    )
+    p.set_defaults(func=cmd_embed)
 
 
 def _add_sample(sub, common) -> None:

@@ -54,6 +54,16 @@ def parse_box(text: str) -> tuple[float, float, float, float]:
     return min(x0, x1), min(y0, y1), max(x0, x1), max(y0, y1)
 
 
+def parse_size(text: str) -> tuple[int, int]:
+    """``"H,W"`` or ``"N"`` (square) -> (h, w) whole pixels, for --tile-shape and --halo."""
+    values = _numbers(text, "size", (1, 2), "H,W or N (whole pixels)")
+    if len(values) == 1:
+        values = values * 2
+    if any(v != int(v) or v < 0 for v in values):
+        raise argparse.ArgumentTypeError(f"bad size {text!r}: expected whole pixels >= 0")
+    return int(values[0]), int(values[1])
+
+
 def parse_pair(text: str) -> tuple[float, float]:
     """``"LO,HI"`` -> (lo, hi) with lo < hi."""
     lo, hi = _numbers(text, "contrast limits", (2,), "LO,HI")

@@ -71,6 +71,33 @@ def _read_tiff(path: Path) -> np.ndarray:
     return image
 
 
+def open_image_lazily(path: Path):
+    """An image file as an array read on demand where the format allows it.
+
+    TIFF files become a zarr array over the file (tifffile's ``aszarr``: only
+    the strips or tiles a slice touches are read; for a pyramid, the full-size
+    level), ``.npy`` files a read-only memory map; other formats are read
+    whole (:func:`read_image`).  The result supports ``shape``, ``dtype``,
+    ``ndim`` and slicing.
+    """
+    path = Path(path)
+    suffix = path.suffix.lower()
+    if not path.is_file() or suffix not in (".tif", ".tiff", ".npy"):
+        return read_image(path)
+    try:
+        if suffix == ".npy":
+            return np.load(path, mmap_mode="r", allow_pickle=False)
+        import tifffile
+        import zarr
+
+        opened = zarr.open(tifffile.imread(path, aszarr=True), mode="r")
+        if isinstance(opened, zarr.Group):  # a multiscale pyramid: the full-size level
+            opened = opened[sorted(opened.array_keys())[0]]
+        return opened
+    except Exception as exc:  # any reader failure is the user's file, not our bug
+        raise ImageError(f"cannot read image {path}: {exc}") from exc
+
+
 def select_plane(image: np.ndarray, plane: int | None, path: Path) -> np.ndarray:
     """Reduce ``image`` to one 2D grey or RGB(A) plane, or say how to."""
     rgb = image.ndim >= 3 and image.shape[-1] in (1, 3, 4)  # channels last

@@ -20,6 +20,7 @@ the work is done:
 from __future__ import annotations
 
 import math
+import os
 from collections.abc import Callable
 from dataclasses import dataclass
 from functools import lru_cache
@@ -29,11 +30,14 @@ import numpy as np
 
 from ..errors import ImageError
 from ..model.embedding import ImageEmbedding
+from ..model.embedding_store import EmbeddingStore
 from ..processing import masks as mu
 from ..processing.images import to_rgb_uint8
 from ..processing.mask_upscaling import upscale_matrices
 from ..processing.prompts import to_input_frame
+from .precompute import PlaneEmbeddings, as_store
 from .predictor import MASK_THRESHOLD, SAMPredictor, as_network
+from .tiling import as_pair
 
 OUTPUT_MODES = ("binary_mask", "uncompressed_rle", "coco_rle")
 
@@ -93,6 +97,12 @@ class _Masks:
             np.concatenate([p.points for p in parts]),
             np.concatenate([p.crop_boxes for p in parts]),
         )
+
+
+def _merge_crops(data: _Masks, nms_thresh: float) -> _Masks:
+    """Duplicates between crops (or tiles) removed by box NMS: masks of smaller crops win."""
+    scores = np.float32(1) / mu.box_area(data.crop_boxes).astype(np.float32)
+    return data.take(mu.nms(data.boxes, scores, nms_thresh))
 
 
 @lru_cache(maxsize=32)
@@ -174,6 +184,19 @@ class SAMAutomaticMaskGenerator:
             duplicates (unchanged masks win).
         output_mode: ``"binary_mask"`` (H, W) bool arrays,
             ``"uncompressed_rle"`` or ``"coco_rle"`` (needs pycocotools).
+        tile_shape: if given, (h, w) tiles (an int means square) are
+            segmented like crops: each tile with ``halo`` pixels of its
+            neighbours is embedded, prompted with the point grid, masks that
+            touch a tile's edge inside the image are dropped, and duplicates
+            between tiles are removed by NMS (``crop_nms_thresh``; masks of
+            smaller tiles win), so an object on a tile border is found once if
+            it fits in a tile plus its halo.  The image may be lazy (dask,
+            zarr): it is read one tile at a time.  Not combined with
+            ``crop_n_layers``.
+        halo: (rows, columns) added to each side of a tile (default 0).
+        embeddings: an :class:`~napari_sam_keras.EmbeddingStore` or its path
+            (default: the predictor's): embeddings of the image (or its tiles)
+            are read from it and what is computed is written to it.
     """
 
     def __init__(
@@ -192,6 +215,9 @@ class SAMAutomaticMaskGenerator:
         point_grids: list[np.ndarray] | None = None,
         min_mask_region_area: int = 0,
         output_mode: str = "binary_mask",
+        tile_shape: int | tuple[int, int] | None = None,
+        halo: int | tuple[int, int] | None = None,
+        embeddings: EmbeddingStore | str | os.PathLike | None = None,
     ) -> None:
         if (points_per_side is None) == (point_grids is None):
             raise ValueError("Give exactly one of points_per_side and point_grids.")
@@ -218,11 +244,19 @@ class SAMAutomaticMaskGenerator:
             raise ValueError(f"output_mode must be one of {OUTPUT_MODES}, got {output_mode!r}.")
         if output_mode == "coco_rle":
             mu.import_pycocotools_mask()
+        if tile_shape is not None and crop_n_layers > 0:
+            raise ValueError("tile_shape and crop_n_layers > 0 cannot be combined.")
+        if tile_shape is None and halo is not None:
+            raise ValueError("halo was given without tile_shape.")
+        self.tile_shape = as_pair(tile_shape, "tile_shape", 1)
+        self.halo = as_pair(halo, "halo", 0)
 
         if isinstance(model_or_predictor, SAMPredictor):
             self.predictor = model_or_predictor
         else:
             self.predictor = SAMPredictor(as_network(model_or_predictor))
+        store = as_store(embeddings)
+        self.store: EmbeddingStore | None = self.predictor.store if store is None else store
         self.point_grids = grids
         self.points_per_batch = int(points_per_batch)
         self.pred_iou_thresh = pred_iou_thresh
@@ -265,40 +299,46 @@ class SAMAutomaticMaskGenerator:
             ``bbox`` (XYWH ints), ``predicted_iou``, ``point_coords``
             ([[x, y]]), ``stability_score``, ``crop_box`` (XYWH).
         """
-        rgb = to_rgb_uint8(image, contrast_limits)
-        orig_size = rgb.shape[:2]
-        if embedding is not None and tuple(embedding.original_size) != tuple(orig_size):
-            raise ImageError(
-                f"The embedding was computed for an image of size {embedding.original_size}, "
-                f"not {tuple(orig_size)}."
+        tiles = self._plane_embeddings(image, contrast_limits, embedding)
+        if tiles is not None and tiles.tiled:
+            rgb = None
+            orig_size = tiles.shape
+            crop_boxes = [t.crop_box for t in tiles.grid]
+            layer_idxs = [0] * len(crop_boxes)
+        else:
+            rgb = to_rgb_uint8(image, contrast_limits)
+            orig_size = rgb.shape[:2]
+            if embedding is not None and tuple(embedding.original_size) != tuple(orig_size):
+                raise ImageError(
+                    f"The embedding was computed for an image of size "
+                    f"{embedding.original_size}, not {tuple(orig_size)}."
+                )
+            crop_boxes, layer_idxs = mu.generate_crop_boxes(
+                orig_size, self.crop_n_layers, self.crop_overlap_ratio
             )
-        crop_boxes, layer_idxs = mu.generate_crop_boxes(
-            orig_size, self.crop_n_layers, self.crop_overlap_ratio
-        )
         ppb = self.points_per_batch
         total = sum(math.ceil(len(self.point_grids[i]) / ppb) for i in layer_idxs)
         counter = _BatchCounter(total, progress)
 
-        previous = self.predictor.embedding_state() if self.predictor.is_image_set else None
+        previous = self._predictor_state()
         try:
             parts = []
-            for crop_box, layer in zip(crop_boxes, layer_idxs, strict=True):
-                whole = crop_box == [0, 0, orig_size[1], orig_size[0]]
+            for number, (crop_box, layer) in enumerate(zip(crop_boxes, layer_idxs, strict=True)):
+                if tiles is not None and tiles.tiled:
+                    crop_embedding = tiles.embedding(number)
+                elif crop_box == [0, 0, orig_size[1], orig_size[0]]:
+                    crop_embedding = embedding if tiles is None else tiles.embedding(0)
+                else:
+                    crop_embedding = None
                 parts.append(
-                    self._process_crop(
-                        rgb, crop_box, layer, orig_size, embedding if whole else None, counter
-                    )
+                    self._process_crop(rgb, crop_box, layer, orig_size, crop_embedding, counter)
                 )
         finally:
-            if previous is not None:
-                self.predictor.set_embedding(previous)
-            else:
-                self.predictor.reset_image()
+            self._restore_predictor(previous)
         data = _Masks.concat(parts)
 
-        if len(crop_boxes) > 1 and len(data):  # duplicates between crops: smaller crops win
-            scores = np.float32(1) / mu.box_area(data.crop_boxes).astype(np.float32)
-            data = data.take(mu.nms(data.boxes, scores, self.crop_nms_thresh))
+        if len(crop_boxes) > 1 and len(data):
+            data = _merge_crops(data, self.crop_nms_thresh)
 
         if self.min_mask_region_area > 0 and len(data):
             data = self._remove_small_regions(
@@ -308,12 +348,49 @@ class SAMAutomaticMaskGenerator:
 
     # --- steps -----------------------------------------------------------------------
 
+    def _plane_embeddings(self, image, contrast_limits, embedding) -> PlaneEmbeddings | None:
+        """Where the image's (or its tiles') embeddings come from, when a store or tiles are used.
+
+        None: the whole image is embedded as before (or ``embedding`` is used).
+        """
+        if self.tile_shape is None and (self.store is None or embedding is not None):
+            return None
+        if embedding is not None:
+            raise ImageError("embedding= cannot be combined with tile_shape.")
+        tile_shape, halo = self.tile_shape, self.halo
+        if tile_shape is None and self.store.spec is not None:
+            tile_shape, halo = self.store.spec.tile_shape, self.store.spec.halo
+            if tile_shape is not None and self.crop_n_layers > 0:
+                raise ValueError("This store is tiled: tiles and crop_n_layers > 0 do not mix.")
+        return PlaneEmbeddings(
+            self.predictor.image_encoder,
+            image,
+            tile_shape,
+            halo,
+            contrast_limits,
+            store=self.store,
+            cache_bytes=0,
+        )
+
+    def _predictor_state(self):
+        p = self.predictor
+        if p.tiles is not None:
+            return ("tiles", p.tiles)
+        return ("embedding", p.embedding_state()) if p.is_image_set else None
+
+    def _restore_predictor(self, previous) -> None:
+        if previous is None:
+            self.predictor.reset_image()
+        elif previous[0] == "embedding":
+            self.predictor.set_embedding(previous[1])
+        else:
+            self.predictor.set_tiles(previous[1])
+
     def _process_crop(self, rgb, crop_box, layer, orig_size, embedding, counter) -> _Masks:
         x0, y0, x1, y1 = crop_box
-        if embedding is not None:
-            self.predictor.set_embedding(embedding)
-        else:
-            self.predictor.set_image(np.ascontiguousarray(rgb[y0:y1, x0:x1]))
+        if embedding is None:  # a zoomed-in crop: always computed, never stored
+            embedding = self.predictor.image_encoder.embed(np.ascontiguousarray(rgb[y0:y1, x0:x1]))
+        self.predictor.set_embedding(embedding)
         crop_size = (y1 - y0, x1 - x0)
         points = self.point_grids[layer] * np.array([[crop_size[1], crop_size[0]]], np.float64)
 
