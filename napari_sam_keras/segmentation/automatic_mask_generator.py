@@ -369,7 +369,7 @@ class SAMAutomaticMaskGenerator:
             halo,
             contrast_limits,
             store=self.store,
-            cache_bytes=0,
+            cache_bytes=1,  # keep only the newest embedding in memory
         )
 
     def _predictor_state(self):

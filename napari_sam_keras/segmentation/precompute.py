@@ -96,7 +96,8 @@ class PlaneEmbeddings:
         store: where embeddings are read from and written to, or None.
         plane: the image's plane in ``store``; None: found by the image's
             content signature (a new store is bound to this image).
-        cache_bytes: how many bytes of embeddings to keep in memory.
+        cache_bytes: how many bytes of embeddings to keep in memory (the newest one is
+            always kept).
     """
 
     def __init__(
@@ -337,7 +338,7 @@ def precompute_embeddings(
             image_format,
             store=store,
             plane=z,
-            cache_bytes=0,
+            cache_bytes=1,  # keep only the newest embedding in memory
         )
         for key, n in source.fill_store(step).items():
             counts[key] += n
