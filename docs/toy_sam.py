@@ -174,7 +174,7 @@ def train(out_dir: Path, steps: int = 1500, seed: int = 0) -> Path:
                 f"({time.time() - start:.0f} s)",
                 flush=True,
             )
-    return save_preset(network, out_dir)
+    return save_preset(network, out_dir, overwrite=True)
 
 
 if __name__ == "__main__":

@@ -31,6 +31,7 @@ _EXPORTS = {
     "EmbeddingCache": ".model.embedding",
     "SAMError": ".errors",
     "ImageError": ".errors",
+    "EmbeddingError": ".errors",
     "PromptError": ".errors",
     "ModelLoadError": ".errors",
     "OperationCancelled": ".errors",
@@ -42,6 +43,7 @@ __all__ = sorted(_EXPORTS)
 if TYPE_CHECKING:  # pragma: no cover
     from .errors import (
         BackendError,
+        EmbeddingError,
         ImageError,
         ModelLoadError,
         OperationCancelled,

@@ -15,6 +15,10 @@ class PromptError(SAMError):
     """The prompts are missing, malformed or outside the image."""
 
 
+class EmbeddingError(ImageError):
+    """An image embedding (or its file, or an embedding cache setting) cannot be used."""
+
+
 class ModelLoadError(SAMError):
     """A model source could not be found, read, downloaded or converted."""
 
@@ -29,6 +33,7 @@ class OperationCancelled(Exception):
 
 __all__ = [
     "BackendError",
+    "EmbeddingError",
     "ImageError",
     "ModelLoadError",
     "OperationCancelled",

@@ -20,6 +20,7 @@ from ..files.image_files import (
 )
 from ..model.config import DEFAULT_MODEL, MODEL_ENV_VAR
 from ..napari_adapter import INTERACTIVE_WIDGET, PLUGIN_NAME
+from ..processing.prompts import check_boxes, check_points
 from ..runtime.backend import import_ml_stack
 from .prompt_args import objects_from_command_line
 
@@ -40,7 +41,10 @@ def _load_image(args) -> np.ndarray:
 def _load_model(args):
     from .. import load_model
 
-    source = args.model or os.environ.get(MODEL_ENV_VAR) or DEFAULT_MODEL
+    # an empty --model (e.g. from an unset shell variable) is an error, not the default
+    source = args.model
+    if source is None:
+        source = os.environ.get(MODEL_ENV_VAR) or DEFAULT_MODEL
     t0 = time.perf_counter()
     net = load_model(source, decoder=getattr(args, "decoder", None))
     _info(f"model {source} loaded in {time.perf_counter() - t0:.1f} s")
@@ -66,6 +70,7 @@ def _info(message: str) -> None:
 def cmd_predict(args) -> int:
     objects = objects_from_command_line(args.prompts)
     image = _load_image(args)
+    _check_prompts_inside(objects, image.shape[:2])
     out = _default_out(args)
     net = _load_model(args)
 
@@ -85,6 +90,15 @@ def cmd_predict(args) -> int:
     path = write_labels(out, labels)
     print(f"wrote {path} ({len(results)} objects)")
     return 0
+
+
+def _check_prompts_inside(objects, image_size: tuple[int, int]) -> None:
+    """Prompts outside the image fail here, before the model loads (the predictor checks again)."""
+    for obj in objects:
+        if obj.has_points:
+            check_points(obj.point_coords, obj.point_labels, image_size)
+        if obj.box is not None:
+            check_boxes(obj.box, image_size)
 
 
 def cmd_auto(args) -> int:

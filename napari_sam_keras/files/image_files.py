@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import logging
+import threading
 from pathlib import Path
 
 import numpy as np
@@ -20,16 +22,53 @@ def read_image(path: Path) -> np.ndarray:
     suffix = path.suffix.lower()
     try:
         if suffix in (".tif", ".tiff"):
-            import tifffile
-
-            return np.asarray(tifffile.imread(path))
+            return _read_tiff(path)
         if suffix == ".npy":
             return np.asarray(np.load(path, allow_pickle=False))
         import imageio.v3 as iio
 
         return np.asarray(iio.imread(path))
     except Exception as exc:  # any reader failure is the user's file, not our bug
-        raise ImageError(f"cannot read image {path}: {exc}") from exc
+        detail = str(exc).strip()
+        if not detail or "pip install" in detail or "backend" in detail:
+            # imageio's "install pyav/opencv" advice is wrong for a damaged or mislabelled file
+            detail = f"it is not a {suffix or 'known'} image file (damaged, or another format)"
+        raise ImageError(f"cannot read image {path}: {detail.splitlines()[0]}") from exc
+
+
+_TIFF_LOG_LOCK = threading.Lock()
+
+
+class _Collect(logging.Handler):
+    def __init__(self) -> None:
+        super().__init__()
+        self.records: list[logging.LogRecord] = []
+
+    def emit(self, record: logging.LogRecord) -> None:
+        self.records.append(record)
+
+
+def _read_tiff(path: Path) -> np.ndarray:
+    """tifffile.imread, with its log lines kept back: dropped if the read fails (the error
+    says it all), passed on if it succeeds."""
+    import tifffile
+
+    logger = logging.getLogger("tifffile")
+    collect = _Collect()
+    with _TIFF_LOG_LOCK:
+        propagate = logger.propagate
+        logger.addHandler(collect)
+        logger.propagate = False
+        try:
+            image = np.asarray(tifffile.imread(path))
+        finally:
+            logger.removeHandler(collect)
+            logger.propagate = propagate
+    for record in collect.records:
+        logger.handle(record)
+    if image.size == 0:
+        raise ValueError("it holds no pixels (damaged?)")
+    return image
 
 
 def select_plane(image: np.ndarray, plane: int | None, path: Path) -> np.ndarray:

@@ -69,6 +69,19 @@ def config_from_state_dict(sd: Mapping[str, np.ndarray]) -> SAMConfig:
     missing = [k for k in REQUIRED_KEYS if k not in sd]
     if missing:
         raise ModelLoadError(f"Not a complete SAM checkpoint; missing tensors: {missing}")
+    try:
+        return _config_from_shapes(sd)
+    except KeyError as err:
+        raise ModelLoadError(
+            f"Not a complete SAM checkpoint; missing tensor {err.args[0]!r}."
+        ) from err
+    except (ValueError, IndexError, TypeError, ZeroDivisionError) as err:
+        raise ModelLoadError(
+            f"Not a complete SAM checkpoint: its tensors do not describe a SAM ({err})."
+        ) from err
+
+
+def _config_from_shapes(sd: Mapping[str, np.ndarray]) -> SAMConfig:
     embed_dim, _, patch, _ = sd["image_encoder.patch_embed.proj.weight"].shape
     grid = sd["image_encoder.pos_embed"].shape[1]
     depth = 1 + max(int(m.group(1)) for k in sd if (m := _BLOCK.match(k)))

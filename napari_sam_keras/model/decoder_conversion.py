@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import dataclasses
 import json
-import os
 import re
 import threading
 import warnings
@@ -28,7 +27,12 @@ import numpy as np
 
 from ..errors import ModelLoadError
 from ..runtime.backend import import_keras
-from .weights_cache import converted_dir
+from .weights_cache import (
+    discard_converted,
+    model_checksum,
+    read_converted,
+    store_converted,
+)
 
 #: The key micro-sam uses, in its checkpoints, for the decoder's tensors.
 DECODER_STATE_KEY = "decoder_state"
@@ -277,18 +281,6 @@ def decoder_from_state_dict(sd: Mapping[str, np.ndarray], key: str = "") -> Inst
 _NO_DECODER = {"decoder": None}
 
 
-def decoder_cache_paths(content_hash: str) -> tuple[Path, Path]:
-    """(weights file, config file) of the decoder converted from a file with this hash."""
-    stem = converted_dir() / f"{content_hash[:32]}.decoder"
-    return stem.with_name(stem.name + ".weights.h5"), stem.with_name(stem.name + ".json")
-
-
-def _write_atomic(path: Path, text: str) -> None:
-    tmp = path.with_name(f"{path.name}.{os.getpid()}.tmp")
-    tmp.write_text(text)
-    os.replace(tmp, path)
-
-
 class _Missing:
     """No cache entry (distinct from "cached: this file has no decoder")."""
 
@@ -298,34 +290,39 @@ MISSING = _Missing()
 
 def load_cached_decoder(content_hash: str) -> InstanceDecoder | None | _Missing:
     """The decoder cached for a file: an :class:`InstanceDecoder`, ``None`` when the file was
-    converted and had none, or :data:`MISSING` when nothing (usable) is cached."""
-    weights_path, config_path = decoder_cache_paths(content_hash)
-    if not config_path.is_file():
+    converted and had none, or :data:`MISSING` when nothing (usable) is cached.
+
+    A damaged entry (unreadable, or weights that do not match their checksum) is
+    removed and reported as missing, so the file is converted again.
+    """
+    cached = read_converted(content_hash, kind="decoder")
+    if cached is None:
         return MISSING
+    weights_path, values, checksum = cached
+    if values == _NO_DECODER:
+        return None
     try:
-        values = json.loads(config_path.read_text())
-        if values == _NO_DECODER:
-            return None
         config = DecoderConfig.from_dict(values)
         model = build_instance_decoder(config)
         model.load_weights(weights_path)
+        if model_checksum(model) == checksum:
+            return InstanceDecoder(model=model, config=config, key="sha256:" + content_hash[:24])
     except Exception:  # a damaged entry: convert again
-        config_path.unlink(missing_ok=True)
-        weights_path.unlink(missing_ok=True)
-        return MISSING
-    return InstanceDecoder(model=model, config=config, key="sha256:" + content_hash[:24])
+        pass
+    discard_converted(content_hash, kind="decoder")
+    return MISSING
 
 
 def cache_decoder(content_hash: str, decoder: InstanceDecoder | None) -> None:
     """Store a converted decoder (or the fact that the file has none) under the file's hash."""
-    weights_path, config_path = decoder_cache_paths(content_hash)
     if decoder is None:
-        _write_atomic(config_path, json.dumps(_NO_DECODER))
+        store_converted(
+            content_hash, _NO_DECODER, "", lambda path: path.write_bytes(b""), "decoder"
+        )
         return
-    tmp = weights_path.with_name(f"{weights_path.name}.{os.getpid()}.tmp.weights.h5")
-    decoder.model.save_weights(tmp)
-    os.replace(tmp, weights_path)
-    _write_atomic(config_path, decoder.config.to_json())
+    config = json.loads(decoder.config.to_json())
+    checksum = model_checksum(decoder.model)
+    store_converted(content_hash, config, checksum, decoder.model.save_weights, "decoder")
 
 
 # --- decoder files ---------------------------------------------------------------------------

@@ -4,12 +4,15 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import tempfile
+import warnings
 import zipfile
 from pathlib import Path
 from typing import Any
 
 from ..errors import ModelLoadError
+from ..files.atomic_write import OutputExistsError
 from .checkpoint_conversion import (
     assign_state_dict,
     component_weight_pairs,
@@ -28,7 +31,13 @@ from .decoder_conversion import (
     load_decoder_file,
 )
 from .network import SAMNetwork, build_keras_cv_sam, config_from_serialized, dtype_policy_scope
-from .weights_cache import converted_paths, file_sha256
+from .weights_cache import (
+    discard_converted,
+    file_sha256,
+    model_checksum,
+    read_converted,
+    store_converted,
+)
 
 CHECKPOINT_SUFFIXES = (".pth", ".pt", ".bin")
 HUBS = ("keras_cv", "keras_hub")
@@ -106,6 +115,11 @@ def _load_model(source: str | os.PathLike, hub: str, config: SAMConfig | None) -
     if hub not in HUBS:
         raise ModelLoadError(f"Unknown hub {hub!r}; use one of {HUBS}.")
     text = os.fspath(source)
+    if not text.strip():
+        raise ModelLoadError(
+            "No model given (an empty path): give a preset name, a checkpoint file, a .keras "
+            "file or a Keras preset directory."
+        )
     if text in PRESETS and not Path(text).exists():
         return _load_preset(text, hub)
     path = Path(text).expanduser()
@@ -236,12 +250,41 @@ def _keras_hub_to_keras_cv(segmenter: Any) -> Any:
 # --- local Keras files -------------------------------------------------------------------
 
 
-def save_preset(network: SAMNetwork, directory: str | os.PathLike) -> Path:
-    """Save a network as a Keras preset directory that :func:`load_model` reads offline."""
+def save_preset(network: SAMNetwork, directory: str | os.PathLike, overwrite: bool = False) -> Path:
+    """Save a network as a Keras preset directory that :func:`load_model` reads offline.
+
+    The preset is written into a temporary folder beside ``directory`` and
+    renamed when complete, so an interruption never leaves half a preset.  An
+    existing ``directory`` is replaced only with ``overwrite=True``.
+    """
     from keras_cv.src.utils.preset_utils import save_to_preset
 
     directory = Path(directory)
-    save_to_preset(network.model, str(directory))
+    if directory.exists() and not overwrite:
+        raise OutputExistsError(
+            f"{directory} exists: choose another folder, or pass overwrite=True to replace it."
+        )
+    if directory.exists() and not directory.is_dir():
+        raise OutputExistsError(f"{directory} is a file, not a folder.")
+    if not directory.parent.is_dir():
+        raise ModelLoadError(f"The folder {directory.parent} does not exist.")
+    tmp = Path(
+        tempfile.mkdtemp(prefix=f".{directory.name}.", suffix=".partial", dir=directory.parent)
+    )
+    try:
+        save_to_preset(network.model, str(tmp))
+        if directory.exists():  # overwrite: move the old preset aside, then remove it
+            old = Path(
+                tempfile.mkdtemp(prefix=f".{directory.name}.", suffix=".old", dir=directory.parent)
+            )
+            os.replace(directory, old / directory.name)
+            os.replace(tmp, directory)
+            shutil.rmtree(old, ignore_errors=True)
+        else:
+            os.replace(tmp, directory)
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
     return directory
 
 
@@ -255,6 +298,8 @@ def _load_preset_dir(path: Path) -> SAMNetwork:
         serialized = json.loads(config_file.read_text())
     except (OSError, ValueError) as err:
         raise ModelLoadError(f"Could not read {config_file}: {err}") from err
+    if not isinstance(serialized, dict):
+        raise ModelLoadError(f"{config_file} does not describe a Keras model.")
     weights = path / (serialized.get("weights") or "model.weights.h5")
     if not weights.is_file():
         raise ModelLoadError(f"The preset in {path} has no weights file {weights.name}.")
@@ -265,17 +310,28 @@ def _load_preset_dir(path: Path) -> SAMNetwork:
 def _load_keras_file(path: Path) -> SAMNetwork:
     if not zipfile.is_zipfile(path):
         raise ModelLoadError(f"{path.name} is not a valid .keras file (not a zip archive).")
-    with zipfile.ZipFile(path) as archive, tempfile.TemporaryDirectory() as tmp:
-        names = set(archive.namelist())
-        if not {"config.json", "model.weights.h5"} <= names:
-            raise ModelLoadError(f"{path.name} is not a complete .keras file.")
-        serialized = json.loads(archive.read("config.json"))
-        if "SegmentAnythingModel" not in str(serialized.get("class_name", "")):
-            raise ModelLoadError(
-                f"{path.name} holds a {serialized.get('class_name')}, not a SAM model."
-            )
-        weights = Path(archive.extract("model.weights.h5", tmp))
-        model = _build_with_weights(config_from_serialized(serialized), weights)
+    try:
+        with zipfile.ZipFile(path) as archive, tempfile.TemporaryDirectory() as tmp:
+            names = set(archive.namelist())
+            if not {"config.json", "model.weights.h5"} <= names:
+                raise ModelLoadError(f"{path.name} is not a complete .keras file.")
+            try:
+                serialized = json.loads(archive.read("config.json"))
+            except ValueError as err:  # JSON and text decoding errors
+                raise ModelLoadError(
+                    f"{path.name} is not a valid .keras file: its config.json is not valid "
+                    f"JSON ({err})."
+                ) from err
+            if not isinstance(serialized, dict):
+                raise ModelLoadError(f"{path.name} is not a valid .keras file (bad config.json).")
+            if "SegmentAnythingModel" not in str(serialized.get("class_name", "")):
+                raise ModelLoadError(
+                    f"{path.name} holds a {serialized.get('class_name')}, not a SAM model."
+                )
+            weights = Path(archive.extract("model.weights.h5", tmp))
+            model = _build_with_weights(config_from_serialized(serialized), weights)
+    except (zipfile.BadZipFile, zipfile.LargeZipFile, EOFError) as err:
+        raise ModelLoadError(f"{path.name} is not a valid .keras file (damaged: {err}).") from err
     return SAMNetwork.from_keras_cv(model, name=str(path), key=_weights_key(path))
 
 
@@ -333,18 +389,27 @@ def read_torch_file(path: Path) -> Any:
 
 def _load_official_checkpoint(path: Path) -> SAMNetwork:
     digest = file_sha256(path)
-    weights_path, config_path = converted_paths(digest)
     key = "sha256:" + digest[:24]
-    decoder = load_cached_decoder(digest) if weights_path.is_file() else MISSING
-    if decoder is not MISSING and config_path.is_file():
+    cached = read_converted(digest)
+    decoder = load_cached_decoder(digest) if cached is not None else MISSING
+    if cached is not None and decoder is not MISSING:
+        weights_path, config_dict, checksum = cached
         try:
-            config = _read_config(config_path)
+            config = SAMConfig.from_dict(config_dict)
             model = _build_with_weights(config, weights_path)
-            return SAMNetwork(
-                model=model, config=config, name=str(path), key=key, instance_decoder=decoder
-            )
-        except ModelLoadError:  # a damaged cache entry: convert again
-            weights_path.unlink(missing_ok=True)
+            if model_checksum(model) == checksum:
+                return SAMNetwork(
+                    model=model, config=config, name=str(path), key=key, instance_decoder=decoder
+                )
+            reason = "its weights do not match their checksum"
+        except (ModelLoadError, TypeError, ValueError) as err:
+            reason = str(err)
+        warnings.warn(
+            f"The cached conversion of {path.name} ({weights_path}) is damaged ({reason}); "
+            "converting the checkpoint again.",
+            stacklevel=3,
+        )
+        discard_converted(digest)
     obj = read_torch_file(path)
     state_dict = unwrap_state_dict(obj)
     decoder = None
@@ -353,9 +418,6 @@ def _load_official_checkpoint(path: Path) -> SAMNetwork:
     config = config_from_state_dict(state_dict)
     model = build_keras_cv_sam(config)
     assign_state_dict(model, state_dict)
-    tmp = weights_path.with_name(weights_path.name + f".{os.getpid()}.tmp.weights.h5")
-    model.save_weights(tmp)
-    os.replace(tmp, weights_path)
-    config_path.write_text(config.to_json())
+    store_converted(digest, config.to_dict(), model_checksum(model), model.save_weights)
     cache_decoder(digest, decoder)
     return SAMNetwork(model=model, config=config, name=str(path), key=key, instance_decoder=decoder)

@@ -16,6 +16,9 @@ function and shared by every prompt on that image.
 
 from __future__ import annotations
 
+import atexit
+import os
+import sys
 import threading
 from typing import Any
 
@@ -40,6 +43,47 @@ def point_slots_for(num_points: int, minimum: int = DEFAULT_POINT_SLOTS) -> int:
 def batch_slots_for(batch: int) -> int:
     """Prompt batches are padded to a power of two so few batch sizes get compiled."""
     return 1 << max(0, int(batch - 1).bit_length())
+
+
+_running_warm_ups: set[threading.Thread] = set()
+_exit_hook_lock = threading.Lock()
+_exit_hook_registered = False
+
+
+def _track_at_exit(thread: threading.Thread) -> None:
+    """Have the interpreter wait for ``thread`` before it tears itself down.
+
+    A daemon thread still inside XLA's (or TensorFlow's) C++ compiler when
+    Python finalizes is unwound by force, and the process aborts ("terminate
+    called without an active exception", exit 134).  The warm-up stays a
+    daemon thread (it never blocks the program itself), but an ``atexit``
+    hook joins it.  The hook is registered after Keras and its backend were
+    imported, so it runs before their own exit hooks.
+    """
+    global _exit_hook_registered
+    with _exit_hook_lock:
+        _running_warm_ups.add(thread)
+        if not _exit_hook_registered:
+            atexit.register(wait_for_warm_ups)
+            _exit_hook_registered = True
+
+
+def wait_for_warm_ups() -> None:
+    """Wait for the background compilations still running (called at interpreter exit).
+
+    A Ctrl-C while waiting ends the process at once with status 130, without
+    the interpreter teardown that would abort under the running compiler.
+    """
+    with _exit_hook_lock:
+        threads = list(_running_warm_ups)
+        _running_warm_ups.clear()
+    try:
+        for thread in threads:
+            thread.join()
+    except KeyboardInterrupt:
+        sys.stdout.flush()
+        sys.stderr.flush()
+        os._exit(130)
 
 
 class PromptPath:
@@ -93,8 +137,12 @@ class PromptPath:
                 )
             except Exception:  # a failure shows again, with its message, on the first real call
                 pass
+            finally:
+                with _exit_hook_lock:
+                    _running_warm_ups.discard(threading.current_thread())
 
         self._warm_thread = threading.Thread(target=warm, name="sam-prompt-warm-up", daemon=True)
+        _track_at_exit(self._warm_thread)
         self._warm_thread.start()
 
     @property

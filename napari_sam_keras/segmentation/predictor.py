@@ -11,7 +11,7 @@ from ..model.embedding import ImageEmbedding
 from ..model.image_encoder import ImageEncoder
 from ..model.network import SAMNetwork
 from ..model.prompt_path import DEFAULT_POINT_SLOTS, PromptPath
-from ..processing.images import to_rgb_uint8
+from ..processing.images import resized_rgb_uint8
 from ..processing.mask_upscaling import upscale_logits
 from ..processing.prompts import check_boxes, check_mask_input, check_points, to_input_frame
 
@@ -77,10 +77,11 @@ class SAMPredictor:
         """
         if image_format not in ("RGB", "BGR"):
             raise ImageError(f"image_format must be 'RGB' or 'BGR', got {image_format!r}.")
-        rgb = to_rgb_uint8(image, contrast_limits)
+        # converted and resized channel by channel: memory stays near the resized image's
+        resized = resized_rgb_uint8(image, self.config.image_size, contrast_limits)
         if image_format == "BGR":
-            rgb = np.ascontiguousarray(rgb[..., ::-1])
-        self._embedding = self.image_encoder.embed(rgb)
+            resized = np.ascontiguousarray(resized[..., ::-1])
+        self._embedding = self.image_encoder.embed_resized(resized, np.shape(image)[:2])
 
     def set_embedding(self, embedding: ImageEmbedding) -> None:
         """Restore an embedding from :meth:`embedding_state` without recomputing it."""
