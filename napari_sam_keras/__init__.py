@@ -29,6 +29,10 @@ _EXPORTS = {
     "masks_to_labels": ".segmentation.labels",
     "ImageEmbedding": ".model.embedding",
     "EmbeddingCache": ".model.embedding",
+    "segment_volume": ".segmentation.volume",
+    "track_object": ".segmentation.tracking",
+    "link_slices": ".segmentation.volume_linking",
+    "segment_volume_automatic": ".segmentation.volume_linking",
     "SAMError": ".errors",
     "ImageError": ".errors",
     "EmbeddingError": ".errors",
@@ -58,6 +62,9 @@ if TYPE_CHECKING:  # pragma: no cover
     from .segmentation.instance_segmenter import InstanceSegmenter
     from .segmentation.labels import masks_to_labels
     from .segmentation.predictor import SAMPredictor
+    from .segmentation.tracking import track_object
+    from .segmentation.volume import segment_volume
+    from .segmentation.volume_linking import link_slices, segment_volume_automatic
 
 
 def __getattr__(name: str):
