@@ -51,10 +51,14 @@ def test_tracking_follows_every_nucleus(predictor, timelapse, cache):
 
 
 def test_the_nuclei_move_enough_to_need_following(timelapse):
-    """Guard for the test above: without following, the first mask would not fit later."""
+    """Guard for the test above: for most nuclei, the first frame's mask left in place falls
+    below the IoU the tracking test asks for in some later frame."""
     _, labels = timelapse
-    lost = [mask_iou(labels[0] == i, labels[-1] == i) for i in np.unique(labels) if i]
-    assert np.median(lost) < 0.3
+    ids = [i for i in np.unique(labels) if i]
+    static = [
+        min(mask_iou(labels[0] == i, labels[t] == i) for t in range(len(labels))) for i in ids
+    ]
+    assert np.mean(np.array(static) < 0.7) >= 0.7, np.round(static, 2)
 
 
 def test_tracking_starts_at_the_first_prompted_frame_and_takes_corrections(
