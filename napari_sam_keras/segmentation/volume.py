@@ -209,6 +209,8 @@ class SlicePropagator:
             self.progress(0, self.total)
 
     def advance(self, count: int = 1) -> None:
+        if count <= 0:
+            return
         self.done = min(self.total, self.done + count)
         if self.progress is not None:
             self.progress(self.done, self.total)

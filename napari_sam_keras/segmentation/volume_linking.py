@@ -188,11 +188,9 @@ def segment_volume_automatic(
 
     def work() -> np.ndarray:
         slices = np.zeros((count, height, width), np.int32)
-        per_slice = [0]
 
         def step(done: int, total: int) -> None:
-            per_slice[0] = total
-            if progress is not None:
+            if progress is not None and (done or not z):  # a slice's 0 is the last one's end
                 progress(z * total + done, count * total)
 
         for z in range(count):

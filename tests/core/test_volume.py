@@ -148,7 +148,7 @@ def test_two_prompted_slices_far_apart_fill_the_gap(predictor, stack, cache):
         assert mask_iou(got[z], truth[z]) >= 0.75, z
     # progress: starts at 0, never goes back, ends at its total
     assert calls[0][0] == 0 and calls[-1][0] == calls[-1][1]
-    assert all(d1 <= d2 for (d1, _), (d2, _) in zip(calls, calls[1:], strict=False))
+    assert all(d1 < d2 for (d1, _), (d2, _) in zip(calls, calls[1:], strict=False))
     assert len({t for _, t in calls}) == 1
 
 
@@ -352,6 +352,7 @@ def test_automatic_3d_gives_one_label_per_ellipsoid(predictor, stack, cache):
     )
     assert got.dtype == np.int32 and got.shape == image.shape
     assert calls[0][0] == 0 and calls[-1][0] == calls[-1][1]
+    assert all(d1 < d2 for (d1, _), (d2, _) in zip(calls, calls[1:], strict=False))
     predicted = [j for j in np.unique(got) if j]
     truths = [i for i in np.unique(labels) if i]
     # every ellipsoid is one predicted label, and every predicted label one ellipsoid
