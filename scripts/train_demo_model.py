@@ -293,7 +293,7 @@ class Prompts:
 def train(
     out_dir: Path, minutes: float, seed: int, batch: int, probe: int = 0, steps: int = 0
 ) -> Path | None:
-    from napari_sam_keras.runtime.tensorflow_loading import import_ml_stack
+    from napari_sam_keras.runtime.backend import import_ml_stack
 
     import_ml_stack()
     import keras
