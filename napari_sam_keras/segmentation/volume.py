@@ -25,7 +25,6 @@ import numpy as np
 
 from ..errors import ImageError, PromptError, SAMError
 from ..model.embedding import EmbeddingCache, ImageEmbedding
-from ..processing.images import to_rgb_uint8
 from ..processing.mask_prompts import (
     interior_point,
     mask_box,
@@ -240,8 +239,7 @@ class SlicePropagator:
         if embedding is not None:
             self.predictor.set_embedding(embedding)
         else:
-            rgb = to_rgb_uint8(self.stack[index], self.contrast_limits)
-            self.predictor.set_image(rgb)
+            self.predictor.set_image(self.stack[index], contrast_limits=self.contrast_limits)
             self.computed += 1
             if key is not None:
                 embedding = self.predictor.embedding_state()

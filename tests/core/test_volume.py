@@ -184,13 +184,13 @@ def test_a_rerun_with_the_same_cache_embeds_nothing(predictor, stack):
     predictor = SAMPredictor(predictor.network)  # its own image; the compiled parts are shared
     encoder = predictor.image_encoder
     embedded = []
-    real_embed = encoder.embed
+    network_call = encoder.compiled  # the image encoder's forward pass itself
 
-    def counting_embed(rgb):
-        embedded.append(rgb.shape)
-        return real_embed(rgb)
+    def counting_call(batch):
+        embedded.append(batch.shape)
+        return network_call(batch)
 
-    encoder.embed = counting_embed
+    encoder.compiled = counting_call
     try:
         truth = labels == objects_over(labels, 6)[0]
         z, prompt = click(truth)
@@ -206,7 +206,7 @@ def test_a_rerun_with_the_same_cache_embeds_nothing(predictor, stack):
             assert len(embedded) == n  # nothing new
             assert np.array_equal(first, second)
     finally:
-        del encoder.embed
+        encoder.compiled = network_call
 
 
 def test_cancel_stops_and_restores_the_predictor_image(predictor, stack, cache):
