@@ -2,15 +2,15 @@
 
     xvfb-run -a -s "-screen 0 1400x900x24" python docs/make_screenshot.py [MODEL]
 
-MODEL is anything ``load_model`` reads.  Without it a toy SAM is trained first
-(``docs/toy_sam.py``, ~15 minutes on 2 CPU cores), because no real weights can
-be downloaded where the screenshot is made and random weights give noise.
+MODEL is anything ``load_model`` reads.  Without it the demo model shipped with the
+package (``demo_nuclei``, trained on synthetic nuclei by ``scripts/train_demo_model.py``)
+is used, because no real weights can be downloaded where the screenshot is made and
+random weights give noise.
 """
 
 from __future__ import annotations
 
 import sys
-import tempfile
 from pathlib import Path
 
 import numpy as np
@@ -74,11 +74,4 @@ def main(model: str) -> None:
 
 
 if __name__ == "__main__":
-    if len(sys.argv) > 1:
-        main(sys.argv[1])
-    else:
-        sys.path.insert(0, str(Path(__file__).parent))
-        from toy_sam import train
-
-        with tempfile.TemporaryDirectory() as tmp:
-            main(str(train(Path(tmp) / "toy_sam")))
+    main(sys.argv[1] if len(sys.argv) > 1 else "demo_nuclei")

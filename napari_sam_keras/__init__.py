@@ -35,6 +35,10 @@ _EXPORTS = {
     "EmbeddingStoreError": ".errors",
     "EmbeddingStoreMismatch": ".errors",
     "CorruptEmbeddingError": ".errors",
+    "segment_volume": ".segmentation.volume",
+    "track_object": ".segmentation.tracking",
+    "link_slices": ".segmentation.volume_linking",
+    "segment_volume_automatic": ".segmentation.volume_linking",
     "SAMError": ".errors",
     "ImageError": ".errors",
     "EmbeddingError": ".errors",
@@ -70,6 +74,9 @@ if TYPE_CHECKING:  # pragma: no cover
     from .segmentation.precompute import precompute_embeddings
     from .segmentation.predictor import SAMPredictor
     from .segmentation.tiling import TileGrid
+    from .segmentation.tracking import track_object
+    from .segmentation.volume import segment_volume
+    from .segmentation.volume_linking import link_slices, segment_volume_automatic
 
 
 def __getattr__(name: str):

@@ -40,6 +40,11 @@ from .weights_cache import (
 )
 
 CHECKPOINT_SUFFIXES = (".pth", ".pt", ".bin")
+
+#: Models shipped inside the package (Keras preset directories under ``data/``).
+#: ``demo_nuclei``: a tiny SAM trained on synthetic nuclei only (scripts/train_demo_model.py).
+DEMO_MODELS = {"demo_nuclei": Path(__file__).parents[1] / "data" / "demo_nuclei"}
+
 HUBS = ("keras_cv", "keras_hub")
 
 _OFFLINE_HINT = (
@@ -60,6 +65,9 @@ def load_model(
 
     ``source`` is one of
 
+    * ``"demo_nuclei"``: the tiny demonstration model shipped with the package,
+      trained on synthetic nuclei like the samples (it segments such blobs and
+      nothing else; for real data use SAM's weights);
     * a preset name, ``sam_base_sa1b``, ``sam_large_sa1b`` or ``sam_huge_sa1b``,
       downloaded and cached by keras-cv (``hub="keras_cv"``, default) or
       keras-hub (``hub="keras_hub"``);
@@ -122,9 +130,13 @@ def _load_model(source: str | os.PathLike, hub: str, config: SAMConfig | None) -
         )
     if text in PRESETS and not Path(text).exists():
         return _load_preset(text, hub)
+    if text in DEMO_MODELS and not Path(text).exists():
+        network = _load_preset_dir(DEMO_MODELS[text])
+        network.name = text
+        return network
     path = Path(text).expanduser()
     if not path.exists():
-        presets = ", ".join(PRESETS)
+        presets = ", ".join([*PRESETS, *DEMO_MODELS])
         raise ModelLoadError(
             f"Model {text!r} not found: it is neither an existing file or directory nor a "
             f"preset name ({presets})."

@@ -1,1 +1,1 @@
-"""The official-style top layer: predictor, automatic mask generator, labels."""
+"""The official-style top layer: predictor, automatic mask generator, labels; volumes and time-lapses."""

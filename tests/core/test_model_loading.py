@@ -216,3 +216,16 @@ def test_bfloat16_option(tiny_checkpoint, tiny_network):
     assert np.abs(l16 - l32).mean() < 0.1 * np.abs(l32).mean()
     with pytest.raises(ValueError, match="dtype policy"):
         load_model(tiny_checkpoint, dtype_policy="float7")
+
+
+def test_the_demo_model_is_shipped_small_and_found_by_name(tmp_path, monkeypatch):
+    folder = ml.DEMO_MODELS["demo_nuclei"]
+    size = sum(f.stat().st_size for f in folder.iterdir())
+    assert size < 4 * 1024**2  # a few MB at most: it lives in the package
+    network = load_model("demo_nuclei")
+    assert network.name == "demo_nuclei" and network.config.image_size == 256
+    # a file or folder of that name in the working directory wins over the shipped model
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "demo_nuclei").mkdir()
+    with pytest.raises(ModelLoadError, match="no config.json"):
+        load_model("demo_nuclei")
