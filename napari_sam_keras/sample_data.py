@@ -5,7 +5,7 @@
 
 ``make_sample_image`` and ``make_sample_stack`` return them as napari layer data
 tuples; the plugin manifest (``napari.yaml``) offers them under
-*File > Open Sample > SAM Keras*.
+*File > Open Sample > napari-sam-keras*.
 """
 
 from __future__ import annotations
