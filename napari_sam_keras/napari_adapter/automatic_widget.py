@@ -31,7 +31,7 @@ from .layer_pickers import labels_layer_for, layer_combo, sam_labels_name
 from .notifications import USER_ERRORS, report_warning
 from .safe_import import ml_stack_ready
 from .segmentation_jobs import AutomaticJob
-from .widget_base import SAMWidget
+from .widget_base import SAMWidget, row
 
 if TYPE_CHECKING:
     import napari
@@ -60,66 +60,15 @@ class AutomaticSegmentationWidget(SAMWidget):
             tooltip="Where objects are written (the Labels layer already used for the image is "
             "proposed); none: a new Labels layer is made.",
         )
-        self._pps_w = SpinBox(
-            name="points_per_side",
-            value=32,
-            min=1,
-            max=128,
-            tooltip="Grid of points per image side; more finds smaller objects, slower.",
-        )
-        self._iou_w = FloatSpinBox(
-            name="pred_iou_thresh",
-            value=0.88,
-            min=0.0,
-            max=1.0,
-            step=0.01,
-            tooltip="Keep masks whose predicted quality is at least this.",
-        )
-        self._stab_w = FloatSpinBox(
-            name="stability_score_thresh",
-            value=0.95,
-            min=0.0,
-            max=1.0,
-            step=0.01,
-            tooltip="Keep masks that change little when the threshold moves.",
-        )
-        self._nms_w = FloatSpinBox(
-            name="box_nms_thresh",
-            value=0.7,
-            min=0.0,
-            max=1.0,
-            step=0.01,
-            tooltip="Drop masks whose box overlaps a better one by more than this IoU.",
-        )
-        self._area_w = SpinBox(
-            name="min_mask_region_area",
-            value=0,
-            min=0,
-            max=10_000_000,
-            tooltip="Remove holes and islands smaller than this many pixels (0: off).",
-        )
+        self._pps_w, self._iou_w, self._stab_w, self._nms_w, self._area_w = generator_controls()
         self._all_w = CheckBox(name="all_slices", value=False, text="every slice (nD images)")
         self._overwrite_w = CheckBox(
             name="overwrite", value=False, text="overwrite existing labels"
         )
         self.run_button = PushButton(name="run_button", text="Segment everything")
-        self.extend(
-            [
-                self._image_w,
-                self._labels_w,
-                self.model_picker,
-                self._pps_w,
-                self._iou_w,
-                self._stab_w,
-                self._nms_w,
-                self._area_w,
-                self._all_w,
-                self._overwrite_w,
-                self.run_button,
-                self.cancel_button,
-                self.status,
-            ]
-        )
+        self.extend([self._image_w, self._labels_w, self.model_picker, self._pps_w])
+        self.extend([self._iou_w, self._stab_w, self._nms_w, self._area_w, self._all_w])
+        self.extend([self._overwrite_w, self.run_button, self.cancel_button, row(self.status)])
         self.run_button.changed.connect(self._on_run_clicked)
         self._image_w.changed.connect(self._propose_target)
         viewer.layers.events.inserted.connect(self._on_layers_changed)
@@ -258,6 +207,49 @@ class AutomaticSegmentationWidget(SAMWidget):
             return labels
         self.status.show(f"wrote {len(ids)} object(s) into {labels.name!r}")
         return labels
+
+
+def generator_controls() -> tuple:
+    """The automatic mask generator's options, with the official defaults."""
+    points_per_side = SpinBox(
+        name="points_per_side",
+        value=32,
+        min=1,
+        max=128,
+        tooltip="Grid of points per image side; more finds smaller objects, slower.",
+    )
+    iou = FloatSpinBox(
+        name="pred_iou_thresh",
+        value=0.88,
+        min=0.0,
+        max=1.0,
+        step=0.01,
+        tooltip="Keep masks whose predicted quality is at least this.",
+    )
+    stability = FloatSpinBox(
+        name="stability_score_thresh",
+        value=0.95,
+        min=0.0,
+        max=1.0,
+        step=0.01,
+        tooltip="Keep masks that change little when the threshold moves.",
+    )
+    nms = FloatSpinBox(
+        name="box_nms_thresh",
+        value=0.7,
+        min=0.0,
+        max=1.0,
+        step=0.01,
+        tooltip="Drop masks whose box overlaps a better one by more than this IoU.",
+    )
+    area = SpinBox(
+        name="min_mask_region_area",
+        value=0,
+        min=0,
+        max=10_000_000,
+        tooltip="Remove holes and islands smaller than this many pixels (0: off).",
+    )
+    return points_per_side, iou, stability, nms, area
 
 
 def plane_text(image, axes: tuple[int, int]) -> str:

@@ -4,27 +4,21 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from magicgui.widgets import CheckBox, Container, Label, PushButton, RadioButtons, SpinBox
+from magicgui.widgets import CheckBox, Label, PushButton, RadioButtons, SpinBox
 from napari.layers import Image, Labels, Points, Shapes
 
 from .layer_pickers import LayerComboBox, layer_combo
 from .prompts_from_layers import POINT_TYPES, POSITIVE
+from .status_line import wrap_text
 
 TOGGLE_KEY = "t"
 COMMIT_KEY = "c"
 CLEAR_KEY = "Shift-C"
 
 SHORTCUTS = (
-    "Shortcuts on the SAM points and boxes layers: T positive/negative point, C commit the "
-    "preview, Shift+C clear the prompts. Ctrl+Z on the labels layer undoes a write."
+    "Keys on the SAM points/boxes layers: T positive ↔ negative, C commit, Shift+C clear "
+    "prompts. Ctrl+Z on the labels layer: undo."
 )
-
-
-def row(*widgets) -> Container:
-    """Widgets side by side, without labels or margins."""
-    box = Container(layout="horizontal", labels=False, widgets=list(widgets))
-    box.margins = (0, 0, 0, 0)
-    return box
 
 
 @dataclass
@@ -115,13 +109,14 @@ class Buttons:
     refine_id: SpinBox
     refine: PushButton
     shortcuts: Label
+    """The list of shortcuts, shown under the status line."""
 
 
 def buttons() -> Buttons:
     """The actions, and the list of keyboard shortcuts."""
     shortcuts = Label(name="shortcuts", value=SHORTCUTS)
-    shortcuts.native.setWordWrap(True)
-    shortcuts.native.setMinimumWidth(1)
+    wrap_text(shortcuts)
+    shortcuts.native.setStyleSheet("color: #a0a0a0;")
     return Buttons(
         run=PushButton(name="run_button", text="Segment prompts"),
         commit=PushButton(name="commit_button", text="Commit preview [C]"),

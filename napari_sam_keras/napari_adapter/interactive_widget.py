@@ -52,7 +52,7 @@ from .prompts_from_layers import NEGATIVE, POSITIVE
 from .safe_import import ml_stack_ready
 from .target_labels import TargetLabels
 from .task_runner import process_events_until
-from .widget_base import SAMWidget
+from .widget_base import SAMWidget, row
 
 if TYPE_CHECKING:
     import napari
@@ -115,8 +115,8 @@ class InteractiveSegmentationWidget(SAMWidget):
         self.extend([pickers.image, pickers.points, pickers.shapes, pickers.labels])
         self.extend([self.model_picker, opts.point_type, opts.label_id, opts.add_to_label])
         self.extend([opts.multimask, opts.overwrite, opts.live, b.refine_id])
-        self.extend([controls.row(b.run, b.commit), controls.row(b.clear, self.cancel_button)])
-        self.extend([b.refine, self.status, b.shortcuts])
+        self.extend([row(b.run, b.commit), row(b.clear, self.cancel_button)])
+        self.extend([b.refine, row(self.status), row(b.shortcuts)])
 
     def _connect(self) -> None:
         viewer = self.viewer

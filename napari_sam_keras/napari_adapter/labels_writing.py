@@ -64,6 +64,12 @@ def _id_source(labels, first_id: int | None):
         free += 1
 
 
+def _layer_indices(index, rr: np.ndarray, cc: np.ndarray) -> list[np.ndarray]:
+    """Layer indices of slice pixels (rr, cc): the slice's index on the hidden axes."""
+    spatial = iter((rr, cc))
+    return [next(spatial) if i is None else np.full(rr.shape, int(i), dtype=np.intp) for i in index]
+
+
 def write_label_images(
     labels,
     pieces: Sequence[tuple[ImageSlice | tuple, np.ndarray]],
@@ -105,13 +111,8 @@ def write_label_images(
         mapping[present] = new_ids
         ids.extend(new_ids)
         rr, cc = np.nonzero(writable)
-        values = mapping[local[rr, cc]]
-        full: list[np.ndarray] = []
-        spatial = iter((rr, cc))
-        for i in index:
-            full.append(next(spatial) if i is None else np.full(rr.shape, int(i), dtype=np.intp))
-        all_indices.append(full)
-        all_values.append(values)
+        all_indices.append(_layer_indices(index, rr, cc))
+        all_values.append(mapping[local[rr, cc]])
     if not ids:
         return []
     info = np.iinfo(labels.data.dtype) if np.issubdtype(labels.data.dtype, np.integer) else None
@@ -177,11 +178,7 @@ def replace_label(
     if not changed.any():
         return 0
     rr, cc = np.nonzero(changed)
-    spatial = iter((rr, cc))
-    indices = tuple(
-        next(spatial) if i is None else np.full(rr.shape, int(i), dtype=np.intp)
-        for i in image_slice.index
-    )
+    indices = tuple(_layer_indices(image_slice.index, rr, cc))
     values = np.where(gained[rr, cc], label_id, 0).astype(labels.data.dtype)
     with labels.block_history():
         labels.data_setitem(indices, values)

@@ -18,7 +18,7 @@ from .notifications import USER_ERRORS
 _SHOW, _HIDE = "details \u25b8", "details \u25be"
 
 
-def _tame(label: Label) -> None:
+def wrap_text(label: Label) -> None:
     """Wrap the text and take the dock's width instead of asking for the text's width."""
     native = label.native
     native.setWordWrap(True)
@@ -40,7 +40,7 @@ class StatusLine(Container):
             widgets=[self._text, self._details_button, self._details],
         )
         self.margins = (0, 0, 0, 0)
-        _tame(self._text)
+        wrap_text(self._text)
         self._details.native.setReadOnly(True)
         self._details.native.setSizePolicy(QSizePolicy.Policy.Ignored, QSizePolicy.Policy.Preferred)
         self._details.native.setMaximumHeight(140)

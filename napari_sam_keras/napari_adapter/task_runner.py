@@ -157,6 +157,7 @@ class Task:
         self._relay = _Relay(self._show_progress)
         self.progress = Progress(self._relay.changed.emit)
         self._pbar = None
+        self._updating = False
         self.worker = None
         self.done = False
 
@@ -172,11 +173,19 @@ class Task:
         text = self.text()
         if self.on_progress is not None:
             self.on_progress(text)
-        if self._pbar is not None:
+        bar = self._pbar
+        if bar is None or self._updating:
+            return
+        # napari's progress bar may process Qt events while it redraws: this method (or
+        # _finish, closing the bar) can run again inside it, so work on a local reference
+        self._updating = True
+        try:
+            bar.set_description(text)
             fraction = self.progress.fraction()
-            self._pbar.set_description(text)
-            if fraction is not None:
-                self._pbar.update(int(fraction * 100) - int(self._pbar.n))
+            if fraction is not None and self._pbar is bar:
+                bar.update(int(fraction * 100) - int(bar.n))
+        finally:
+            self._updating = False
 
     def _open_bar(self) -> None:
         """Open the napari progress bar, from the event loop (see the module docstring)."""
@@ -184,12 +193,16 @@ class Task:
             return
         from napari.utils import progress
 
-        self._pbar = progress(total=100, desc=self.text())
+        bar = progress(total=100, desc=self.text())
+        if self.done:  # finished while the bar was being opened
+            bar.close()
+        else:
+            self._pbar = bar
 
     def _close_bar(self) -> None:
-        if self._pbar is not None:
-            self._pbar.close()
-            self._pbar = None
+        bar, self._pbar = self._pbar, None
+        if bar is not None:
+            bar.close()
 
     # --- running -----------------------------------------------------------------------
 

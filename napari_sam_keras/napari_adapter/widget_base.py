@@ -18,6 +18,13 @@ from .status_line import StatusLine
 from .task_runner import TaskRunner
 
 
+def row(*widgets) -> Container:
+    """Widgets side by side, without labels or margins."""
+    box = Container(layout="horizontal", labels=False, widgets=list(widgets))
+    box.margins = (0, 0, 0, 0)
+    return box
+
+
 def unwrap_viewer(viewer):
     """The real viewer behind napari's ``PublicOnlyProxy`` (plugins get a proxy)."""
     return getattr(viewer, "__wrapped__", viewer)
