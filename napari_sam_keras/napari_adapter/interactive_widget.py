@@ -128,7 +128,8 @@ class InteractiveSegmentationWidget(SAMWidget):
         self.points.changed.connect(self.prompt_layers.watch)
         self.shapes.changed.connect(self.prompt_layers.watch)
         self.point_type.changed.connect(self._on_point_type_changed)
-        self.live_preview.follow(self.live, (self.multimask, self.model), viewer.dims)
+        self.live_preview.follow(self.live, (self.multimask,), viewer.dims)
+        self.model_picker.on_chosen(self.live_preview.schedule)  # a new model: preview again
         viewer.layers.events.inserted.connect(self._on_layer_inserted)
         viewer.layers.events.removed.connect(self._on_layer_removed)
         viewer.layers.selection.events.active.connect(self._on_active_layer)

@@ -227,6 +227,8 @@ class LivePreview:
         self._region = image_slice.region
         self.current = Preview(request=request, masks=masks)
         layer.refresh()
+        n = sum(bool(np.any(m)) for m in masks)
+        self.runner.status.show(f"preview of {n} object(s); Commit [C] writes it")
 
     def _erase(self, refresh: bool = True) -> None:
         layer = self.layer

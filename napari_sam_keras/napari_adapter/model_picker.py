@@ -67,6 +67,16 @@ class ModelPicker(Container):
         self.recent.changed.connect(self._on_recent)
         self.file_button.changed.connect(self.choose_file)
         self.folder_button.changed.connect(self.choose_folder)
+        self._on_chosen: list = []
+        self.field.native.editingFinished.connect(self._chosen)
+
+    def on_chosen(self, callback) -> None:
+        """Call ``callback()`` when a model was chosen (typed and confirmed, or picked)."""
+        self._on_chosen.append(callback)
+
+    def _chosen(self) -> None:
+        for callback in self._on_chosen:
+            callback()
 
     @staticmethod
     def _choices() -> list[str]:
@@ -80,6 +90,7 @@ class ModelPicker(Container):
     def set_source(self, source: str) -> None:
         """Show ``source`` in the field (a chosen file, folder or name)."""
         self.field.value = str(source)
+        self._chosen()
 
     def remember(self, source: str) -> None:
         """Put ``source`` first among the recent models (after it was loaded)."""

@@ -59,7 +59,8 @@ class FakePredictor:
         self.shape = None
         self._embedding = None
         self.block: threading.Event | None = None
-        self.delay = 0.0  # seconds per prediction
+        self.hold: threading.Event | None = None
+        self.holding = threading.Event()
         self.mask_inputs: list = []
 
     def set_image(self, image, contrast_limits=None):
@@ -105,8 +106,9 @@ class FakePredictor:
         **_,
     ):
         self.mask_inputs.append(mask_input)
-        if self.delay:
-            threading.Event().wait(self.delay)
+        if self.hold is not None:  # a prediction that lasts until the test releases it
+            self.holding.set()
+            self.hold.wait(10)
         mask = self._mask(point_coords, point_labels, box)
         n = 3 if multimask_output else 1
         return np.stack([mask] * n), np.linspace(0.1, 0.9, n), None
@@ -336,6 +338,11 @@ def test_real_model_box_on_a_stack_slice(make_widget):
     labels = widget.run()
     assert labels is not None
     assert labels.data[8].any() and not np.delete(labels.data, 8, axis=0).any()
+    # the label as the prompt (mask input + box) through the real prompt path
+    widget.refine_id.value = 1
+    assert widget.refine() is labels, widget.status.details
+    assert labels.data[8].any() and not np.delete(labels.data, 8, axis=0).any()
+    labels.undo()
     labels.undo()
     assert not labels.data.any()
 
@@ -415,8 +422,11 @@ def test_automatic_every_slice_and_cancel(make_widget, monkeypatch, qtbot):
     monkeypatch.setattr(napari_sam_keras, "SAMAutomaticMaskGenerator", SlowGenerator)
     widget.run_button.native.click()
     assert started.wait(10)
+    # the status names the step and counts the slices
+    qtbot.waitUntil(lambda: "slice 1 of 3: generating masks" in widget.status.value, timeout=5000)
     widget.cancel()
     qtbot.waitUntil(lambda: not widget.busy, timeout=10000)
+    assert widget.status.value.startswith("cancelled")
     assert not labels.data.any()
     assert OperationCancelled  # the job ended through the cancellation path
 
@@ -443,13 +453,16 @@ def test_rapid_clicks_during_a_preview_keep_every_point(make_widget, errors, qtb
     viewer, image, widget = make_widget(np.zeros((64, 64), np.uint16), show=True)
     widget.live.value = True
     assert widget.wait(20)  # the embedding is prefetched when live mode is switched on
-    widget.fake.delay = 0.3  # each prediction takes longer than the clicks are apart
+    widget.fake.hold = threading.Event()  # the first preview predicts until all clicks are in
     points = widget.points.value
     clicks = [(10, 10), (20, 40), (40, 20), (50, 50), (30, 30)]
-    for row, col in clicks:
+    _click(viewer, *clicks[0])
+    qtbot.waitUntil(widget.fake.holding.is_set, timeout=5000)
+    for row, col in clicks[1:]:
         _click(viewer, row, col)
-        qtbot.wait(50)
-    assert widget.busy or widget.live_preview.pending  # the clicks came while predicting
+        qtbot.wait(20)
+    assert widget.busy and len(points.data) == len(clicks)  # all in while predicting
+    widget.fake.hold.set()
     assert widget.wait(30)
     assert len(points.data) == len(clicks)
     np.testing.assert_allclose(points.data, clicks, atol=1.0)
@@ -598,6 +611,10 @@ def test_the_preview_looks_different_from_the_labels(make_widget, qtbot):
     assert widget.wait(20)
     preview = widget.preview_layer
     assert preview is not None and preview.data[16, 16] > 0
+    assert "preview of 1 object" in widget.status.value
+    calls = len(widget.fake.mask_inputs)
+    widget.model_picker.set_source(widget.model.value)  # a model chosen: the preview again
+    assert widget.wait(20) and len(widget.fake.mask_inputs) == calls + 1
     labels = widget.commit()
     assert labels is not None and labels.data[16, 16] == 1
     assert preview.contour > 0 and labels.contour == 0  # outlined, not filled
