@@ -27,7 +27,7 @@ from .image_slices import (
     spatial_shape,
 )
 from .labels_writing import create_labels_layer, write_label_images
-from .layer_pickers import labels_layer_for, layer_combo, sam_labels_name
+from .layer_pickers import labels_layer_for, layer_combo, needs_target, sam_labels_name
 from .notifications import USER_ERRORS, report_warning
 from .safe_import import ml_stack_ready
 from .segmentation_jobs import AutomaticJob
@@ -86,11 +86,11 @@ class AutomaticSegmentationWidget(SAMWidget):
         self._propose_target()
 
     def _propose_target(self, _value=None) -> None:
-        """The Labels layer already used for the image, when none is chosen."""
-        target = self._labels_w.value
-        if target is None or target not in self.viewer.layers:
-            proposed = labels_layer_for(self.viewer, self._image_w.value)
-            if proposed is not None:
+        """The Labels layer already used for the image, when none (that fits) is chosen."""
+        image = self._image_w.value
+        if needs_target(self.viewer, self._labels_w.value, image):
+            proposed = labels_layer_for(self.viewer, image)
+            if proposed is not None or self._labels_w.value is not None:
                 self._labels_w.value = proposed
 
     # --- preparing --------------------------------------------------------------------

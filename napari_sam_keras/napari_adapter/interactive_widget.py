@@ -267,7 +267,9 @@ class InteractiveSegmentationWidget(SAMWidget):
 
         Returns the Labels layer when written now, else ``None``.
         """
-        if self.busy or self.live_preview.pending:
+        if self.live_preview.pending and not self.busy:
+            self.live_preview.flush()  # the preview asked for starts now; commit after it
+        if self.busy:
             self.runner.after(self.commit)
             return None
         preview = self.live_preview.current

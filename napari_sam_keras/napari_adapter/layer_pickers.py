@@ -60,6 +60,13 @@ def sam_labels_name(image) -> str:
     return f"{image.name} SAM labels"
 
 
+def needs_target(viewer, target, image) -> bool:
+    """Whether a target should be proposed: none chosen, gone, or not of ``image``'s shape."""
+    if target is None or target not in viewer.layers:
+        return True
+    return image is not None and tuple(target.data.shape) != spatial_shape(image)
+
+
 def labels_layer_for(viewer, image, exclude: tuple = ()):
     """The Labels layer already used for ``image``, or ``None``.
 

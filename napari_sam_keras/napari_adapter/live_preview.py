@@ -159,6 +159,10 @@ class LivePreview:
         """Forget previews asked for and not started."""
         self._wanted = self._prefetch = False
 
+    def flush(self) -> None:
+        """Start a scheduled preview now instead of from the event loop."""
+        self._kick()
+
     def _kick(self) -> None:
         self._scheduled = False
         if not (self._wanted and self.enabled and self.alive()):

@@ -16,7 +16,7 @@ from collections.abc import Callable
 
 from .active_layer import keeping_active_layer
 from .labels_writing import check_labels_fit, create_labels_layer, label_under, next_free_label
-from .layer_pickers import labels_layer_for, sam_labels_name
+from .layer_pickers import labels_layer_for, needs_target, sam_labels_name
 
 
 class TargetLabels:
@@ -47,10 +47,10 @@ class TargetLabels:
         return self.picker.value
 
     def propose(self, image) -> None:
-        """Choose the Labels layer already used for ``image`` when none is chosen."""
-        if self.layer is None or self.layer not in self.viewer.layers:
+        """Choose the Labels layer already used for ``image`` when none (that fits) is chosen."""
+        if needs_target(self.viewer, self.layer, image):
             proposed = labels_layer_for(self.viewer, image, self.exclude())
-            if proposed is not None:
+            if proposed is not None or self.layer is not None:
                 self.picker.value = proposed
 
     def for_writing(self, image_slice):

@@ -620,3 +620,6 @@ def test_the_preview_looks_different_from_the_labels(make_widget, qtbot):
     assert preview.contour > 0 and labels.contour == 0  # outlined, not filled
     one = np.array([1])
     assert not np.allclose(preview.colormap.map(one), labels.colormap.map(one))
+    widget.points.value.add([6, 6])
+    assert widget.commit() is None  # the preview is on its way: the commit follows it
+    assert widget.wait(20) and labels.data[6, 6] == 2 and not preview.data.any()
