@@ -1,6 +1,6 @@
 """Make docs/screenshot.png: napari with the interactive SAM widget on the sample image.
 
-    xvfb-run -a -s "-screen 0 1400x900x24" python docs/make_screenshot.py [MODEL]
+    QT_API=pyqt6 xvfb-run -a -s "-screen 0 1400x900x24" python docs/make_screenshot.py [MODEL]
 
 MODEL is anything ``load_model`` reads.  Without it the demo model shipped with the
 package (``demo_nuclei``, trained on synthetic nuclei by ``scripts/train_demo_model.py``)
@@ -21,7 +21,7 @@ OUT = Path(__file__).with_name("screenshot.png")
 
 
 def close_toasts(viewer) -> None:
-    """Close napari's notification pop-ups (e.g. the PyQt5 deprecation notice)."""
+    """Close napari's notification pop-ups (e.g. a Qt binding's deprecation notice)."""
     from napari._qt.dialogs.qt_notification import NapariQtNotification
 
     for toast in viewer.window._qt_window.findChildren(NapariQtNotification):
@@ -36,7 +36,7 @@ def main(model: str) -> None:
     from napari_sam_keras.sample_data import sample_image
 
     viewer = napari.Viewer(title="napari-sam-keras")
-    viewer.window.resize(1280, 760)
+    viewer.window.resize(1360, 880)
     viewer.add_image(sample_image(), name="cells")
     _dock, widget = viewer.window.add_plugin_dock_widget(
         "napari-sam-keras", "Interactive segmentation"
@@ -50,11 +50,13 @@ def main(model: str) -> None:
     # ... and one from a click
     widget.points.value.add([[194, 215]])
     widget.run()
-    # prompts for the next objects: a box, a positive and a negative point
+    # the next object in the live preview (cyan outline): a box, a positive and a negative point
     widget.shapes.value.add_rectangles([[[212, 165], [254, 212]]])
-    widget.points.value.add([[210, 69]])
+    widget.points.value.add([[232, 190]])
     widget.point_type.value = "negative"
-    widget.points.value.add([[196, 100]])
+    widget.points.value.add([[251, 209]])
+    widget.live.value = True
+    widget.wait()
     labels.opacity = 0.55
     viewer.layers.selection.active = widget.points.value
     viewer.reset_view()

@@ -13,10 +13,11 @@ from functools import partial
 from typing import TYPE_CHECKING
 
 import numpy as np
-from magicgui.widgets import CheckBox, FloatSpinBox, Label, PushButton, SpinBox
+from magicgui.widgets import CheckBox, FloatSpinBox, PushButton, SpinBox
 from napari.layers import Image, Labels
 
 from ..errors import ImageError, SAMError
+from .active_layer import keeping_active_layer
 from .image_slices import (
     DEFAULT_MAX_SIDE,
     all_slice_indices,
@@ -26,18 +27,17 @@ from .image_slices import (
     spatial_shape,
 )
 from .labels_writing import create_labels_layer, write_label_images
-from .layer_choices import SAMContainer, layer_combo, resolve_viewer
-from .loaded_models import ModelStore, model_field, shared_embedding_cache, source_text
-from .notifications import USER_ERRORS, report_error, report_outcome, report_warning
+from .layer_pickers import labels_layer_for, layer_combo, needs_target, sam_labels_name
+from .notifications import USER_ERRORS, report_warning
 from .safe_import import ml_stack_ready
 from .segmentation_jobs import AutomaticJob
-from .task_runner import Task
+from .widget_base import SAMWidget, row
 
 if TYPE_CHECKING:
     import napari
 
 
-class AutomaticSegmentationWidget(SAMContainer):
+class AutomaticSegmentationWidget(SAMWidget):
     """Segment everything on the displayed slice (or every slice) with SAM (dock widget).
 
     Value widgets: ``image``, ``labels`` (target; none = create one), ``model``,
@@ -47,12 +47,9 @@ class AutomaticSegmentationWidget(SAMContainer):
     """
 
     def __init__(self, napari_viewer: napari.viewer.Viewer | None = None) -> None:
-        super().__init__(labels=True)
-        viewer = self.viewer = resolve_viewer(napari_viewer)
-        self.model_store = ModelStore()
-        self.embedding_cache = shared_embedding_cache()
-        self._task: Task | None = None
-
+        super().__init__(napari_viewer)
+        viewer = self.viewer
+        self._plane = ""
         self._image_w = layer_combo(viewer, "image", Image, tooltip="The image to segment.")
         self._labels_w = layer_combo(
             viewer,
@@ -60,79 +57,41 @@ class AutomaticSegmentationWidget(SAMContainer):
             Labels,
             nullable=True,
             label="labels (target)",
-            tooltip="Where objects are written; none: a new Labels layer is made.",
+            tooltip="Where objects are written (the Labels layer already used for the image is "
+            "proposed); none: a new Labels layer is made.",
         )
-        self._model_w = model_field()
-        self._pps_w = SpinBox(
-            name="points_per_side",
-            value=32,
-            min=1,
-            max=128,
-            tooltip="Grid of points per image side; more finds smaller objects, slower.",
-        )
-        self._iou_w = FloatSpinBox(
-            name="pred_iou_thresh",
-            value=0.88,
-            min=0.0,
-            max=1.0,
-            step=0.01,
-            tooltip="Keep masks whose predicted quality is at least this.",
-        )
-        self._stab_w = FloatSpinBox(
-            name="stability_score_thresh",
-            value=0.95,
-            min=0.0,
-            max=1.0,
-            step=0.01,
-            tooltip="Keep masks that change little when the threshold moves.",
-        )
-        self._nms_w = FloatSpinBox(
-            name="box_nms_thresh",
-            value=0.7,
-            min=0.0,
-            max=1.0,
-            step=0.01,
-            tooltip="Drop masks whose box overlaps a better one by more than this IoU.",
-        )
-        self._area_w = SpinBox(
-            name="min_mask_region_area",
-            value=0,
-            min=0,
-            max=10_000_000,
-            tooltip="Remove holes and islands smaller than this many pixels (0: off).",
-        )
+        self._pps_w, self._iou_w, self._stab_w, self._nms_w, self._area_w = generator_controls()
         self._all_w = CheckBox(name="all_slices", value=False, text="every slice (nD images)")
         self._overwrite_w = CheckBox(
             name="overwrite", value=False, text="overwrite existing labels"
         )
-        self._run_w = PushButton(name="run_button", text="Segment everything")
-        self._cancel_w = PushButton(name="cancel_button", text="Cancel", enabled=False)
-        self._status_w = Label(name="status", value="")
-        self.extend(
-            [
-                self._image_w,
-                self._labels_w,
-                self._model_w,
-                self._pps_w,
-                self._iou_w,
-                self._stab_w,
-                self._nms_w,
-                self._area_w,
-                self._all_w,
-                self._overwrite_w,
-                self._run_w,
-                self._cancel_w,
-                self._status_w,
-            ]
-        )
-        self._run_w.changed.connect(self._on_run_clicked)
-        self._cancel_w.changed.connect(self.cancel)
-        viewer.layers.events.inserted.connect(self.reset_choices)
-        viewer.layers.events.removed.connect(self.reset_choices)
+        self.run_button = PushButton(name="run_button", text="Segment everything")
+        self.extend([self._image_w, self._labels_w, self.model_picker, self._pps_w])
+        self.extend([self._iou_w, self._stab_w, self._nms_w, self._area_w, self._all_w])
+        self.extend([self._overwrite_w, self.run_button, self.cancel_button, row(self.status)])
+        self.run_button.changed.connect(self._on_run_clicked)
+        self._image_w.changed.connect(self._propose_target)
+        viewer.layers.events.inserted.connect(self._on_layers_changed)
+        viewer.layers.events.removed.connect(self._on_layers_changed)
         self.reset_choices()
         active = viewer.layers.selection.active
         if isinstance(active, Image):
             self._image_w.value = active
+        self._propose_target()
+
+    def _on_layers_changed(self, event=None) -> None:
+        if not self.alive():
+            return
+        self.reset_choices()
+        self._propose_target()
+
+    def _propose_target(self, _value=None) -> None:
+        """The Labels layer already used for the image, when none (that fits) is chosen."""
+        image = self._image_w.value
+        if needs_target(self.viewer, self._labels_w.value, image):
+            proposed = labels_layer_for(self.viewer, image)
+            if proposed is not None or self._labels_w.value is not None:
+                self._labels_w.value = proposed
 
     # --- preparing --------------------------------------------------------------------
 
@@ -154,6 +113,7 @@ class AutomaticSegmentationWidget(SAMContainer):
             )
         check_supported(image)
         axes = displayed_layer_axes(image, self.viewer.dims)
+        self._plane = plane_text(image, axes)
         if self._all_w.value:
             indices = list(all_slice_indices(image, axes))
         else:
@@ -169,108 +129,137 @@ class AutomaticSegmentationWidget(SAMContainer):
             layer=image,
             indices=indices,
             slice_axes=axes,
-            model_source=source_text(self._model_w.value),
+            model_source=self.model_picker.source(),
             generator_options=self.generator_options(),
             max_side=DEFAULT_MAX_SIDE,
         )
 
-    # --- running ----------------------------------------------------------------------
-
-    @property
-    def busy(self) -> bool:
-        return self._task is not None
-
-    def _set_task(self, task: Task | None) -> None:
-        self._task = task
-        self._cancel_w.enabled = task is not None
-        self._run_w.enabled = task is None
-        if task is not None:
-            self._status_w.value = task.description
-        elif self._status_w.value.startswith("SAM: segmenting"):
-            self._status_w.value = ""
-
-    def cancel(self, _value=None) -> None:
-        """Stop the running generation; nothing is written."""
-        if self._task is not None:
-            self._task.cancel()
+    # --- running --------------------------------------------------------------------
 
     def _description(self, job: AutomaticJob) -> str:
         n = len(job.indices)
-        return f"SAM: segmenting everything ({n} slices)" if n > 1 else "SAM: segmenting everything"
+        where = f"{n} slices" if n > 1 else "this slice"
+        return f"SAM: segmenting everything on {where}{self._plane}"
+
+    def _job_and_description(self):
+        job = self._prepare()
+        return job, partial(job, self.model_store, self.embedding_cache), self._description(job)
 
     def _on_run_clicked(self, _value=None) -> None:
         if self.busy:
             return
         try:
-            job = self._prepare()
+            job, call, description = self._job_and_description()
         except USER_ERRORS as error:
-            report_error(error)
+            self.user_error(error)
             return
-        if not ml_stack_ready():
-            return
-        task = Task(
-            partial(job, self.model_store, self.embedding_cache),
-            self._description(job),
-            on_done=partial(self._write, job),
-            on_error=report_outcome,
-            on_finished=partial(self._set_task, None),
-        )
-        self._set_task(task)
-        task.start()
+        if ml_stack_ready():
+            self.runner.start(call, description, partial(self._write, job))
+
+    def _on_busy(self, busy: bool) -> None:
+        super()._on_busy(busy)
+        self.run_button.enabled = not busy
 
     def run(self):
         """Segment now (blocking; for scripts); returns the Labels layer or ``None``."""
-        if self._task is not None:
-            self._task.wait()
+        self.runner.wait()
         try:
-            job = self._prepare()
+            job, call, description = self._job_and_description()
         except USER_ERRORS as error:
-            report_error(error)
+            self.user_error(error)
             return None
         if not ml_stack_ready():
             return None
-        task = Task(partial(job, self.model_store, self.embedding_cache), self._description(job))
-        self._set_task(task)
-        try:
-            results = task.run()
-        except BaseException as error:
-            report_outcome(error)
-            return None
-        finally:
-            self._set_task(None)
-        return self._write(job, results)
+        results = self.runner.run(call, description)
+        return None if results is None else self._write(job, results)
 
-    def wait(self, timeout: float = 600.0) -> bool:
-        """Block until the background job has finished (GUI events keep flowing)."""
-        task = self._task
-        return True if task is None else task.wait(timeout)
+    def _target(self, image):
+        labels = self._labels_w.value
+        if labels is None or labels not in self.viewer.layers:
+            with keeping_active_layer(self.viewer):
+                labels = create_labels_layer(self.viewer, image, name=sam_labels_name(image))
+                self.reset_choices()
+                self._labels_w.value = labels
+        return labels
 
     def _write(self, job: AutomaticJob, results):
         image = job.layer
         if image not in self.viewer.layers:
-            report_error(f"Image {image.name!r} was removed; nothing written.")
+            self.user_error(f"Image {image.name!r} was removed; nothing written.")
             return None
         if not any(np.any(label_image) for _, label_image in results):
-            report_warning("SAM found no objects; nothing was written. Try lower thresholds.")
-            self._status_w.value = "no objects found"
+            message = f"SAM found no objects{self._plane}; nothing was written."
+            report_warning(message + " Try lower thresholds.")
+            self.status.show(message + " Try lower thresholds.")
             return None
         try:
-            labels = self._labels_w.value
-            if labels is None or labels not in self.viewer.layers:
-                active = self.viewer.layers.selection.active
-                labels = create_labels_layer(self.viewer, image, name=f"{image.name} SAM labels")
-                self.reset_choices()
-                self._labels_w.value = labels
-                if active is not None and active in self.viewer.layers:
-                    self.viewer.layers.selection.active = active
+            labels = self._target(image)
             ids = write_label_images(labels, results, overwrite=bool(self._overwrite_w.value))
         except SAMError as error:
-            report_error(error)
+            self.user_error(error)
             return None
+        self.remember_model(job.model_source)
         if not ids:
-            report_warning(
+            self.user_error(
                 "Every object found overlaps existing labels only; nothing was written. Tick "
                 "'overwrite existing labels' to replace them."
             )
-        self._status_w.value = f"wrote {len(ids)} object(s) into {labels.name!r}"
+            return labels
+        self.status.show(f"wrote {len(ids)} object(s) into {labels.name!r}")
         return labels
+
+
+def generator_controls() -> tuple:
+    """The automatic mask generator's options, with the official defaults."""
+    points_per_side = SpinBox(
+        name="points_per_side",
+        value=32,
+        min=1,
+        max=128,
+        tooltip="Grid of points per image side; more finds smaller objects, slower.",
+    )
+    iou = FloatSpinBox(
+        name="pred_iou_thresh",
+        value=0.88,
+        min=0.0,
+        max=1.0,
+        step=0.01,
+        tooltip="Keep masks whose predicted quality is at least this.",
+    )
+    stability = FloatSpinBox(
+        name="stability_score_thresh",
+        value=0.95,
+        min=0.0,
+        max=1.0,
+        step=0.01,
+        tooltip="Keep masks that change little when the threshold moves.",
+    )
+    nms = FloatSpinBox(
+        name="box_nms_thresh",
+        value=0.7,
+        min=0.0,
+        max=1.0,
+        step=0.01,
+        tooltip="Drop masks whose box overlaps a better one by more than this IoU.",
+    )
+    area = SpinBox(
+        name="min_mask_region_area",
+        value=0,
+        min=0,
+        max=10_000_000,
+        tooltip="Remove holes and islands smaller than this many pixels (0: off).",
+    )
+    return points_per_side, iou, stability, nms, area
+
+
+def plane_text(image, axes: tuple[int, int]) -> str:
+    """``""`` for the image's own (last two) axes; else which plane a rolled view shows."""
+    shape = spatial_shape(image)
+    last_two = (len(shape) - 2, len(shape) - 1)
+    if tuple(axes) == last_two:
+        return ""
+    r, c = axes
+    return (
+        f" (the view is rolled: the {shape[r]} x {shape[c]} plane of axes {r} and {c}; roll the "
+        "axes back to segment the image's own planes)"
+    )

@@ -5,628 +5,357 @@ and a Shapes layer (rectangles are boxes, one object per box).  On an nD image
 only the prompts on the displayed slice are used, the embedding is that
 slice's, and the result goes into that slice only.
 
-* **Segment** (``run_button``, or :meth:`InteractiveSegmentationWidget.run` in
-  scripts) segments the current prompts, writes each object with the next free
-  label id into the target Labels layer (created on first use) and clears the
-  prompts it used.
-* **Live preview** re-predicts whenever a point is added, moved or deleted and
-  shows the result in a separate ``SAM preview`` layer; **Commit** (button,
-  or ``C`` on the prompt layers) writes it into the target layer.
-* ``T`` on the points layer toggles positive/negative for new points.
+* **Segment prompts** (``run_button``, or :meth:`InteractiveSegmentationWidget.run`
+  in scripts) writes each object with a new label id into the target Labels
+  layer (created on first use) and clears the prompts it used.  The first
+  object takes **new label id** (the next free one unless chosen), or, with
+  **add to the label under the first positive point**, that label.
+* **Live preview** re-predicts whenever the prompts change (see
+  :mod:`.live_preview`); **Commit** (button, or ``C``) writes it.
+* **Refine label** uses a label of the target layer (from any tool) as the
+  prompt: its mask as SAM's mask input, its box, and the points on the slice;
+  the result replaces that label only.
+* **Clear prompts** (``Shift+C``) deletes every prompt; ``T`` toggles new points
+  between positive and negative.
 
-Embeddings are cached per (image layer, slice, model), so returning to a slice
-is instant.  Nothing overwrites existing labels unless *overwrite* is ticked,
-and every write is one undo step of the Labels layer.
+The widget follows the active image layer, keeps the prompt layers above
+every other layer, and keeps the last error in its status line.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass
 from functools import partial
 from typing import TYPE_CHECKING
 
 import numpy as np
-from magicgui.widgets import CheckBox, Label, PushButton, RadioButtons
-from napari.layers import Image, Labels, Points, Shapes
+from napari.layers import Image
 from qtpy.QtCore import QTimer
 
-from ..errors import ImageError, SAMError
-from ..segmentation.labels import masks_to_labels
-from .image_slices import ImageSlice, current_slice
-from .labels_writing import check_labels_fit, create_labels_layer, write_masks
-from .layer_choices import SAMContainer, layer_combo, named, resolve_viewer
-from .loaded_models import ModelStore, model_field, shared_embedding_cache, source_text
-from .notifications import USER_ERRORS, report_error, report_outcome, report_warning
-from .prompt_layer_setup import (
-    BOXES_NAME,
-    POINTS_NAME,
-    add_boxes_layer,
-    add_points_layer,
-    set_point_type,
+from ..errors import SAMError
+from . import interactive_controls as controls
+from .label_refinement import refine_request, write_refined
+from .labels_writing import check_labels_fit, write_masks
+from .layer_order import raise_layers
+from .live_preview import LivePreview
+from .notifications import USER_ERRORS, report_warning
+from .prompt_layer_setup import PromptLayers, set_point_type
+from .prompt_requests import (
+    PromptRequest,
+    clear_layer,
+    image_slice_of,
+    note_used,
+    prompt_request,
+    read_prompts,
+    remove_used_prompts,
 )
-from .prompts_from_layers import (
-    NEGATIVE,
-    POINT_TYPES,
-    POSITIVE,
-    NoPromptsError,
-    SlicePrompts,
-    objects_on_slice,
-    prompts_on_slice,
-)
+from .prompts_from_layers import NEGATIVE, POSITIVE
 from .safe_import import ml_stack_ready
-from .segmentation_jobs import PromptJob
-from .task_runner import Task
+from .target_labels import TargetLabels
+from .task_runner import process_events_until
+from .widget_base import SAMWidget, row
 
 if TYPE_CHECKING:
     import napari
 
-PREVIEW_NAME = "SAM preview"
-TOGGLE_KEY = "t"
-COMMIT_KEY = "c"
-_DATA_DONE = {"added", "changed", "removed"}
+TOGGLE_KEY, COMMIT_KEY, CLEAR_KEY = controls.TOGGLE_KEY, controls.COMMIT_KEY, controls.CLEAR_KEY
 
 
-@dataclass(eq=False)
-class _Request:
-    """A job plus what is needed to write its result back and tidy up."""
-
-    job: PromptJob
-    signature: tuple
-    points_layer: object = None
-    shapes_layer: object = None
-    used_points: np.ndarray | None = None
-    used_shapes: tuple = ()
-
-
-@dataclass(eq=False)
-class _Preview:
-    request: _Request
-    masks: list
-
-
-class InteractiveSegmentationWidget(SAMContainer):
+class InteractiveSegmentationWidget(SAMWidget):
     """Point/box-prompted SAM segmentation of the displayed slice (dock widget).
 
     Value widgets: ``image``, ``points``, ``shapes``, ``labels`` (target; none =
-    create one), ``model`` (preset name or file), ``point_type``, ``multimask``,
-    ``overwrite``, ``live``.  Buttons: ``run_button``, ``commit_button``,
+    create one), ``model``, ``point_type``, ``label_id``, ``add_to_label``,
+    ``multimask``, ``overwrite``, ``live``, ``refine_id``.  Buttons:
+    ``run_button``, ``commit_button``, ``clear_button``, ``refine_button``,
     ``cancel_button``.
     """
 
     def __init__(self, napari_viewer: napari.viewer.Viewer | None = None) -> None:
-        super().__init__(labels=True)
-        viewer = self.viewer = resolve_viewer(napari_viewer)
-        self.model_store = ModelStore()
-        self.embedding_cache = shared_embedding_cache()
+        super().__init__(napari_viewer)
         self._predictors: dict = {}
-        self._task: Task | None = None
-        self._queued = None
-        self._preview: _Preview | None = None
-        self._preview_layer = None
-        self._preview_region = None
-        self._suppress_live = False
-        self._watched: dict[str, object] = {}
-        self._last_step = tuple(viewer.dims.current_step)
-
-        self._image_w = layer_combo(viewer, "image", Image, tooltip="The image to segment.")
-        self._points_w = layer_combo(
-            viewer,
-            "points",
-            Points,
-            nullable=True,
-            tooltip="Point prompts; the 'label' feature says positive or negative.",
+        self._build()
+        self.prompt_layers = PromptLayers(
+            self.viewer,
+            self.points,
+            self.shapes,
+            on_data=lambda event: self.live_preview.on_prompt_data(event),
+            keys={COMMIT_KEY: lambda _l: self.commit(), CLEAR_KEY: lambda _l: self.clear_prompts()},
+            point_keys={TOGGLE_KEY: lambda _l: self.toggle_point_type()},
         )
-        self._shapes_w = layer_combo(
-            viewer,
-            "shapes",
-            Shapes,
-            nullable=True,
-            tooltip="Box prompts: each rectangle is one object (other shapes: their bounding box).",
+        self.live_preview = LivePreview(
+            self.viewer,
+            self.runner,
+            make_request=self._prepare,
+            start=self._start,
+            on_error=self.user_error,
+            on_layer=lambda _layer: self._after_layers_added(),
+            alive=self.alive,
         )
-        self._labels_w = layer_combo(
-            viewer,
-            "labels",
-            Labels,
-            nullable=True,
-            label="labels (target)",
-            exclude=lambda: (self._preview_layer,) if self._preview_layer is not None else (),
-            tooltip="Where objects are written; none: a new Labels layer is made on first use.",
+        self.target = TargetLabels(
+            self.viewer,
+            self.labels,
+            self.label_id,
+            self.refine_id,
+            self._not_targets,
+            self.reset_choices,
         )
-        self._model_w = model_field()
-        self._point_type_w = RadioButtons(
-            name="point_type",
-            label="new points",
-            choices=list(POINT_TYPES),
-            value=POSITIVE,
-            orientation="horizontal",
-            tooltip=f"Press '{TOGGLE_KEY.upper()}' on the points layer to switch.",
-        )
-        self._multimask_w = CheckBox(
-            name="multimask",
-            value=True,
-            text="multimask (keep the best of 3)",
-        )
-        self._overwrite_w = CheckBox(
-            name="overwrite",
-            value=False,
-            text="overwrite existing labels",
-        )
-        self._live_w = CheckBox(
-            name="live",
-            value=False,
-            text="live preview on every point change",
-        )
-        self._run_w = PushButton(name="run_button", text="Segment prompts")
-        self._commit_w = PushButton(
-            name="commit_button", text=f"Commit preview [{COMMIT_KEY.upper()}]"
-        )
-        self._cancel_w = PushButton(name="cancel_button", text="Cancel", enabled=False)
-        self._status_w = Label(name="status", value="")
-        self.extend(
-            [
-                self._image_w,
-                self._points_w,
-                self._shapes_w,
-                self._labels_w,
-                self._model_w,
-                self._point_type_w,
-                self._multimask_w,
-                self._overwrite_w,
-                self._live_w,
-                self._run_w,
-                self._commit_w,
-                self._cancel_w,
-                self._status_w,
-            ]
-        )
-
-        self._run_w.changed.connect(self._on_run_clicked)
-        self._commit_w.changed.connect(self.commit)
-        self._cancel_w.changed.connect(self.cancel)
-        self._image_w.changed.connect(self._on_image_changed)
-        self._points_w.changed.connect(self._watch_prompt_layers)
-        self._shapes_w.changed.connect(self._watch_prompt_layers)
-        self._point_type_w.changed.connect(self._on_point_type_changed)
-        self._live_w.changed.connect(self._on_live_toggled)
-        self._multimask_w.changed.connect(self._on_live_input_changed)
-        viewer.layers.events.inserted.connect(self._on_layers_changed)
-        viewer.layers.events.removed.connect(self._on_layers_changed)
-        viewer.dims.events.current_step.connect(self._on_slice_changed)
-
+        self._connect()
         self.reset_choices()
-        active = viewer.layers.selection.active
+        active = self.viewer.layers.selection.active
         if isinstance(active, Image):
-            self._image_w.value = active
-        self._setup_prompt_layers()
+            self.image.value = active
+        self._setup_for_image()
+
+    def _build(self) -> None:
+        pickers = controls.layer_pickers(self.viewer, self._not_targets)
+        opts = controls.options()
+        self.buttons = b = controls.buttons()
+        self.run_button, self.commit_button, self.clear_button = b.run, b.commit, b.clear
+        self.refine_button = b.refine
+        self.extend([pickers.image, pickers.points, pickers.shapes, pickers.labels])
+        self.extend([self.model_picker, opts.point_type, opts.label_id, opts.add_to_label])
+        self.extend([opts.multimask, opts.overwrite, opts.live, b.refine_id])
+        self.extend([row(b.run, b.commit), row(b.clear, self.cancel_button)])
+        self.extend([b.refine, row(self.status), row(b.shortcuts)])
+
+    def _connect(self) -> None:
+        viewer = self.viewer
+        self.run_button.changed.connect(self._on_run_clicked)
+        self.commit_button.changed.connect(self.commit)
+        self.clear_button.changed.connect(self.clear_prompts)
+        self.refine_button.changed.connect(self._on_refine_clicked)
+        self.image.changed.connect(self._on_image_changed)
+        self.points.changed.connect(self.prompt_layers.watch)
+        self.shapes.changed.connect(self.prompt_layers.watch)
+        self.point_type.changed.connect(self._on_point_type_changed)
+        self.live_preview.follow(self.live, (self.multimask,), viewer.dims)
+        self.model_picker.on_chosen(self.live_preview.schedule)  # a new model: preview again
+        viewer.layers.events.inserted.connect(self._on_layer_inserted)
+        viewer.layers.events.removed.connect(self._on_layer_removed)
+        viewer.layers.selection.events.active.connect(self._on_active_layer)
+
+    def _not_targets(self) -> tuple:
+        layer = self.live_preview.layer if hasattr(self, "live_preview") else None
+        return () if layer is None else (layer,)
 
     # --- layers -----------------------------------------------------------------------
 
-    def _on_layers_changed(self, event=None) -> None:
+    def _on_layer_inserted(self, event=None) -> None:
+        if not self.alive():
+            return
         self.reset_choices()
-        if self._preview_layer is not None and self._preview_layer not in self.viewer.layers:
-            self._preview_layer = None
-            self._preview = None
+        self._propose_target()
+        self._after_layers_added()
+
+    def _after_layers_added(self) -> None:
+        # not inside the layer-list event: move layers once napari has finished inserting
+        QTimer.singleShot(0, self._raise_prompt_layers)
+
+    def _raise_prompt_layers(self) -> None:
+        if not self.alive():
+            return
+        layers = (self.live_preview.layer, self.shapes.value, self.points.value)
+        raise_layers(self.viewer, layers)
+
+    def _on_layer_removed(self, event=None) -> None:
+        if not self.alive():
+            return
+        self.reset_choices()
+        self.live_preview.forget_removed_layer()
+
+    def _on_active_layer(self, event=None) -> None:
+        """Follow the active image layer."""
+        active = self.viewer.layers.selection.active
+        if isinstance(active, Image) and self.alive() and active is not self.image.value:
+            self.reset_choices()
+            self.image.value = active
 
     def _on_image_changed(self, image=None) -> None:
-        self._clear_preview()
-        # not inside the layer-list event that changed the choice: add layers afterwards
-        QTimer.singleShot(0, self._setup_prompt_layers)
+        self.live_preview.clear()
+        QTimer.singleShot(0, self._setup_for_image)
 
-    def _setup_prompt_layers(self) -> None:
-        """Choose the prompt layers for the chosen image, once: ours by name, or new ones.
-
-        Other Points/Shapes layers (annotations) are never taken as prompts
-        unless chosen in the drop-downs.
-        """
-        try:
-            image = self._image_w.value
-        except RuntimeError:  # the widget was closed before a deferred call
+    def _setup_for_image(self) -> None:
+        if not self.alive() or self.image.value is None:
             return
-        if image is None:
-            return
-        viewer = self.viewer
-        active = viewer.layers.selection.active
-        if self._shapes_w.value is None:
-            shapes = named(viewer, Shapes, BOXES_NAME) or add_boxes_layer(viewer, image)
-            self.reset_choices()
-            self._shapes_w.value = shapes
-        if self._points_w.value is None:
-            points = named(viewer, Points, POINTS_NAME) or add_points_layer(viewer, image)
-            self.reset_choices()
-            self._points_w.value = points
-            active = points
-        if active is not None and active in viewer.layers:
-            viewer.layers.selection.active = active
-        self._watch_prompt_layers()
+        self.prompt_layers.setup(self.image.value, self.reset_choices)
+        if self.point_type.value != POSITIVE and self.points.value is not None:
+            set_point_type(self.points.value, self.point_type.value)
+        self._propose_target()
+        self._raise_prompt_layers()
 
-    def _watch_prompt_layers(self, _value=None) -> None:
-        """Follow data events of the chosen prompt layers and bind the shortcuts."""
-        for key, widget in (("points", self._points_w), ("shapes", self._shapes_w)):
-            old, new = self._watched.get(key), widget.value
-            if old is new:
-                continue
-            if old is not None:
-                old.events.data.disconnect(self._on_prompt_data)
-            if new is not None:
-                new.events.data.connect(self._on_prompt_data)
-                new.bind_key(COMMIT_KEY, self._commit_key, overwrite=True)
-                if key == "points":
-                    new.bind_key(TOGGLE_KEY, self._toggle_key, overwrite=True)
-                    if "label" in new.features.columns or self._point_type_w.value != POSITIVE:
-                        set_point_type(new, self._point_type_w.value)
-            self._watched[key] = new
+    def _propose_target(self) -> None:
+        self.target.propose(self.image.value)
 
-    def _commit_key(self, layer=None) -> None:
-        self.commit()
-
-    def _toggle_key(self, layer=None) -> None:
-        self.toggle_point_type()
+    # --- prompts ----------------------------------------------------------------------
 
     def toggle_point_type(self) -> str:
         """Switch new points between positive and negative; returns the new type."""
-        new = NEGATIVE if self._point_type_w.value == POSITIVE else POSITIVE
-        self._point_type_w.value = new
+        new = NEGATIVE if self.point_type.value == POSITIVE else POSITIVE
+        self.point_type.value = new
         return new
 
     def _on_point_type_changed(self, value) -> None:
-        points = self._points_w.value
-        if points is not None:
-            set_point_type(points, value)
+        if self.points.value is not None:
+            set_point_type(self.points.value, value)
 
-    # --- preparing a job (GUI thread) ---------------------------------------------------
+    def clear_prompts(self, _value=None) -> int:
+        """Delete every point and box of the prompt layers; returns how many."""
+        self.live_preview.cancel()
+        with self.live_preview.paused():
+            n = clear_layer(self.points.value) + clear_layer(self.shapes.value)
+        self.live_preview.clear()
+        self.status.show(f"cleared {n} prompt(s)")
+        return n
 
-    def _image_slice(self) -> ImageSlice:
-        image = self._image_w.value
-        if image is None:
-            raise ImageError(
-                "No image layer to segment: open an image (or File > Open Sample > SAM Keras) "
-                "and choose it in the 'image' box."
+    def _prepare(self, embed_only: bool = False) -> PromptRequest:
+        """A request from the layers now; raises ``SAMError`` for what the user must fix."""
+        image_slice = image_slice_of(self.image.value, self.viewer.dims)
+        target = self.labels.value
+        if target is not None:
+            check_labels_fit(target, image_slice)
+        source = self.model_picker.source()
+        prompts = None
+        if not embed_only:
+            prompts = read_prompts(
+                self.points.value, self.shapes.value, image_slice, self.viewer.dims
             )
-        return current_slice(image, self.viewer.dims)
+        multimask = bool(self.multimask.value)
+        request = prompt_request(image_slice, prompts, source, multimask, embed_only)
+        return note_used(request, self.points.value, self.shapes.value)
 
-    def _prompts(self, image_slice: ImageSlice) -> SlicePrompts:
-        return prompts_on_slice(
-            self._points_w.value, self._shapes_w.value, image_slice, self.viewer.dims.point
-        )
+    # --- running ----------------------------------------------------------------------
 
-    def _prepare(self, embed_only: bool = False) -> _Request:
-        """Everything a job needs, read from the layers now; raises SAMError for user errors."""
-        image_slice = self._image_slice()
-        labels = self._labels_w.value
-        if labels is not None:
-            if labels is self._preview_layer:
-                raise ImageError("The preview layer cannot be the target; choose another one.")
-            check_labels_fit(labels, image_slice)
-        source = source_text(self._model_w.value)
-        prompts = None if embed_only else self._prompts(image_slice)
-        if prompts is not None:
-            objects_on_slice(prompts)  # a user error is reported before loading anything
-        job = PromptJob(
-            image_slice=image_slice,
-            prompts=prompts,
-            model_source=source,
-            multimask=bool(self._multimask_w.value),
-            embed_only=embed_only,
-        )
-        request = _Request(job=job, signature=self._signature(image_slice, prompts, source))
-        if prompts is not None:
-            points, shapes = self._points_w.value, self._shapes_w.value
-            request.points_layer, request.shapes_layer = points, shapes
-            if points is not None and len(prompts.point_rows):
-                request.used_points = np.array(points.data[prompts.point_rows], copy=True)
-            if shapes is not None and len(prompts.shape_rows):
-                request.used_shapes = tuple(
-                    np.array(shapes.data[i], copy=True) for i in prompts.shape_rows
-                )
-        return request
-
-    def _signature(self, image_slice: ImageSlice, prompts, source: str) -> tuple:
-        """What the result depends on: the slice, the model, the options and the prompts."""
-        prompt_key = None if prompts is None else prompts.signature()
-        return (*image_slice.key, source, bool(self._multimask_w.value), prompt_key)
-
-    # --- running jobs -----------------------------------------------------------------
-
-    @property
-    def busy(self) -> bool:
-        return self._task is not None
-
-    def _job_call(self, request: _Request):
+    def _job_call(self, request: PromptRequest):
         return partial(request.job, self.model_store, self._predictors, self.embedding_cache)
 
-    def _start(self, request: _Request, description: str, on_done) -> Task | None:
+    def _start(self, request: PromptRequest, description: str, on_done) -> None:
+        if ml_stack_ready():
+            self.runner.start(self._job_call(request), description, on_done)
+
+    def _submit(self, prepare, write, description: str, blocking: bool):
+        """Prepare (user errors shown), then run now (``blocking``) or in the background."""
+        try:
+            request = prepare()
+        except USER_ERRORS as error:
+            self.user_error(error)
+            return None
+        if not blocking:
+            self._start(request, description, partial(write, request))
+            return None
         if not ml_stack_ready():
             return None
-        task = Task(
-            self._job_call(request),
-            description,
-            on_done=on_done,
-            on_error=report_outcome,
-            on_finished=self._on_task_finished,
-        )
-        self._set_task(task)
-        task.start()
-        return task
-
-    def _set_task(self, task: Task | None) -> None:
-        previous, self._task = self._task, task
-        self._cancel_w.enabled = task is not None
-        if task is not None:
-            self._status_w.value = task.description
-        elif previous is not None and self._status_w.value == previous.description:
-            self._status_w.value = ""
-
-    def _on_task_finished(self) -> None:
-        self._set_task(None)
-        queued, self._queued = self._queued, None
-        if queued is not None:
-            queued()
-
-    def cancel(self, _value=None) -> None:
-        """Stop the running job (its result is not written) and drop queued ones."""
-        self._queued = None
-        if self._task is not None:
-            self._task.cancel()
-
-    def wait(self, timeout: float = 600.0) -> bool:
-        """Block until no job is running or queued (GUI events keep flowing)."""
-        import time
-
-        from qtpy.QtWidgets import QApplication
-
-        end = time.monotonic() + timeout
-        app = QApplication.instance()
-        while (self._task is not None or self._queued is not None) and time.monotonic() < end:
-            if self._task is None and self._queued is not None:
-                queued, self._queued = self._queued, None
-                queued()
-                continue
-            app.processEvents()
-            time.sleep(0.01)
-        return self._task is None and self._queued is None
-
-    # --- segment and write ------------------------------------------------------------
+        masks = self.runner.run(self._job_call(request), description)
+        return None if masks is None else write(request, masks)
 
     def _on_run_clicked(self, _value=None) -> None:
-        if self.busy:
-            self._queued = self._run_async
-            return
-        self._run_async()
-
-    def _run_async(self) -> None:
-        try:
-            request = self._prepare()
-        except USER_ERRORS as error:
-            report_error(error)
-            return
-        self._start(request, "SAM: segmenting", partial(self._write, request))
+        self.runner.after(
+            partial(self._submit, self._prepare, self._write, "SAM: segmenting", False)
+        )
 
     def run(self):
         """Segment the current prompts now and write them (blocking; for scripts).
 
         Returns the target Labels layer, or ``None`` when nothing was written (a
-        user error, shown as a notification, or a cancel).
+        user error, shown in the status line and as a notification, or a cancel).
         """
-        if self._task is not None:
-            self._task.wait()
-        self._queued = None
-        try:
-            request = self._prepare()
-        except USER_ERRORS as error:
-            report_error(error)
-            return None
-        if not ml_stack_ready():
-            return None
-        task = Task(self._job_call(request), "SAM: segmenting")
-        self._set_task(task)
-        try:
-            masks = task.run()
-        except BaseException as error:
-            report_outcome(error)
-            return None
-        finally:
-            self._set_task(None)
-            self._queued = None  # whatever the GUI asked meanwhile concerned these prompts
-        return self._write(request, masks)
+        self.runner.wait()
+        self.live_preview.cancel()
+        return self._submit(self._prepare, self._write, "SAM: segmenting", True)
 
     def commit(self, _value=None):
-        """Write the live preview into the target labels (segmenting first if it is stale).
+        """Write the live preview (segmenting first if it is outdated).
 
-        Returns the Labels layer when written now, else ``None`` (a segmentation
-        was started, or a user error was reported).
+        Returns the Labels layer when written now, else ``None``.
         """
+        if self.live_preview.pending and not self.busy:
+            self.live_preview.flush()  # the preview asked for starts now; commit after it
         if self.busy:
-            self._queued = self.commit
+            self.runner.after(self.commit)
             return None
+        preview = self.live_preview.current
         try:
             request = self._prepare()
         except USER_ERRORS as error:
-            report_error(error)
+            self.user_error(error)
             return None
-        preview = self._preview
         if preview is not None and preview.request.signature == request.signature:
             return self._write(request, preview.masks)
         self._start(request, "SAM: segmenting", partial(self._write, request))
         return None
 
-    def _target_labels(self, image_slice: ImageSlice):
-        labels = self._labels_w.value
-        if labels is not None and labels in self.viewer.layers:
-            check_labels_fit(labels, image_slice)
-            return labels
-        active = self.viewer.layers.selection.active
-        labels = create_labels_layer(
-            self.viewer, image_slice.layer, name=f"{image_slice.layer.name} SAM labels"
-        )
-        self.reset_choices()
-        self._labels_w.value = labels
-        if active is not None and active in self.viewer.layers:
-            self.viewer.layers.selection.active = active
-        return labels
+    def _on_refine_clicked(self, _value=None) -> None:
+        self.runner.after(partial(self.refine, blocking=False))
 
-    def _write(self, request: _Request, masks):
+    def refine(self, blocking: bool = True):
+        """Refine label ``refine_id`` of the target layer on this slice (see the module doc)."""
+        self.live_preview.cancel()
+        if blocking:
+            self.runner.wait()
+        return self._submit(self._prepare_refine, self._write_refined, "SAM: refining", blocking)
+
+    def _prepare_refine(self) -> PromptRequest:
+        return refine_request(
+            self.image.value,
+            self.viewer.dims,
+            self.labels.value,
+            int(self.refine_id.value),
+            self.points.value,
+            self.model_picker.source(),
+        )
+
+    # --- writing ----------------------------------------------------------------------
+
+    def _written(self, request: PromptRequest, what: str) -> None:
+        self.status.show(what)
+        self.remember_model(request.job.model_source)
+        with self.live_preview.paused():
+            remove_used_prompts(self.viewer, request)
+        self.live_preview.clear()
+        self.target.update_ids()
+
+    def _write(self, request: PromptRequest, masks):
         """Write masks into the target labels, tidy prompts and preview; return the layer."""
-        image_slice = request.job.image_slice
+        image_slice = request.image_slice
         if image_slice.layer not in self.viewer.layers:
-            report_error(f"Image {image_slice.layer.name!r} was removed; nothing written.")
+            self.user_error(f"Image {image_slice.layer.name!r} was removed; nothing written.")
             return None
         if not any(np.any(m) for m in masks):
             report_warning("SAM returned an empty mask; nothing was written.")
+            self.status.show("SAM returned an empty mask; nothing was written")
             return None
         try:
-            labels = self._target_labels(image_slice)
-            ids = write_masks(labels, image_slice, masks, overwrite=bool(self._overwrite_w.value))
+            target = self.target.for_writing(image_slice)
+            xy = request.first_positive_point()
+            first = self.target.first_id(target, image_slice, xy, bool(self.add_to_label.value))
+            ids = write_masks(target, image_slice, masks, bool(self.overwrite.value), first)
         except SAMError as error:
-            report_error(error)
+            self.user_error(error)
             return None
         if not ids:
-            report_warning(
+            self.user_error(
                 "The segmented pixels all carry labels already; nothing was written. Tick "
                 "'overwrite existing labels' to replace them."
             )
-            return labels
-        self._status_w.value = f"wrote label(s) {', '.join(map(str, ids))} into {labels.name!r}"
-        self._remove_used_prompts(request)
-        self._clear_preview()
-        return labels
+            return target
+        self._written(request, f"wrote label(s) {', '.join(map(str, ids))} into {target.name!r}")
+        return target
 
-    def _remove_used_prompts(self, request: _Request) -> None:
-        self._suppress_live = True
+    def _write_refined(self, request: PromptRequest, masks):
         try:
-            points = request.points_layer
-            if (
-                points is not None
-                and request.used_points is not None
-                and points in self.viewer.layers
-            ):
-                data = np.asarray(points.data)
-                if data.shape[1:] == request.used_points.shape[1:] and len(data):
-                    hit = (np.abs(data[:, None, :] - request.used_points[None]) < 1e-9).all(-1)
-                    rows = set(np.flatnonzero(hit.any(1)).tolist())
-                    if rows:
-                        points.selected_data = rows
-                        points.remove_selected()
-            shapes = request.shapes_layer
-            if shapes is not None and request.used_shapes and shapes in self.viewer.layers:
-                rows = {
-                    i
-                    for i, verts in enumerate(shapes.data)
-                    if any(
-                        v.shape == verts.shape and np.allclose(v, verts)
-                        for v in request.used_shapes
-                    )
-                }
-                if rows:
-                    shapes.selected_data = rows
-                    shapes.remove_selected()
-        finally:
-            self._suppress_live = False
+            done = write_refined(self.viewer, request, masks, bool(self.overwrite.value))
+        except SAMError as error:
+            self.user_error(error)
+            return None
+        self._written(request, done)
+        return request.signature[1]
 
-    # --- live preview -----------------------------------------------------------------
-
-    def _on_prompt_data(self, event=None) -> None:
-        action = getattr(event, "action", None)
-        if action is not None and str(getattr(action, "value", action)) not in _DATA_DONE:
-            return
-        if self._suppress_live or not self._live_w.value:
-            return
-        self.request_preview()
-
-    def _on_live_input_changed(self, _value=None) -> None:
-        if self._live_w.value:
-            self.request_preview()
-
-    def _on_live_toggled(self, on: bool) -> None:
-        if not on:
-            self._clear_preview()
-            return
-        self.request_preview(prefetch=True)
-
-    def _on_slice_changed(self, event=None) -> None:
-        step = tuple(self.viewer.dims.current_step)
-        if step == self._last_step:
-            return
-        self._last_step = step
-        self._clear_preview()
-        if self._live_w.value:
-            self.request_preview()
-
-    def request_preview(self, prefetch: bool = False) -> None:
-        """Predict the current prompts into the preview layer (in the background)."""
-        if self.busy:
-            if self._queued is None or self._queued == self.request_preview:
-                self._queued = self.request_preview
-            return
-        try:
-            request = self._prepare()
-        except NoPromptsError:
-            self._clear_preview()
-            if prefetch:
-                self._prefetch_embedding()
-            return
-        except USER_ERRORS as error:
-            self._clear_preview()
-            report_error(error)
-            return
-        self._start(request, "SAM: live preview", partial(self._show_preview, request))
-
-    def _prefetch_embedding(self) -> None:
-        """Compute the current slice's embedding ahead of the first point (live mode)."""
-        try:
-            request = self._prepare(embed_only=True)
-        except USER_ERRORS:
-            return
-        self._start(request, "SAM: computing the image embedding", lambda _masks: None)
-
-    def _preview_layer_for(self, image_slice: ImageSlice):
-        layer = self._preview_layer
-        shape = tuple(image_slice.spatial_shape)
-        if layer is not None and layer in self.viewer.layers and layer.data.shape == shape:
-            return layer
-        if layer is not None and layer in self.viewer.layers:
-            self.viewer.layers.remove(layer)
-        active = self.viewer.layers.selection.active
-        image = image_slice.layer
-        layer = self.viewer.add_labels(
-            np.zeros(shape, dtype=np.uint8),
-            name=PREVIEW_NAME,
-            scale=tuple(image.scale),
-            translate=tuple(image.translate),
-            opacity=0.5,
+    def wait(self, timeout: float = 600.0) -> bool:
+        """Block until no job runs, waits or is scheduled (GUI events keep flowing)."""
+        return process_events_until(
+            lambda: self.runner.idle and not self.live_preview.pending, timeout
         )
-        self._preview_layer = layer
-        self.reset_choices()
-        if active is not None and active in self.viewer.layers:
-            self.viewer.layers.selection.active = active
-        return layer
-
-    def _show_preview(self, request: _Request, masks) -> None:
-        image_slice = request.job.image_slice
-        if image_slice.layer not in self.viewer.layers:
-            return
-        layer = self._preview_layer_for(image_slice)
-        self._erase_preview_pixels(refresh=False)  # one refresh below shows both changes
-        label_image = np.clip(
-            masks_to_labels(list(masks), shape=image_slice.shape2d, overlap="first"), 0, 255
-        )
-        layer.data[image_slice.region] = label_image.astype(np.uint8)
-        self._preview_region = image_slice.region
-        self._preview = _Preview(request=request, masks=masks)
-        layer.refresh()
-
-    def _erase_preview_pixels(self, refresh: bool = True) -> None:
-        layer = self._preview_layer
-        if layer is not None and self._preview_region is not None and layer in self.viewer.layers:
-            layer.data[self._preview_region] = 0
-            if refresh:
-                layer.refresh()
-        self._preview_region = None
-
-    def _clear_preview(self) -> None:
-        self._preview = None
-        self._erase_preview_pixels()
 
     @property
     def preview_layer(self):
         """The Labels layer showing the live preview (``None`` until the first preview)."""
-        return self._preview_layer
+        return self.live_preview.layer

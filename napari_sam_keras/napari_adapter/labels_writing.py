@@ -53,10 +53,28 @@ def next_free_label(labels) -> int:
     return int(np.asarray(data.max())) + 1
 
 
+def _id_source(labels, first_id: int | None):
+    """``first_id`` (when given), then free ids above every id in use."""
+    free = next_free_label(labels)
+    if first_id is not None and first_id > 0:
+        yield int(first_id)
+        free = max(free, int(first_id) + 1)
+    while True:
+        yield free
+        free += 1
+
+
+def _layer_indices(index, rr: np.ndarray, cc: np.ndarray) -> list[np.ndarray]:
+    """Layer indices of slice pixels (rr, cc): the slice's index on the hidden axes."""
+    spatial = iter((rr, cc))
+    return [next(spatial) if i is None else np.full(rr.shape, int(i), dtype=np.intp) for i in index]
+
+
 def write_label_images(
     labels,
     pieces: Sequence[tuple[ImageSlice | tuple, np.ndarray]],
     overwrite: bool = False,
+    first_id: int | None = None,
 ) -> list[int]:
     """Write local label images (1..N per piece, 0 = nothing) into ``labels`` with new ids.
 
@@ -64,10 +82,11 @@ def write_label_images(
     (or its ``index`` tuple: ints on hidden axes, ``None`` on the two slice
     axes).  Each local object that gets at least one pixel receives the next
     free label id, in order, across all pieces; existing nonzero labels survive
-    unless ``overwrite``.  Everything is one undo step.  Returns the new ids.
+    unless ``overwrite``.  ``first_id`` gives the first object that id instead
+    (an existing id adds the object's pixels to that label).  Everything is one
+    undo step.  Returns the ids written.
     """
-    start = next_free_label(labels)
-    next_id = start
+    source = _id_source(labels, first_id)
     all_indices: list[list[np.ndarray]] = []
     all_values: list[np.ndarray] = []
     ids: list[int] = []
@@ -88,23 +107,18 @@ def write_label_images(
             continue
         present = np.unique(local[writable])
         mapping = np.zeros(int(local.max()) + 1, dtype=np.int64)
-        mapping[present] = np.arange(next_id, next_id + len(present))
-        ids.extend(range(next_id, next_id + len(present)))
-        next_id += len(present)
+        new_ids = [next(source) for _ in present]
+        mapping[present] = new_ids
+        ids.extend(new_ids)
         rr, cc = np.nonzero(writable)
-        values = mapping[local[rr, cc]]
-        full: list[np.ndarray] = []
-        spatial = iter((rr, cc))
-        for i in index:
-            full.append(next(spatial) if i is None else np.full(rr.shape, int(i), dtype=np.intp))
-        all_indices.append(full)
-        all_values.append(values)
+        all_indices.append(_layer_indices(index, rr, cc))
+        all_values.append(mapping[local[rr, cc]])
     if not ids:
         return []
     info = np.iinfo(labels.data.dtype) if np.issubdtype(labels.data.dtype, np.integer) else None
-    if info is not None and ids[-1] > info.max:
+    if info is not None and max(ids) > info.max:
         raise ImageError(
-            f"Labels layer {labels.name!r} ({labels.data.dtype}) cannot hold label {ids[-1]}; "
+            f"Labels layer {labels.name!r} ({labels.data.dtype}) cannot hold label {max(ids)}; "
             "convert it to a larger integer type (right-click > Convert data type) first."
         )
     indices = tuple(
@@ -117,8 +131,55 @@ def write_label_images(
 
 
 def write_masks(
-    labels, image_slice: ImageSlice, masks: Sequence[np.ndarray], overwrite: bool = False
+    labels,
+    image_slice: ImageSlice,
+    masks: Sequence[np.ndarray],
+    overwrite: bool = False,
+    first_id: int | None = None,
 ) -> list[int]:
-    """Write full-resolution 2D boolean masks into the slice, one new id per mask."""
+    """Write full-resolution 2D boolean masks into the slice, one new id per mask.
+
+    ``first_id``: the first mask's id (see :func:`write_label_images`).
+    """
     label_image = masks_to_labels(list(masks), shape=image_slice.shape2d, overlap="first")
-    return write_label_images(labels, [(image_slice, label_image)], overwrite=overwrite)
+    return write_label_images(
+        labels, [(image_slice, label_image)], overwrite=overwrite, first_id=first_id
+    )
+
+
+def label_under(labels, image_slice: ImageSlice, xy) -> int:
+    """The label at pixel (x, y) of the slice (0 for background or outside)."""
+    x, y = (int(np.floor(float(v) + 0.5)) for v in xy)
+    h, w = image_slice.shape2d
+    if not (0 <= y < h and 0 <= x < w):
+        return 0
+    return int(np.asarray(labels.data[image_slice.region])[y, x])
+
+
+def replace_label(
+    labels, image_slice: ImageSlice, label_id: int, mask: np.ndarray, overwrite: bool = False
+) -> int:
+    """Make ``mask`` the new extent of ``label_id`` on the slice; other labels stay.
+
+    Pixels of the label outside ``mask`` become background; pixels of ``mask``
+    that are background (or, with ``overwrite``, any label) get ``label_id``.
+    One undo step.  Returns the number of pixels changed.
+    """
+    region = image_slice.region
+    existing = np.asarray(labels.data[region])
+    mask = np.asarray(mask, bool)
+    if mask.shape != existing.shape:
+        raise ImageError(f"A mask of shape {mask.shape} does not fit the slice {existing.shape}.")
+    gained = mask & (existing != label_id)
+    if not overwrite:
+        gained &= existing == 0
+    lost = (existing == label_id) & ~mask
+    changed = gained | lost
+    if not changed.any():
+        return 0
+    rr, cc = np.nonzero(changed)
+    indices = tuple(_layer_indices(image_slice.index, rr, cc))
+    values = np.where(gained[rr, cc], label_id, 0).astype(labels.data.dtype)
+    with labels.block_history():
+        labels.data_setitem(indices, values)
+    return int(changed.sum())

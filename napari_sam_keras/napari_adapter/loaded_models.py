@@ -32,24 +32,6 @@ def proposed_model() -> str:
     return _last_source or DEFAULT_MODEL
 
 
-MODEL_FILTER = "SAM models (*.pth *.pt *.keras *.weights.h5);;All files (*)"
-
-
-def model_field():
-    """The widgets' ``model`` field: a preset name typed in, or a file chosen with a dialog."""
-    from magicgui.widgets import FileEdit
-
-    return FileEdit(
-        name="model",
-        label="model",
-        mode="r",
-        value=proposed_model(),
-        filter=MODEL_FILTER,
-        tooltip="A preset name (sam_base_sa1b, sam_large_sa1b, sam_huge_sa1b) or a "
-        "checkpoint: official .pth, .keras, .weights.h5 or a Keras preset folder.",
-    )
-
-
 def source_text(value) -> str:
     """The model widget's value (a preset name or a path) as the cache key string."""
     text = os.fspath(value) if value is not None else ""

@@ -28,6 +28,8 @@ LABEL_FEATURE = "label"
 POSITIVE = "positive"
 NEGATIVE = "negative"
 POINT_TYPES = (POSITIVE, NEGATIVE)
+#: Boxes narrower or lower than this many image pixels are refused (a click, not a drag).
+MIN_BOX_SIDE = 1.0
 
 _POSITIVE_WORDS = {
     "positive",
@@ -177,7 +179,8 @@ def boxes_on_slice(shapes_layer, image_slice: ImageSlice, world_point):
     """(boxes (B, 4) x0, y0, x1, y1, rows (B,)) of the shapes on the slice.
 
     Rectangles are boxes; any other shape gives its bounding box.  Boxes are
-    clipped to the image; a box entirely outside raises :class:`PromptError`.
+    clipped to the image; a box entirely outside, or one without area (less
+    than :data:`MIN_BOX_SIDE` pixels wide or high), raises :class:`PromptError`.
     """
     if shapes_layer is None or len(shapes_layer.data) == 0:
         return np.zeros((0, 4)), np.zeros((0,), dtype=int)
@@ -191,6 +194,12 @@ def boxes_on_slice(shapes_layer, image_slice: ImageSlice, world_point):
             continue
         rmin, rmax = coords[:, r].min(), coords[:, r].max()
         cmin, cmax = coords[:, c].min(), coords[:, c].max()
+        if rmax - rmin < MIN_BOX_SIDE or cmax - cmin < MIN_BOX_SIDE:
+            raise PromptError(
+                f"Box {k} of layer {shapes_layer.name!r} has no area ({rmax - rmin:.1f} x "
+                f"{cmax - cmin:.1f} pixels; a click in rectangle mode makes one): drag to draw "
+                "a box, or delete it (Shift+C clears all prompts)."
+            )
         if rmax < -0.5 or cmax < -0.5 or rmin > h - 0.5 or cmin > w - 0.5:
             raise PromptError(
                 f"Shape {k} of layer {shapes_layer.name!r} lies entirely outside image "

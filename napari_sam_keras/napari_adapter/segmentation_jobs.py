@@ -13,11 +13,16 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from ..processing.mask_prompts import mask_box, mask_to_low_res_logits
 from ..segmentation.prompt_objects import predict_objects as core_predict_objects
 from .image_slices import ImageSlice, make_slice
 from .prompts_from_layers import SlicePrompts, objects_on_slice
 
+#: ``progress(done, total)``, with ``progress.step(text)`` (a task_runner.Progress).
 Report = Callable[[int, int], None]
+
+#: Networks that have computed an embedding in this session (the first one compiles).
+_WARM: set[str] = set()
 
 
 def embedding_key(image_slice: ImageSlice, model_key: str) -> tuple:
@@ -25,14 +30,31 @@ def embedding_key(image_slice: ImageSlice, model_key: str) -> tuple:
     return (*image_slice.key, model_key)
 
 
-def embed(predictor, image_slice: ImageSlice, cache) -> bool:
+def _step(report, text: str) -> None:
+    step = getattr(report, "step", None)
+    if step is not None:
+        step(text)
+
+
+def load_network(models, source: str, report):
+    """The network for ``source``, naming the step when it must be loaded first."""
+    if source not in models:
+        _step(report, "loading the model (an official checkpoint is converted the first time)")
+    return models.get(source)
+
+
+def embed(predictor, image_slice: ImageSlice, cache, report=None, where: str = "") -> bool:
     """Give ``predictor`` the slice's embedding, from ``cache`` or computed; True if computed."""
     key = embedding_key(image_slice, predictor.network.key)
     cached = cache.get(key) if cache is not None else None
     if cached is not None:
         predictor.set_embedding(cached)
         return False
+    if report is not None:
+        first = "" if predictor.network.key in _WARM else " (the first one compiles the network)"
+        _step(report, f"{where}computing the image embedding{first}")
     predictor.set_image(image_slice.data, contrast_limits=image_slice.contrast_limits)
+    _WARM.add(predictor.network.key)
     if cache is not None:
         cache.put(key, predictor.embedding_state())
     return True
@@ -54,6 +76,15 @@ def predict_objects(
     return [image_slice.to_full_resolution(mask) for mask, _ in results]
 
 
+def _predictor_for(network, predictors: dict):
+    from .. import SAMPredictor
+
+    predictor = predictors.get(network.key)
+    if predictor is None:
+        predictor = predictors.setdefault(network.key, SAMPredictor(network))
+    return predictor
+
+
 @dataclass(frozen=True, eq=False)
 class PromptJob:
     """Segment the prompts on one slice (interactive widget)."""
@@ -65,22 +96,72 @@ class PromptJob:
     embed_only: bool = False
 
     def __call__(self, models, predictors: dict, cache, report: Report) -> list[np.ndarray]:
-        from .. import SAMPredictor
-
         total = 2 if self.embed_only else 3
         report(0, total)
-        network = models.get(self.model_source)
+        network = load_network(models, self.model_source, report)
         report(1, total)
-        predictor = predictors.get(network.key)
-        if predictor is None:
-            predictor = predictors.setdefault(network.key, SAMPredictor(network))
-        embed(predictor, self.image_slice, cache)
+        predictor = _predictor_for(network, predictors)
+        embed(predictor, self.image_slice, cache, report)
         report(2, total)
         if self.embed_only:
             return []
+        _step(report, "predicting the mask")
         masks = predict_objects(predictor, self.image_slice, self.prompts, self.multimask)
         report(3, total)
         return masks
+
+
+def level_mask(image_slice: ImageSlice, mask: np.ndarray) -> np.ndarray:
+    """A full-resolution 2D mask sampled (nearest) at the slice's pyramid level."""
+    mask = np.asarray(mask, bool)
+    h, w = image_slice.data.shape[:2]
+    if mask.shape == (h, w):
+        return mask
+    rows = np.minimum(
+        ((np.arange(h) + 0.5) * image_slice.downsample[0]).astype(int), mask.shape[0] - 1
+    )
+    cols = np.minimum(
+        ((np.arange(w) + 0.5) * image_slice.downsample[1]).astype(int), mask.shape[1] - 1
+    )
+    return mask[np.ix_(rows, cols)]
+
+
+@dataclass(frozen=True, eq=False)
+class RefineJob:
+    """Refine one existing label on a slice: its mask as SAM's mask input, plus its box.
+
+    Points on the slice (``prompts``, may be ``None``) are added to the prompt.
+    """
+
+    image_slice: ImageSlice
+    label_mask: np.ndarray
+    prompts: SlicePrompts | None
+    model_source: str
+
+    def __call__(self, models, predictors: dict, cache, report: Report) -> list[np.ndarray]:
+        report(0, 3)
+        network = load_network(models, self.model_source, report)
+        report(1, 3)
+        predictor = _predictor_for(network, predictors)
+        embed(predictor, self.image_slice, cache, report)
+        report(2, 3)
+        _step(report, "refining the label")
+        mask = level_mask(self.image_slice, self.label_mask)
+        config = predictor.network.config
+        logits = mask_to_low_res_logits(
+            mask,
+            predictor.embedding_state().input_size,
+            config.image_size,
+            config.low_res_mask_size,
+        )
+        kwargs = {"box": mask_box(mask).astype(np.float32), "mask_input": logits}
+        prompts = self.prompts
+        if prompts is not None and len(prompts.points_xy):
+            kwargs["point_coords"] = self.image_slice.to_level_xy(prompts.points_xy)
+            kwargs["point_labels"] = prompts.point_labels
+        refined, _score = predictor.predict_best(**kwargs, multimask_output=False)
+        report(3, 3)
+        return [self.image_slice.to_full_resolution(np.asarray(refined, bool))]
 
 
 @dataclass(frozen=True, eq=False)
@@ -99,7 +180,7 @@ class AutomaticJob:
 
         n = len(self.indices)
         report(0, 0)
-        network = models.get(self.model_source)
+        network = load_network(models, self.model_source, report)
         predictor = SAMPredictor(network)
         generator = SAMAutomaticMaskGenerator(predictor, **self.generator_options)
         results = []
@@ -110,10 +191,12 @@ class AutomaticJob:
                 fraction = done / total if total else 0.0
                 report(int((k + min(fraction, 1.0)) * steps), n * steps)
 
+            where = f"slice {k + 1} of {n}: " if n > 1 else ""
             report(k * steps, n * steps)
             image_slice = make_slice(self.layer, index, self.slice_axes, self.max_side)
             # the slice's embedding from (or into) the cache the interactive widget shares
-            embed(predictor, image_slice, cache)
+            embed(predictor, image_slice, cache, report, where)
+            _step(report, f"{where}generating masks")
             records = generator.generate(
                 image_slice.data,
                 progress=progress,

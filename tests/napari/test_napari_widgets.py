@@ -34,6 +34,12 @@ def sam_network(request):
     return request.getfixturevalue("tiny_network")
 
 
+@pytest.fixture(autouse=True)
+def _settings_in_tmp(tmp_path, monkeypatch):
+    """The widgets' settings file (recent models) goes to a temporary config folder."""
+    monkeypatch.setenv("XDG_CONFIG_HOME", str(tmp_path / "config"))
+
+
 @pytest.fixture
 def errors(monkeypatch):
     """Error notifications shown during the test."""
@@ -53,6 +59,9 @@ class FakePredictor:
         self.shape = None
         self._embedding = None
         self.block: threading.Event | None = None
+        self.hold: threading.Event | None = None
+        self.holding = threading.Event()
+        self.mask_inputs: list = []
 
     def set_image(self, image, contrast_limits=None):
         from napari_sam_keras import ImageEmbedding
@@ -87,7 +96,19 @@ class FakePredictor:
                 mask = mask | disc if label == 1 else mask & ~disc
         return mask
 
-    def predict(self, point_coords=None, point_labels=None, box=None, multimask_output=True, **_):
+    def predict(
+        self,
+        point_coords=None,
+        point_labels=None,
+        box=None,
+        multimask_output=True,
+        mask_input=None,
+        **_,
+    ):
+        self.mask_inputs.append(mask_input)
+        if self.hold is not None:  # a prediction that lasts until the test releases it
+            self.holding.set()
+            self.hold.wait(10)
         mask = self._mask(point_coords, point_labels, box)
         n = 3 if multimask_output else 1
         return np.stack([mask] * n), np.linspace(0.1, 0.9, n), None
@@ -106,8 +127,8 @@ class FakePredictor:
 def make_widget(make_napari_viewer, sam_network, tiny_checkpoint):
     """make_widget(image, fake=True, **image_kwargs) -> (viewer, image layer, widget)."""
 
-    def make(image, fake=True, name=INTERACTIVE, **kwargs):
-        viewer = make_napari_viewer()
+    def make(image, fake=True, name=INTERACTIVE, show=False, **kwargs):
+        viewer = make_napari_viewer(show=show)
         layer = viewer.add_image(image, name="img", **kwargs)
         _dock, widget = viewer.window.add_plugin_dock_widget(PLUGIN, name)
         widget.model.value = str(tiny_checkpoint)
@@ -118,6 +139,11 @@ def make_widget(make_napari_viewer, sam_network, tiny_checkpoint):
         return viewer, layer, widget
 
     return make
+
+
+def _key_callbacks(layer) -> dict:
+    """The layer's key bindings as {"shift+c": callback}."""
+    return {str(k).lower().replace("-", "+"): f for k, f in layer.keymap.items()}
 
 
 def _layer_state(viewer):
@@ -138,8 +164,8 @@ def test_plugin_menu_has_both_widgets_and_sample_data(make_napari_viewer):
     viewer = make_napari_viewer()
     menu = viewer.window.plugins_menu
     submenus = {a.text(): a.menu() for a in menu.actions() if a.menu() is not None}
-    assert "SAM Keras" in submenus
-    titles = [a.text() for a in submenus["SAM Keras"].actions()]
+    assert PLUGIN in submenus
+    titles = [a.text() for a in submenus[PLUGIN].actions()]
     assert titles == [INTERACTIVE, AUTOMATIC]
     viewer.open_sample(PLUGIN, "cells_2d")
     viewer.open_sample(PLUGIN, "cells_3d")
@@ -161,9 +187,9 @@ def test_defaults_prompt_layers_and_point_types(make_widget):
     points.add([20, 20])
     assert list(points.features["label"]) == ["positive", "negative"]
     assert not np.allclose(points.face_color[0], points.face_color[1])
-    keys = {str(k).lower() for k in points.keymap}
-    assert {"t", "c"} <= keys
-    widget._toggle_key(points)
+    bound = _key_callbacks(points)
+    assert {"t", "c", "shift+c"} <= set(bound), bound
+    bound["t"](points)
     assert widget.point_type.value == "positive"
 
 
@@ -312,6 +338,11 @@ def test_real_model_box_on_a_stack_slice(make_widget):
     labels = widget.run()
     assert labels is not None
     assert labels.data[8].any() and not np.delete(labels.data, 8, axis=0).any()
+    # the label as the prompt (mask input + box) through the real prompt path
+    widget.refine_id.value = 1
+    assert widget.refine() is labels, widget.status.details
+    assert labels.data[8].any() and not np.delete(labels.data, 8, axis=0).any()
+    labels.undo()
     labels.undo()
     assert not labels.data.any()
 
@@ -391,7 +422,204 @@ def test_automatic_every_slice_and_cancel(make_widget, monkeypatch, qtbot):
     monkeypatch.setattr(napari_sam_keras, "SAMAutomaticMaskGenerator", SlowGenerator)
     widget.run_button.native.click()
     assert started.wait(10)
+    # the status names the step and counts the slices
+    qtbot.waitUntil(lambda: "slice 1 of 3: generating masks" in widget.status.value, timeout=5000)
     widget.cancel()
     qtbot.waitUntil(lambda: not widget.busy, timeout=10000)
+    assert widget.status.value.startswith("cancelled")
     assert not labels.data.any()
     assert OperationCancelled  # the job ended through the cancellation path
+
+
+# --- usability (issue 16): clicks, errors, layers, models, prompts -----------------------
+
+
+def _click(viewer, row: float, col: float) -> None:
+    """A real left click on the canvas at data (row, col) of a 2D view, as Qt mouse events."""
+    from qtpy.QtCore import QPoint, Qt
+    from qtpy.QtTest import QTest
+
+    native = viewer.window._qt_viewer.canvas.native
+    center, zoom = np.asarray(viewer.camera.center)[-2:], viewer.camera.zoom
+    x = (col - center[1]) * zoom + native.width() / 2
+    y = (row - center[0]) * zoom + native.height() / 2
+    where = QPoint(int(round(x)), int(round(y)))
+    QTest.mouseMove(native, where)
+    QTest.mousePress(native, Qt.MouseButton.LeftButton, Qt.KeyboardModifier.NoModifier, where)
+    QTest.mouseRelease(native, Qt.MouseButton.LeftButton, Qt.KeyboardModifier.NoModifier, where)
+
+
+def test_rapid_clicks_during_a_preview_keep_every_point(make_widget, errors, qtbot):
+    viewer, image, widget = make_widget(np.zeros((64, 64), np.uint16), show=True)
+    widget.live.value = True
+    assert widget.wait(20)  # the embedding is prefetched when live mode is switched on
+    widget.fake.hold = threading.Event()  # the first preview predicts until all clicks are in
+    points = widget.points.value
+    clicks = [(10, 10), (20, 40), (40, 20), (50, 50), (30, 30)]
+    _click(viewer, *clicks[0])
+    qtbot.waitUntil(widget.fake.holding.is_set, timeout=5000)
+    for row, col in clicks[1:]:
+        _click(viewer, row, col)
+        qtbot.wait(20)
+    assert widget.busy and len(points.data) == len(clicks)  # all in while predicting
+    widget.fake.hold.set()
+    assert widget.wait(30)
+    assert len(points.data) == len(clicks)
+    np.testing.assert_allclose(points.data, clicks, atol=1.0)
+    preview = widget.preview_layer
+    assert all(preview.data[r, c] > 0 for r, c in clicks)  # the preview of all points
+    assert errors == [] and not widget.status.error_shown
+
+
+def test_failure_stays_in_the_status_until_the_next_action(make_widget, errors, qtbot, tmp_path):
+    viewer, image, widget = make_widget(np.zeros((32, 32), np.uint16))
+    widget.model.value = str(tmp_path / "missing.pth")
+    widget.points.value.add([16, 16])
+    widget.run_button.native.click()
+    assert widget.wait(20)
+    qtbot.wait(100)  # later events must not wipe the message
+    assert widget.status.error_shown and "missing.pth" in widget.status.value
+    assert "missing.pth" in widget.status.details and len(errors) == 1
+    widget.status.toggle_details()
+    assert widget.status.details_open
+    widget.clear_prompts()  # the next action
+    assert not widget.status.error_shown and widget.status.details == ""
+
+
+def test_new_image_does_not_cover_prompts_and_becomes_the_widgets_image(make_widget, qtbot):
+    viewer, image, widget = make_widget(np.zeros((32, 32), np.uint16))
+    stack = viewer.add_image(np.zeros((4, 32, 32), np.uint16), name="stack")
+    assert viewer.layers.selection.active is stack
+    qtbot.waitUntil(
+        lambda: [layer.name for layer in viewer.layers][-2:] == ["SAM boxes", "SAM points"]
+    )
+    assert widget.image.value is stack
+    assert widget.points.value.ndim == 3 and widget.shapes.value.ndim == 3  # made for the stack
+    viewer.layers.selection.active = image
+    assert widget.image.value is image
+
+
+def test_automatic_widget_proposes_the_labels_layer_of_its_image(make_widget):
+    viewer, image, auto = make_widget(np.zeros((32, 32), np.uint16), name=AUTOMATIC)
+    assert auto.labels.value is None
+    viewer.add_labels(np.zeros((8, 8), np.int32), name="other shape")
+    assert auto.labels.value is None
+    used = viewer.add_labels(np.zeros((32, 32), np.int32), name="img SAM labels")
+    assert auto.labels.value is used
+    _dock, second = viewer.window.add_plugin_dock_widget(PLUGIN, AUTOMATIC)
+    assert second.labels.value is used
+
+
+def test_a_folder_model_can_be_chosen(make_widget, sam_network, monkeypatch, tmp_path):
+    from qtpy.QtWidgets import QFileDialog
+
+    from napari_sam_keras.model.loading import save_preset
+    from napari_sam_keras.napari_adapter.settings import recent_models
+
+    folder = save_preset(sam_network, tmp_path / "my preset")
+    viewer, image, widget = make_widget(np.zeros((32, 32), np.uint16))
+    monkeypatch.setattr(QFileDialog, "getExistingDirectory", lambda *a: str(folder))
+    widget.model_picker.folder_button.native.click()
+    assert widget.model.value == str(folder)
+    # the weights file inside the folder means the folder, too
+    weights = str(folder / "model.weights.h5")
+    monkeypatch.setattr(QFileDialog, "getOpenFileName", lambda *a: (weights, ""))
+    widget.model.value = "sam_base_sa1b"
+    widget.model_picker.file_button.native.click()
+    assert widget.model_picker.source() == str(folder)
+    network = widget.model_store.get(widget.model_picker.source())  # loads the folder
+    assert network.config == sam_network.config
+    widget._predictors[network.key] = FakePredictor(network)
+    widget.points.value.add([16, 16])
+    assert widget.run() is not None
+    assert recent_models()[0] == str(folder)  # remembered across sessions
+    assert str(folder) in widget.model_picker.recent.choices
+
+
+def test_a_zero_size_box_is_refused_with_a_message(make_widget, errors):
+    viewer, image, widget = make_widget(np.zeros((32, 32), np.uint16))
+    widget.shapes.value.add_rectangles([[[10, 10], [10, 10]]])
+    before = _layer_state(viewer)
+    assert widget.run() is None
+    assert len(errors) == 1 and "no area" in errors[0]
+    assert "no area" in widget.status.value
+    assert _same_layers(before, viewer)
+
+
+def test_clear_prompts_button_and_shift_c(make_widget):
+    viewer, image, widget = make_widget(np.zeros((32, 32), np.uint16))
+    points, shapes = widget.points.value, widget.shapes.value
+    points.add([[5, 5], [9, 9]])
+    shapes.add_rectangles([[[10, 10], [20, 20]]])
+    widget.clear_button.native.click()
+    assert len(points.data) == 0 and len(shapes.data) == 0
+    points.add([5, 5])
+    _key_callbacks(points)["shift+c"](points)
+    assert len(points.data) == 0
+
+
+def test_add_to_the_label_under_the_point_and_choose_the_id(make_widget):
+    viewer, image, widget = make_widget(np.zeros((40, 40), np.uint16))
+    mine = np.zeros((40, 40), np.int32)
+    mine[10:20, 10:20] = 5
+    target = viewer.add_labels(mine, name="mine")
+    assert widget.labels.value is target  # proposed: the only labels layer of the image's shape
+    assert widget.label_id.value == 6  # the next free id is shown
+    widget.add_to_label.value = True
+    widget.points.value.add([18, 18])  # disc r=4 reaches beyond label 5
+    assert widget.run() is target
+    assert target.data[21, 18] == 5 and set(np.unique(target.data)) == {0, 5}
+    widget.add_to_label.value = False
+    widget.label_id.value = 9
+    widget.points.value.add([32, 32])
+    widget.run()
+    assert target.data[32, 32] == 9 and widget.label_id.value == 10
+
+
+def test_a_labels_layer_as_prompt_refines_that_label_only(make_widget):
+    viewer, image, widget = make_widget(np.zeros((40, 40), np.uint16))
+    cells = viewer.add_labels(np.zeros((40, 40), np.int32), name="from cellpose")
+    cells.data[5:25, 5:10] = 3  # an L-shaped label 3 ...
+    cells.data[20:25, 5:25] = 3
+    cells.data[5:15, 15:25] = 4  # ... and label 4 inside its bounding box
+    before = cells.data.copy()
+    widget.labels.value = cells
+    cells.selected_label = 3
+    assert widget.refine_id.value == 3  # follows the layer's selected label
+    widget.point_type.value = "negative"
+    widget.points.value.add([22, 7])  # cut a disc out of label 3
+    assert widget.refine() is cells
+    mask_input = widget.fake.mask_inputs[-1]
+    assert mask_input is not None and mask_input.shape[-2:] == (64, 64)  # SAM's low-res grid
+    # the fake's mask: label 3's box minus the negative disc
+    rr, cc = np.mgrid[:40, :40]
+    refined = (
+        (rr >= 5) & (rr <= 24) & (cc >= 5) & (cc <= 24) & ((rr - 22) ** 2 + (cc - 7) ** 2 > 16)
+    )
+    assert (cells.data[refined & (before != 4)] == 3).all()
+    assert (cells.data[~refined & (before == 3)] == 0).all()
+    assert (cells.data[before == 4] == 4).all()  # other labels untouched
+    assert len(widget.points.value.data) == 0
+    cells.undo()
+    np.testing.assert_array_equal(cells.data, before)
+
+
+def test_the_preview_looks_different_from_the_labels(make_widget, qtbot):
+    viewer, image, widget = make_widget(np.zeros((32, 32), np.uint16))
+    widget.live.value = True
+    widget.points.value.add([16, 16])
+    assert widget.wait(20)
+    preview = widget.preview_layer
+    assert preview is not None and preview.data[16, 16] > 0
+    assert "preview of 1 object" in widget.status.value
+    calls = len(widget.fake.mask_inputs)
+    widget.model_picker.set_source(widget.model.value)  # a model chosen: the preview again
+    assert widget.wait(20) and len(widget.fake.mask_inputs) == calls + 1
+    labels = widget.commit()
+    assert labels is not None and labels.data[16, 16] == 1
+    assert preview.contour > 0 and labels.contour == 0  # outlined, not filled
+    one = np.array([1])
+    assert not np.allclose(preview.colormap.map(one), labels.colormap.map(one))
+    widget.points.value.add([6, 6])
+    assert widget.commit() is None  # the preview is on its way: the commit follows it
+    assert widget.wait(20) and labels.data[6, 6] == 2 and not preview.data.any()

@@ -1,0 +1,136 @@
+"""The interactive widget's controls, built in one place (the widget wires them up)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from magicgui.widgets import CheckBox, Label, PushButton, RadioButtons, SpinBox
+from napari.layers import Image, Labels, Points, Shapes
+
+from .layer_pickers import LayerComboBox, layer_combo
+from .prompts_from_layers import POINT_TYPES, POSITIVE
+from .status_line import wrap_text
+
+TOGGLE_KEY = "t"
+COMMIT_KEY = "c"
+CLEAR_KEY = "Shift-C"
+
+SHORTCUTS = (
+    "Keys on the SAM points/boxes layers: T positive ↔ negative, C commit, Shift+C clear "
+    "prompts. Ctrl+Z on the labels layer: undo."
+)
+
+
+@dataclass
+class LayerPickers:
+    image: LayerComboBox
+    points: LayerComboBox
+    shapes: LayerComboBox
+    labels: LayerComboBox
+
+
+def layer_pickers(viewer, exclude_from_targets) -> LayerPickers:
+    """The image, the two prompt layers and the target Labels layer."""
+    return LayerPickers(
+        image=layer_combo(viewer, "image", Image, tooltip="The image to segment."),
+        points=layer_combo(
+            viewer,
+            "points",
+            Points,
+            nullable=True,
+            tooltip="Point prompts; the 'label' feature says positive or negative.",
+        ),
+        shapes=layer_combo(
+            viewer,
+            "shapes",
+            Shapes,
+            nullable=True,
+            tooltip="Box prompts: each rectangle is one object (other shapes: their bounding box).",
+        ),
+        labels=layer_combo(
+            viewer,
+            "labels",
+            Labels,
+            nullable=True,
+            label="labels (target)",
+            exclude=exclude_from_targets,
+            tooltip="Where objects are written (and whose label 'Refine label' refines); none: a "
+            "new Labels layer is made on first use.",
+        ),
+    )
+
+
+@dataclass
+class Options:
+    point_type: RadioButtons
+    label_id: SpinBox
+    add_to_label: CheckBox
+    multimask: CheckBox
+    overwrite: CheckBox
+    live: CheckBox
+
+
+def options() -> Options:
+    """How prompts are segmented and written."""
+    return Options(
+        point_type=RadioButtons(
+            name="point_type",
+            label="new points",
+            choices=list(POINT_TYPES),
+            value=POSITIVE,
+            orientation="horizontal",
+            tooltip=f"Press '{TOGGLE_KEY.upper()}' on the points layer to switch.",
+        ),
+        label_id=SpinBox(
+            name="label_id",
+            label="new label id",
+            value=1,
+            min=1,
+            max=2**31 - 1,
+            tooltip="The id the next object gets (the next free one is proposed). Choose an "
+            "existing id to add the new mask to that object.",
+        ),
+        add_to_label=CheckBox(
+            name="add_to_label",
+            value=False,
+            text="add to the label under the first positive point",
+        ),
+        multimask=CheckBox(name="multimask", value=True, text="multimask (keep the best of 3)"),
+        overwrite=CheckBox(name="overwrite", value=False, text="overwrite existing labels"),
+        live=CheckBox(name="live", value=False, text="live preview on every prompt change"),
+    )
+
+
+@dataclass
+class Buttons:
+    run: PushButton
+    commit: PushButton
+    clear: PushButton
+    refine_id: SpinBox
+    refine: PushButton
+    shortcuts: Label
+    """The list of shortcuts, shown under the status line."""
+
+
+def buttons() -> Buttons:
+    """The actions, and the list of keyboard shortcuts."""
+    shortcuts = Label(name="shortcuts", value=SHORTCUTS)
+    wrap_text(shortcuts)
+    shortcuts.native.setStyleSheet("color: #a0a0a0;")
+    return Buttons(
+        run=PushButton(name="run_button", text="Segment prompts"),
+        commit=PushButton(name="commit_button", text="Commit preview [C]"),
+        clear=PushButton(name="clear_button", text="Clear prompts [Shift+C]"),
+        refine_id=SpinBox(
+            name="refine_id",
+            label="label to refine",
+            value=1,
+            min=1,
+            max=2**31 - 1,
+            tooltip="A label of the target layer (e.g. from Cellpose, StarDist, a threshold): its "
+            "mask and box prompt SAM, plus the points on the slice. Follows the layer's "
+            "selected label.",
+        ),
+        refine=PushButton(name="refine_button", text="Refine label"),
+        shortcuts=shortcuts,
+    )

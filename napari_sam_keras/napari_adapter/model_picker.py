@@ -1,0 +1,134 @@
+"""The widgets' model picker: a preset name typed in, a file or a folder chosen, or a recent one.
+
+The choice is remembered across napari sessions (:mod:`.settings`).  A
+``*.weights.h5`` picked inside a Keras preset folder means that folder.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from magicgui.widgets import ComboBox, Container, LineEdit, PushButton
+
+from ..errors import ModelLoadError
+from ..model.config import PRESETS
+from .loaded_models import proposed_model, source_text
+from .settings import recent_models, remember_model
+
+MODEL_FILTER = "SAM models (*.pth *.pt *.keras *.weights.h5);;All files (*)"
+_PLACEHOLDER = "recent and preset models\u2026"
+
+
+def model_source(value) -> str:
+    """The model field's text as a ``load_model`` source, in words a GUI user can act on.
+
+    Raises :class:`ModelLoadError` for a weights-only file outside a preset folder.
+    """
+    text = source_text(value)
+    path = Path(text).expanduser()
+    if path.is_file() and path.name.endswith(".weights.h5"):
+        if (path.parent / "config.json").is_file():
+            return str(path.parent)  # a Keras preset folder: load the folder
+        config = path.with_name(path.name[: -len(".weights.h5")] + ".json")
+        if not config.is_file():
+            raise ModelLoadError(
+                f"{path.name} holds weights only, without the model's architecture. Choose the "
+                "folder it belongs to (a Keras preset folder with config.json) with 'Folder\u2026', "
+                "or a .keras or official .pth file."
+            )
+    return text
+
+
+class ModelPicker(Container):
+    """``model`` (a wide text field) over a row: recent/preset models, File\u2026, Folder\u2026."""
+
+    def __init__(self) -> None:
+        self.field = LineEdit(
+            name="model",
+            value=proposed_model(),
+            tooltip="A preset name (sam_base_sa1b, sam_large_sa1b, sam_huge_sa1b), an official "
+            ".pth checkpoint, a .keras file or a Keras preset folder.",
+        )
+        self.recent = ComboBox(name="recent", choices=self._choices(), value=_PLACEHOLDER)
+        self.file_button = PushButton(name="file_button", text="File\u2026")
+        self.folder_button = PushButton(name="folder_button", text="Folder\u2026")
+        row = Container(
+            layout="horizontal",
+            labels=False,
+            widgets=[self.recent, self.file_button, self.folder_button],
+        )
+        row.margins = (0, 0, 0, 0)
+        super().__init__(
+            name="model_picker", label="model", labels=False, widgets=[self.field, row]
+        )
+        self.margins = (0, 0, 0, 0)
+        self.field.native.setMinimumWidth(200)
+        self.recent.native.setMinimumContentsLength(12)
+        self.recent.changed.connect(self._on_recent)
+        self.file_button.changed.connect(self.choose_file)
+        self.folder_button.changed.connect(self.choose_folder)
+        self._on_chosen: list = []
+        self.field.native.editingFinished.connect(self._chosen)
+
+    def on_chosen(self, callback) -> None:
+        """Call ``callback()`` when a model was chosen (typed and confirmed, or picked)."""
+        self._on_chosen.append(callback)
+
+    def _chosen(self) -> None:
+        for callback in self._on_chosen:
+            callback()
+
+    @staticmethod
+    def _choices() -> list[str]:
+        recent = recent_models()
+        return [_PLACEHOLDER, *recent, *(p for p in PRESETS if p not in recent)]
+
+    def source(self) -> str:
+        """The chosen model as a ``load_model`` source (see :func:`model_source`)."""
+        return model_source(self.field.value)
+
+    def set_source(self, source: str) -> None:
+        """Show ``source`` in the field (a chosen file, folder or name)."""
+        self.field.value = str(source)
+        self._chosen()
+
+    def remember(self, source: str) -> None:
+        """Put ``source`` first among the recent models (after it was loaded)."""
+        remember_model(source)
+        self.recent.changed.disconnect(self._on_recent)
+        try:
+            self.recent.choices = self._choices()
+            self.recent.value = _PLACEHOLDER
+        finally:
+            self.recent.changed.connect(self._on_recent)
+
+    def _on_recent(self, value) -> None:
+        if value and value != _PLACEHOLDER:
+            self.set_source(value)
+            self.recent.value = _PLACEHOLDER
+
+    def _start_folder(self) -> str:
+        path = Path(str(self.field.value)).expanduser()
+        return str(path.parent if path.is_file() else path if path.is_dir() else Path.home())
+
+    def choose_file(self, _value=None) -> None:
+        """Ask for a checkpoint file (a dialog)."""
+        from qtpy.QtWidgets import QFileDialog
+
+        name, _ = QFileDialog.getOpenFileName(
+            self.native, "Choose a SAM model file", self._start_folder(), MODEL_FILTER
+        )
+        if name:
+            path = Path(name)
+            is_preset = path.name.endswith(".weights.h5") and (path.parent / "config.json").exists()
+            self.set_source(str(path.parent) if is_preset else name)
+
+    def choose_folder(self, _value=None) -> None:
+        """Ask for a Keras preset folder (a dialog)."""
+        from qtpy.QtWidgets import QFileDialog
+
+        name = QFileDialog.getExistingDirectory(
+            self.native, "Choose a Keras preset folder", self._start_folder()
+        )
+        if name:
+            self.set_source(name)

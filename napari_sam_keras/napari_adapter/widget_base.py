@@ -1,0 +1,114 @@
+"""What both dock widgets are made of: the viewer, a model picker, a status line, a task runner.
+
+The ``labels`` name: the widgets expose their target Labels layer picker as
+``widget.labels`` (scripts write ``widget.labels.value = layer``), but
+magicgui's ``Container`` already has a ``labels`` attribute, the flag that
+shows the names next to the controls.  :class:`SAMWidget` keeps both: reading
+``labels`` gives the picker, setting a bool sets the flag.
+"""
+
+from __future__ import annotations
+
+from magicgui.widgets import Container, PushButton
+
+from .loaded_models import ModelStore, shared_embedding_cache
+from .model_picker import ModelPicker
+from .notifications import report_error
+from .status_line import StatusLine
+from .task_runner import TaskRunner
+
+
+def row(*widgets) -> Container:
+    """Widgets side by side, without labels or margins."""
+    box = Container(layout="horizontal", labels=False, widgets=list(widgets))
+    box.margins = (0, 0, 0, 0)
+    return box
+
+
+def unwrap_viewer(viewer):
+    """The real viewer behind napari's ``PublicOnlyProxy`` (plugins get a proxy)."""
+    return getattr(viewer, "__wrapped__", viewer)
+
+
+def resolve_viewer(viewer):
+    """``viewer`` unwrapped, or the current napari viewer when ``None``."""
+    if viewer is None:
+        import napari
+
+        viewer = napari.current_viewer()
+        if viewer is None:
+            raise RuntimeError("No napari viewer: pass one, or create napari.Viewer() first.")
+    return unwrap_viewer(viewer)
+
+
+class SAMWidget(Container):
+    """Base of the dock widgets: ``viewer``, ``model_picker``, ``status``, ``runner``.
+
+    Subclasses add their controls and put ``self.model_picker``,
+    ``self.cancel_button`` and ``self.status`` where they want them.
+    """
+
+    def __init__(self, napari_viewer=None) -> None:
+        super().__init__(labels=True)
+        self.viewer = resolve_viewer(napari_viewer)
+        self.model_store = ModelStore()
+        self.embedding_cache = shared_embedding_cache()
+        self.model_picker = ModelPicker()
+        self.status = StatusLine()
+        self.cancel_button = PushButton(name="cancel_button", text="Cancel", enabled=False)
+        self.cancel_button.changed.connect(self.cancel)
+        self.runner = TaskRunner(self.status, on_busy=self._on_busy)
+
+    # --- the ``labels`` name (see the module docstring) -----------------------------------
+
+    @property
+    def labels(self):
+        """The ``labels`` (target Labels layer) picker."""
+        widgets = self.__dict__.get("_list")
+        found = widgets.get_by_name("labels") if widgets is not None else None
+        return found if found is not None else self._labels
+
+    @labels.setter
+    def labels(self, value: bool) -> None:
+        Container.labels.fset(self, value)
+
+    # --- shared parts -----------------------------------------------------------------
+
+    @property
+    def model(self):
+        """The model text field (a preset name, file or folder)."""
+        return self.model_picker.field
+
+    @property
+    def busy(self) -> bool:
+        """Whether a job is running."""
+        return self.runner.busy
+
+    def alive(self) -> bool:
+        """False once Qt has deleted the widget (a deferred call may still arrive)."""
+        try:
+            self.status.native.objectName()
+        except RuntimeError:
+            return False
+        return True
+
+    def _on_busy(self, busy: bool) -> None:
+        self.cancel_button.enabled = busy
+
+    def user_error(self, error: BaseException | str) -> None:
+        """A problem the user can fix: a notification, and the status line until the next action."""
+        message = report_error(error)
+        self.status.show_error(message)
+
+    def cancel(self, _value=None) -> None:
+        """Stop the running job (its result is not written) and drop what was queued."""
+        self.runner.cancel()
+
+    def wait(self, timeout: float = 600.0) -> bool:
+        """Block until no job runs or waits (GUI events keep flowing); True if so."""
+        return self.runner.wait(timeout)
+
+    def remember_model(self, source: str) -> None:
+        """Note a model that loaded (the picker's recent list, kept across sessions)."""
+        if source in self.model_store:
+            self.model_picker.remember(source)
