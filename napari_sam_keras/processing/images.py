@@ -57,6 +57,7 @@ def _intensity_map(
 ) -> tuple[float, float] | None:
     """(low, scale) of the linear map to 0..255, or None where the data is used as it is."""
     dtype = channels[0].dtype
+    extremes = None
     if np.issubdtype(dtype, np.floating):
         # min/max are NaN or infinite exactly when some value is; no full-size mask is made
         extremes = [float(f(c)) for c in channels for f in (np.min, np.max)]
@@ -78,8 +79,9 @@ def _intensity_map(
     elif dtype in (np.uint8, np.bool_):
         return None
     else:
-        low = min(float(c.min()) for c in channels)
-        high = max(float(c.max()) for c in channels)
+        if extremes is None:
+            extremes = [float(f(c)) for c in channels for f in (np.min, np.max)]
+        low, high = min(extremes), max(extremes)
     return low, (255.0 / (high - low) if high > low else 0.0)
 
 
