@@ -12,6 +12,7 @@ Two oracles:
 
 from __future__ import annotations
 
+import importlib.util
 import sys
 import types
 
@@ -39,19 +40,13 @@ RECORD_KEYS = {
 }
 
 
-def install_cv2_shim() -> None:
+def cv2_stand_in() -> types.ModuleType:
     """The official small-region removal needs OpenCV's connectedComponentsWithStats.
 
     Without OpenCV, a stand-in built on scipy (a labelling independent of the
     scikit-image code under test) numbers 8-connected regions in OpenCV's
     order: by the first 2x2 pixel block, in raster order.
     """
-    try:
-        import cv2  # noqa: F401
-
-        return
-    except ImportError:
-        pass
     from scipy import ndimage
 
     def connected_components_with_stats(image, connectivity=8):
@@ -72,10 +67,17 @@ def install_cv2_shim() -> None:
 
     shim = types.ModuleType("cv2")
     shim.connectedComponentsWithStats = connected_components_with_stats
-    sys.modules["cv2"] = shim
+    return shim
 
 
-install_cv2_shim()
+@pytest.fixture(scope="module", autouse=True)
+def _opencv_for_the_official_generator():
+    """The stand-in only while this module runs: other tests (imageio's plugin search) must
+    not find a fake OpenCV."""
+    with pytest.MonkeyPatch.context() as patch:
+        if importlib.util.find_spec("cv2") is None:
+            patch.setitem(sys.modules, "cv2", cv2_stand_in())
+        yield
 
 
 def structured_image(h: int = 180, w: int = 240, seed: int = 0) -> np.ndarray:

@@ -164,12 +164,13 @@ def test_plugin_menu_has_both_widgets_and_sample_data(make_napari_viewer):
     viewer = make_napari_viewer()
     menu = viewer.window.plugins_menu
     submenus = {a.text(): a.menu() for a in menu.actions() if a.menu() is not None}
-    assert PLUGIN in submenus
-    titles = [a.text() for a in submenus[PLUGIN].actions()]
+    assert "SAM Keras" in submenus  # the manifest's display_name
+    titles = [a.text() for a in submenus["SAM Keras"].actions()]
     assert titles == [INTERACTIVE, AUTOMATIC]
     viewer.open_sample(PLUGIN, "cells_2d")
     viewer.open_sample(PLUGIN, "cells_3d")
-    assert [layer.data.ndim for layer in viewer.layers] == [2, 3]
+    viewer.open_sample(PLUGIN, "cells_timelapse")
+    assert [layer.data.ndim for layer in viewer.layers] == [2, 3, 3]
 
 
 # --- interactive: structure with a fake predictor ----------------------------------------
