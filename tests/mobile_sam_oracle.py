@@ -23,7 +23,7 @@ def install_timm_shim() -> None:
     ``timm.models.registry.register_model`` unless a working timm is installed."""
     try:
         from timm.models.layers import DropPath, to_2tuple, trunc_normal_  # noqa: F401
-        from timm.models.registry import register_model  # noqa: F401
+        from timm.models.registry import register_model
 
         return
     except Exception:

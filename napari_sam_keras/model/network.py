@@ -138,22 +138,30 @@ def config_from_keras_cv(model: Any) -> SAMConfig:
 
 
 def config_from_serialized(serialized: dict) -> SAMConfig:
-    """The architecture from a serialized keras-cv ``SegmentAnythingModel`` (config.json)."""
+    """The architecture from a serialized keras-cv ``SegmentAnythingModel`` (config.json);
+    its backbone is keras-cv's ViTDet or our TinyViT."""
     try:
         cfg = serialized["config"]
         backbone = cfg["backbone"]["config"]
         encoder = cfg["prompt_encoder"]["config"]
         decoder = cfg["mask_decoder"]["config"]
         transformer = decoder["transformer"]["config"]
+        from .model.tiny_vit_conversion import tiny_vit_fields_from_serialized
+
+        image_encoder = tiny_vit_fields_from_serialized(backbone)
+        if image_encoder is None:
+            image_encoder = dict(
+                image_size=int(backbone["input_shape"][0]),
+                patch_size=int(backbone["patch_size"]),
+                encoder_embed_dim=int(backbone["embed_dim"]),
+                encoder_depth=int(backbone["depth"]),
+                encoder_num_heads=int(backbone["num_heads"]),
+                encoder_global_attn_indexes=tuple(backbone["global_attention_indices"]),
+                encoder_mlp_ratio=backbone["mlp_dim"] / backbone["embed_dim"],
+                window_size=int(backbone["window_size"]),
+            )
         return SAMConfig(
-            image_size=int(backbone["input_shape"][0]),
-            patch_size=int(backbone["patch_size"]),
-            encoder_embed_dim=int(backbone["embed_dim"]),
-            encoder_depth=int(backbone["depth"]),
-            encoder_num_heads=int(backbone["num_heads"]),
-            encoder_global_attn_indexes=tuple(backbone["global_attention_indices"]),
-            encoder_mlp_ratio=backbone["mlp_dim"] / backbone["embed_dim"],
-            window_size=int(backbone["window_size"]),
+            **image_encoder,
             prompt_embed_dim=int(encoder["embed_dim"]),
             mask_in_chans=int(encoder["mask_in_chans"]),
             decoder_depth=int(transformer["depth"]),

@@ -182,11 +182,14 @@ def tiny_vit_fields_from_serialized(backbone: Mapping[str, Any]) -> dict[str, An
     if len(found) != 1:
         return None
     cfg = found[0]
-    (size, _, _) = next(
-        layer["config"]["batch_shape"][1:]
+    shapes = [
+        layer.get("config", {}).get("batch_shape")
         for layer in layers
-        if layer.get("class_name") == "InputLayer"
-    )
+        if isinstance(layer, Mapping) and layer.get("class_name") == "InputLayer"
+    ]
+    if len(shapes) != 1 or not shapes[0] or len(shapes[0]) != 4:
+        return None
+    size = shapes[0][1]
     return {
         "encoder": "tiny_vit",
         "image_size": int(size),
