@@ -24,7 +24,7 @@ from napari_sam_keras.checkpoint_conversion import assign_state_dict, config_fro
 from napari_sam_keras.config import VIT_T, SAMConfig
 from napari_sam_keras.keras_layers.tiny_vit import relative_position_index
 from napari_sam_keras.model_loading import read_torch_checkpoint, save_preset
-from napari_sam_keras.network import build_keras_cv_sam, build_sam
+from napari_sam_keras.network import SAMNetwork, build_keras_cv_sam, build_sam
 
 mobile_sam = import_mobile_sam()
 
@@ -193,6 +193,8 @@ def test_build_sam_vit_t(network):
     assert tuple(net.image_encoder_model().output.shape) == (None, 64, 64, 256)
     assert [w.shape for w in net.model.weights] == [w.shape for w in network.model.weights]
     assert not same_weights(net, network)
+    # a bare keras-cv model with a TinyViT backbone is recognised too
+    assert SAMNetwork.from_keras_cv(net.model).config == VIT_T
 
 
 def test_config_checks_tiny_vit_fields():
