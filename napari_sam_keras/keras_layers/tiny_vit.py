@@ -56,7 +56,10 @@ def relative_position_index(window: int) -> np.ndarray:
 
 @keras.saving.register_keras_serializable(package=PACKAGE)
 class Conv2dBN(keras.layers.Layer):
-    """Bias-free convolution (depthwise when ``depthwise``) + BatchNorm, torch padding."""
+    """Bias-free convolution (depthwise when ``depthwise``) + BatchNorm, torch padding.
+
+    The BatchNorm always uses its stored statistics (inference mode), as MobileSAM in eval().
+    """
 
     def __init__(
         self,
