@@ -146,7 +146,7 @@ def config_from_serialized(serialized: dict) -> SAMConfig:
         encoder = cfg["prompt_encoder"]["config"]
         decoder = cfg["mask_decoder"]["config"]
         transformer = decoder["transformer"]["config"]
-        from .model.tiny_vit_conversion import tiny_vit_fields_from_serialized
+        from .tiny_vit_conversion import tiny_vit_fields_from_serialized
 
         image_encoder = tiny_vit_fields_from_serialized(backbone)
         if image_encoder is None:
