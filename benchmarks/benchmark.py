@@ -8,6 +8,9 @@ are noisy, ratios from one run are what to compare.
 
     python benchmarks/benchmark.py --quick                  # a few minutes on 2 CPU cores
     python benchmarks/benchmark.py --model vit_h --backends jax,tensorflow --dtype mixed_bfloat16
+    python benchmarks/benchmark.py --model vit_t --compare vit_b --quick   # MobileSAM's encoder
+
+For ``vit_t`` the official side is MobileSAM's PyTorch code (``mobilesam-mirror``).
 """
 
 from __future__ import annotations
@@ -92,21 +95,32 @@ def time_generator(make_generator, args, results: dict) -> None:
         results[f"amg_{side}"] = time.perf_counter() - t
 
 
-def run_official(args) -> dict:
-    import torch
+def official_package(model: str):
+    """The official PyTorch package of ``model``: MobileSAM for vit_t, else segment-anything."""
+    if model == "vit_t":
+        from mobile_sam_oracle import import_mobile_sam
+
+        return import_mobile_sam()
     from official_sam import install_torchvision_shim
 
     install_torchvision_shim()
-    from segment_anything import SamAutomaticMaskGenerator, SamPredictor, sam_model_registry
+    import segment_anything
 
-    sam = sam_model_registry[args.model]()
+    return segment_anything
+
+
+def run_official(args) -> dict:
+    import torch
+
+    official = official_package(args.model)
+    sam = official.sam_model_registry[args.model]()
     sam.load_state_dict(torch.load(args.checkpoint, map_location="cpu", weights_only=True))
-    sam.eval()
+    sam.eval()  # after loading: MobileSAM caches its attention biases in eval()
     results = {}
     with torch.inference_mode():
-        time_predictor(SamPredictor(sam), args, results)
+        time_predictor(official.SamPredictor(sam), args, results)
         time_generator(
-            lambda side: SamAutomaticMaskGenerator(sam, points_per_side=side, **AMG_KW),
+            lambda side: official.SamAutomaticMaskGenerator(sam, points_per_side=side, **AMG_KW),
             args,
             results,
         )
@@ -145,16 +159,12 @@ AMG_KW = dict(pred_iou_thresh=0.0, stability_score_thresh=0.0)
 
 def make_checkpoint(model: str, path: Path) -> None:
     import torch
-    from official_sam import install_torchvision_shim
-
-    install_torchvision_shim()
-    from segment_anything import sam_model_registry
 
     torch.manual_seed(0)
-    sam = sam_model_registry[model]()
+    sam = official_package(model).sam_model_registry[model]()
     with torch.no_grad():  # the official init leaves some tables at zero
         for name, p in sam.named_parameters():
-            if "rel_pos" in name or "pos_embed" in name:
+            if "rel_pos" in name or "pos_embed" in name or "attention_biases" in name:
                 p.normal_(0, 0.02)
     torch.save(sam.state_dict(), path)
 
@@ -226,7 +236,7 @@ def _fmt(v) -> str:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--model", default="vit_b", choices=["vit_b", "vit_l", "vit_h"])
+    parser.add_argument("--model", default="vit_b", choices=["vit_t", "vit_b", "vit_l", "vit_h"])
     parser.add_argument("--backends", default="tensorflow,jax,torch")
     parser.add_argument(
         "--dtype", default="float32", help="Keras dtype policy, e.g. mixed_bfloat16"
@@ -235,6 +245,11 @@ def main() -> None:
     parser.add_argument("--embed-repeats", type=int, default=3)
     parser.add_argument("--prompt-repeats", type=int, default=20)
     parser.add_argument("--amg-grids", default="32,16")
+    parser.add_argument(
+        "--compare",
+        choices=["vit_b", "vit_l", "vit_h"],
+        help="also time our embedding with this model on each backend (e.g. vit_t against vit_b)",
+    )
     parser.add_argument("--out", help="also write the results as JSON here")
     parser.add_argument("--_side", help=argparse.SUPPRESS)
     parser.add_argument("--_checkpoint", help=argparse.SUPPRESS)
@@ -253,13 +268,29 @@ def main() -> None:
         results = {"official": run_side("official", args, checkpoint)}
         for backend in args.backends.split(","):
             results[backend] = run_side(backend, args, checkpoint)
+        compared = compare_embeddings(args, Path(tmp)) if args.compare else {}
     print(
         f"\n{args.model}, dtype {args.dtype}, {time.strftime('%Y-%m-%d')}, "
         f"{platform.processor() or platform.machine()}, {os.cpu_count()} CPUs\n"
     )
     print(table(results, args))
+    for backend, other in compared.items():
+        mine, theirs = results[backend].get("embedding"), other.get("embedding")
+        ratio = f"{mine / theirs:.2f}" if mine and theirs else "-"
+        print(
+            f"\n{backend}: ours {args.model} embedding {_fmt(mine)} s, ours {args.compare} "
+            f"{_fmt(theirs)} s, ratio {ratio}"
+        )
     if args.out:
-        Path(args.out).write_text(json.dumps(results, indent=2))
+        Path(args.out).write_text(json.dumps({**results, "compare": compared}, indent=2))
+
+
+def compare_embeddings(args, tmp: Path) -> dict[str, dict]:
+    """Our timings of ``args.compare`` on each backend (embedding and prompts, no generator)."""
+    other = argparse.Namespace(**{**vars(args), "model": args.compare, "amg_grids": []})
+    checkpoint = tmp / f"sam_{args.compare}_random.pth"
+    make_checkpoint(args.compare, checkpoint)
+    return {backend: run_side(backend, other, checkpoint) for backend in args.backends.split(",")}
 
 
 if __name__ == "__main__":

@@ -1,5 +1,8 @@
 """Official PyTorch SAM checkpoints (``sam_vit_b_01ec64.pth`` and the like).
 
+MobileSAM checkpoints (TinyViT image encoder) are recognised here too; their
+encoder's tensors are handled by :mod:`napari_sam_keras.model.tiny_vit_conversion`.
+
 An official state dict fixes its own architecture; :func:`config_from_state_dict`
 reads it from the tensor shapes, and :func:`assign_state_dict` copies every
 tensor into the matching variable of a keras-cv ``SegmentAnythingModel``.
@@ -29,6 +32,10 @@ REQUIRED_KEYS = (
     "mask_decoder.iou_token.weight",
 )
 
+#: The first image-encoder tensor of SAM's ViT and of MobileSAM's TinyViT: finding one
+#: under some prefix locates the state dict inside a checkpoint.
+ENCODER_MARKERS = (REQUIRED_KEYS[0], "image_encoder.patch_embed.seq.0.c.weight")
+
 
 def unwrap_state_dict(obj: Any) -> dict[str, np.ndarray]:
     """Find the SAM state dict in a loaded checkpoint (plain, or wrapped in a dict).
@@ -50,11 +57,12 @@ def unwrap_state_dict(obj: Any) -> dict[str, np.ndarray]:
             continue
         keys = [k for k in cand if isinstance(k, str)]
         for prefix in ("", "module.", "model.", "sam.", "module.model."):
-            if f"{prefix}{REQUIRED_KEYS[0]}" in cand:
+            if any(f"{prefix}{marker}" in cand for marker in ENCODER_MARKERS):
                 return {k[len(prefix) :]: _to_numpy(cand[k]) for k in keys if k.startswith(prefix)}
     raise ModelLoadError(
         "This file is not an official SAM checkpoint: no "
-        f"'{REQUIRED_KEYS[0]}' tensor found (is it a SAM 2 / HQ-SAM / MobileSAM file?)."
+        f"'{REQUIRED_KEYS[0]}' (SAM) or '{ENCODER_MARKERS[1]}' (MobileSAM) tensor found "
+        "(is it a SAM 2 or HQ-SAM file?)."
     )
 
 
@@ -65,7 +73,20 @@ def _to_numpy(value: Any) -> np.ndarray:
 
 
 def config_from_state_dict(sd: Mapping[str, np.ndarray]) -> SAMConfig:
-    """Read the architecture of an official SAM from its tensor shapes."""
+    """Read the architecture of an official SAM or MobileSAM from its tensor shapes."""
+    try:
+        if ENCODER_MARKERS[1] in sd:
+            from .tiny_vit_conversion import tiny_vit_config_fields
+
+            return SAMConfig(**tiny_vit_config_fields(sd), **_prompt_decoder_fields(sd))
+        return _vit_config(sd)
+    except KeyError as err:
+        raise ModelLoadError(
+            f"Not a complete SAM checkpoint: it lacks tensor {err.args[0]!r}."
+        ) from err
+
+
+def _vit_config(sd: Mapping[str, np.ndarray]) -> SAMConfig:
     missing = [k for k in REQUIRED_KEYS if k not in sd]
     if missing:
         raise ModelLoadError(f"Not a complete SAM checkpoint; missing tensors: {missing}")
@@ -98,9 +119,6 @@ def _config_from_shapes(sd: Mapping[str, np.ndarray]) -> SAMConfig:
         else 14
     )
     mlp_dim = sd["image_encoder.blocks.0.mlp.lin1.weight"].shape[0]
-    prompt_dim = sd["prompt_encoder.no_mask_embed.weight"].shape[1]
-    decoder_depth = 1 + max(int(m.group(1)) for k in sd if (m := _DECODER_LAYER.match(k)))
-    iou_depth = 1 + max(int(m.group(1)) for k in sd if (m := _IOU_LAYER.match(k)))
     return SAMConfig(
         image_size=int(grid * patch),
         patch_size=int(patch),
@@ -110,12 +128,23 @@ def _config_from_shapes(sd: Mapping[str, np.ndarray]) -> SAMConfig:
         encoder_global_attn_indexes=global_idx,
         encoder_mlp_ratio=mlp_dim / embed_dim,
         window_size=int(window),
-        prompt_embed_dim=int(prompt_dim),
+        **_prompt_decoder_fields(sd),
+    )
+
+
+def _prompt_decoder_fields(sd: Mapping[str, np.ndarray]) -> dict[str, int]:
+    """The prompt encoder's and mask decoder's config fields (SAM and MobileSAM alike)."""
+    decoder_layers = [int(m.group(1)) for k in sd if (m := _DECODER_LAYER.match(k))]
+    iou_layers = [int(m.group(1)) for k in sd if (m := _IOU_LAYER.match(k))]
+    if not decoder_layers or not iou_layers:
+        raise ModelLoadError("Not a complete SAM checkpoint: it has no mask decoder tensors.")
+    return dict(
+        prompt_embed_dim=int(sd["prompt_encoder.no_mask_embed.weight"].shape[1]),
         mask_in_chans=int(sd["prompt_encoder.mask_downscaling.3.weight"].shape[0]),
-        decoder_depth=int(decoder_depth),
+        decoder_depth=1 + max(decoder_layers),
         decoder_mlp_dim=int(sd["mask_decoder.transformer.layers.0.mlp.lin1.weight"].shape[0]),
         num_multimask_outputs=int(sd["mask_decoder.mask_tokens.weight"].shape[0]) - 1,
-        iou_head_depth=int(iou_depth),
+        iou_head_depth=1 + max(iou_layers),
         iou_head_hidden_dim=int(sd["mask_decoder.iou_prediction_head.layers.0.weight"].shape[0]),
     )
 
@@ -171,6 +200,11 @@ def _layer_of_type(layers: list[Any], type_name: str) -> list[Any]:
 
 def _backbone_pairs(backbone: Any) -> Iterator[tuple[str, Any, Any]]:
     layers = backbone.layers
+    if _layer_of_type(layers, "TinyViTEncoder"):
+        from .tiny_vit_conversion import tiny_vit_weight_pairs
+
+        yield from tiny_vit_weight_pairs(backbone)
+        return
     (patch,) = _layer_of_type(layers, "ViTDetPatchingAndEmbedding")
     yield "image_encoder.patch_embed.proj.weight", patch.projection.kernel, _conv
     yield "image_encoder.patch_embed.proj.bias", patch.projection.bias, _same
@@ -295,7 +329,9 @@ def assign_state_dict(model: Any, sd: Mapping[str, np.ndarray]) -> None:
         variable.assign(value)
         used.add(name)
         filled.add(id(variable))
-    unused = sorted(set(sd) - used)
+    from .tiny_vit_conversion import ignored_tensor
+
+    unused = sorted(k for k in set(sd) - used if not ignored_tensor(k))
     if unused:
         raise ModelLoadError(f"Checkpoint has tensors SAM does not use: {unused[:5]}...")
     unfilled = [v.path for v in model.weights if id(v) not in filled]

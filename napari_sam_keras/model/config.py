@@ -6,6 +6,19 @@ import dataclasses
 import json
 from dataclasses import dataclass, field
 
+#: The image encoders a :class:`SAMConfig` can describe.
+ENCODERS = ("vit", "tiny_vit")
+
+TUPLE_FIELDS = (
+    "encoder_global_attn_indexes",
+    "pixel_mean",
+    "pixel_std",
+    "tiny_vit_embed_dims",
+    "tiny_vit_depths",
+    "tiny_vit_num_heads",
+    "tiny_vit_window_sizes",
+)
+
 
 @dataclass(frozen=True)
 class SAMConfig:
@@ -17,6 +30,11 @@ class SAMConfig:
         SAMConfig(image_size=256, encoder_embed_dim=32, encoder_depth=2,
                   encoder_num_heads=2, encoder_global_attn_indexes=(1,),
                   prompt_embed_dim=32, decoder_mlp_dim=64, iou_head_hidden_dim=32)
+
+    ``encoder`` picks the image encoder: ``"vit"`` (SAM's ViT, the ``encoder_*``
+    and ``window_size`` fields) or ``"tiny_vit"`` (MobileSAM's TinyViT, the
+    ``tiny_vit_*`` fields; four stages, the first convolutional, an overall
+    stride of 16).  The fields of the other encoder are ignored.
     """
 
     image_size: int = 1024
@@ -37,19 +55,45 @@ class SAMConfig:
     iou_head_hidden_dim: int = 256
     pixel_mean: tuple[float, float, float] = field(default=(123.675, 116.28, 103.53))
     pixel_std: tuple[float, float, float] = field(default=(58.395, 57.12, 57.375))
+    encoder: str = "vit"
+    tiny_vit_embed_dims: tuple[int, ...] = (64, 128, 160, 320)
+    tiny_vit_depths: tuple[int, ...] = (2, 2, 6, 2)
+    tiny_vit_num_heads: tuple[int, ...] = (2, 4, 5, 10)
+    tiny_vit_window_sizes: tuple[int, ...] = (7, 7, 14, 7)
+    tiny_vit_mlp_ratio: float = 4.0
+    tiny_vit_mbconv_expand_ratio: float = 4.0
+    tiny_vit_local_conv_size: int = 3
 
     def __post_init__(self) -> None:
-        object.__setattr__(
-            self, "encoder_global_attn_indexes", tuple(self.encoder_global_attn_indexes)
-        )
-        object.__setattr__(self, "pixel_mean", tuple(self.pixel_mean))
-        object.__setattr__(self, "pixel_std", tuple(self.pixel_std))
+        for name in TUPLE_FIELDS:
+            object.__setattr__(self, name, tuple(getattr(self, name)))
         if self.image_size % self.patch_size:
             raise ValueError("image_size must be a multiple of patch_size")
-        if self.encoder_embed_dim % self.encoder_num_heads:
+        if self.encoder not in ENCODERS:
+            raise ValueError(f"Unknown encoder {self.encoder!r}; use one of {ENCODERS}")
+        if self.encoder == "tiny_vit":
+            self._check_tiny_vit()
+        elif self.encoder_embed_dim % self.encoder_num_heads:
             raise ValueError("encoder_embed_dim must be divisible by encoder_num_heads")
         if self.prompt_embed_dim % (2 * self.decoder_num_heads):
             raise ValueError("prompt_embed_dim must be divisible by 2 * decoder_num_heads")
+
+    def _check_tiny_vit(self) -> None:
+        stages = (
+            self.tiny_vit_embed_dims,
+            self.tiny_vit_depths,
+            self.tiny_vit_num_heads,
+            self.tiny_vit_window_sizes,
+        )
+        if any(len(values) != 4 for values in stages):
+            raise ValueError("TinyViT has four stages: give four dims, depths, heads and windows")
+        if self.patch_size != 16:
+            raise ValueError("TinyViT downsamples by 16: patch_size must be 16")
+        for i in range(1, 4):
+            if self.tiny_vit_embed_dims[i] % self.tiny_vit_num_heads[i]:
+                raise ValueError(f"TinyViT stage {i}: embed dim must be divisible by its heads")
+        if self.tiny_vit_embed_dims[0] % 2:
+            raise ValueError("TinyViT's first embed dim must be even (the stem halves it)")
 
     @property
     def embedding_size(self) -> int:
@@ -95,7 +139,15 @@ VIT_H = SAMConfig(
     encoder_global_attn_indexes=(7, 15, 23, 31),
 )
 
-ARCHITECTURES: dict[str, SAMConfig] = {"vit_b": VIT_B, "vit_l": VIT_L, "vit_h": VIT_H}
+#: MobileSAM: TinyViT-5M image encoder, SAM's prompt encoder and mask decoder.
+VIT_T = SAMConfig(encoder="tiny_vit")
+
+ARCHITECTURES: dict[str, SAMConfig] = {
+    "vit_t": VIT_T,
+    "vit_b": VIT_B,
+    "vit_l": VIT_L,
+    "vit_h": VIT_H,
+}
 
 #: keras-cv / keras-hub preset name -> official architecture.
 PRESETS: dict[str, str] = {

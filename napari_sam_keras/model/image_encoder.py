@@ -1,4 +1,4 @@
-"""The image encoder (ViT backbone), compiled once per network."""
+"""The image encoder (SAM's ViT or MobileSAM's TinyViT), compiled once per network."""
 
 from __future__ import annotations
 
@@ -13,13 +13,9 @@ class ImageEncoder:
     """RGB uint8 image -> :class:`ImageEmbedding`."""
 
     def __init__(self, network, jit_compile: bool = True) -> None:
-        from ..keras_layers.vit_encoder import backbone_forward
-
         self.network = network
         self.config = network.config
-        self.compiled = CompiledCall(
-            backbone_forward(network.model.backbone, self.config), jit_compile=jit_compile
-        )
+        self.compiled = CompiledCall(network.image_encoder_model(), jit_compile=jit_compile)
 
     def embed(self, image_rgb: np.ndarray) -> ImageEmbedding:
         """Embed a full-size RGB uint8 image."""

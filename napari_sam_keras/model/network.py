@@ -44,6 +44,9 @@ def build_keras_cv_sam(
 ) -> Any:
     """Build a keras-cv ``SegmentAnythingModel`` of the given architecture with random weights.
 
+    Its backbone is keras-cv's ViTDet, or MobileSAM's TinyViT when ``config.encoder`` is
+    ``"tiny_vit"`` (:func:`napari_sam_keras.keras_layers.tiny_vit.tiny_vit_backbone`).
+
     ``dtype_policy`` (e.g. ``"mixed_bfloat16"``) sets the Keras dtype policy of its layers;
     the default is Keras' global policy (float32).
     """
@@ -76,22 +79,27 @@ def _build_keras_cv_sam(config: SAMConfig, seed: int | None) -> Any:
     keras = import_keras()
     if seed is not None:
         keras.utils.set_random_seed(seed)
-    backbone = keras_cv.models.ViTDetBackbone(
-        include_rescaling=True,
-        input_shape=(config.image_size, config.image_size, 3),
-        patch_size=config.patch_size,
-        embed_dim=config.encoder_embed_dim,
-        depth=config.encoder_depth,
-        mlp_dim=config.encoder_mlp_dim,
-        num_heads=config.encoder_num_heads,
-        out_chans=config.prompt_embed_dim,
-        use_bias=True,
-        use_abs_pos=True,
-        use_rel_pos=True,
-        window_size=config.window_size,
-        global_attention_indices=list(config.encoder_global_attn_indexes),
-        layer_norm_epsilon=1e-6,
-    )
+    if config.encoder == "tiny_vit":
+        from ..keras_layers.tiny_vit import tiny_vit_backbone
+
+        backbone = tiny_vit_backbone(config)
+    else:
+        backbone = keras_cv.models.ViTDetBackbone(
+            include_rescaling=True,
+            input_shape=(config.image_size, config.image_size, 3),
+            patch_size=config.patch_size,
+            embed_dim=config.encoder_embed_dim,
+            depth=config.encoder_depth,
+            mlp_dim=config.encoder_mlp_dim,
+            num_heads=config.encoder_num_heads,
+            out_chans=config.prompt_embed_dim,
+            use_bias=True,
+            use_abs_pos=True,
+            use_rel_pos=True,
+            window_size=config.window_size,
+            global_attention_indices=list(config.encoder_global_attn_indexes),
+            layer_norm_epsilon=1e-6,
+        )
     prompt_encoder = SAMPromptEncoder(
         embed_dim=config.prompt_embed_dim,
         image_embedding_size=(config.embedding_size, config.embedding_size),
@@ -130,22 +138,30 @@ def config_from_keras_cv(model: Any) -> SAMConfig:
 
 
 def config_from_serialized(serialized: dict) -> SAMConfig:
-    """The architecture from a serialized keras-cv ``SegmentAnythingModel`` (config.json)."""
+    """The architecture from a serialized keras-cv ``SegmentAnythingModel`` (config.json);
+    its backbone is keras-cv's ViTDet or our TinyViT."""
     try:
         cfg = serialized["config"]
         backbone = cfg["backbone"]["config"]
         encoder = cfg["prompt_encoder"]["config"]
         decoder = cfg["mask_decoder"]["config"]
         transformer = decoder["transformer"]["config"]
+        from .tiny_vit_conversion import tiny_vit_fields_from_serialized
+
+        image_encoder = tiny_vit_fields_from_serialized(backbone)
+        if image_encoder is None:
+            image_encoder = dict(
+                image_size=int(backbone["input_shape"][0]),
+                patch_size=int(backbone["patch_size"]),
+                encoder_embed_dim=int(backbone["embed_dim"]),
+                encoder_depth=int(backbone["depth"]),
+                encoder_num_heads=int(backbone["num_heads"]),
+                encoder_global_attn_indexes=tuple(backbone["global_attention_indices"]),
+                encoder_mlp_ratio=backbone["mlp_dim"] / backbone["embed_dim"],
+                window_size=int(backbone["window_size"]),
+            )
         return SAMConfig(
-            image_size=int(backbone["input_shape"][0]),
-            patch_size=int(backbone["patch_size"]),
-            encoder_embed_dim=int(backbone["embed_dim"]),
-            encoder_depth=int(backbone["depth"]),
-            encoder_num_heads=int(backbone["num_heads"]),
-            encoder_global_attn_indexes=tuple(backbone["global_attention_indices"]),
-            encoder_mlp_ratio=backbone["mlp_dim"] / backbone["embed_dim"],
-            window_size=int(backbone["window_size"]),
+            **image_encoder,
             prompt_embed_dim=int(encoder["embed_dim"]),
             mask_in_chans=int(encoder["mask_in_chans"]),
             decoder_depth=int(transformer["depth"]),
@@ -217,14 +233,28 @@ class SAMNetwork:
                 self._compiled[key] = build()
             return self._compiled[key]
 
+    def image_encoder_model(self) -> Any:
+        """A Keras model: :func:`~napari_sam_keras.processing.images.pad_to_model_input` batches
+        (B, S, S, 3) in 0..255 -> image embeddings (B, e, e, c).
+
+        SAM's ViT runs through :func:`~napari_sam_keras.keras_layers.vit_encoder.backbone_forward`
+        (chunked global attention); MobileSAM's TinyViT is the backbone itself.
+        """
+        if self.config.encoder == "tiny_vit":
+            return self.model.backbone
+        from ..keras_layers.vit_encoder import backbone_forward
+
+        return backbone_forward(self.model.backbone, self.config)
+
 
 def build_sam(
     config: SAMConfig | str = "vit_b", seed: int | None = None, dtype_policy: str | None = None
 ) -> SAMNetwork:
     """Build a SAM network of any size with random weights.
 
-    ``config`` is a :class:`SAMConfig` or one of ``"vit_b"``, ``"vit_l"``,
-    ``"vit_h"``.  Useful for tests and for fine-tuning from scratch.
+    ``config`` is a :class:`SAMConfig` or one of ``"vit_t"`` (MobileSAM),
+    ``"vit_b"``, ``"vit_l"``, ``"vit_h"``.  Useful for tests and for fine-tuning
+    from scratch.
     """
     from .config import ARCHITECTURES
 
@@ -233,4 +263,5 @@ def build_sam(
             raise ValueError(f"Unknown architecture {config!r}; use one of {sorted(ARCHITECTURES)}")
         config = ARCHITECTURES[config]
     model = build_keras_cv_sam(config, seed=seed, dtype_policy=dtype_policy)
-    return SAMNetwork(model=model, config=config, name=f"random {config.encoder_embed_dim}d")
+    size = "tiny_vit" if config.encoder == "tiny_vit" else f"{config.encoder_embed_dim}d"
+    return SAMNetwork(model=model, config=config, name=f"random {size}")
