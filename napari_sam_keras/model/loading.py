@@ -303,5 +303,8 @@ def _load_official_checkpoint(path: Path) -> SAMNetwork:
     tmp = weights_path.with_name(weights_path.name + f".{os.getpid()}.tmp.weights.h5")
     model.save_weights(tmp)
     os.replace(tmp, weights_path)
-    config_path.write_text(config.to_json())
+    # written whole under a temporary name: another process may be reading the cache
+    tmp_config = config_path.with_name(config_path.name + f".{os.getpid()}.tmp")
+    tmp_config.write_text(config.to_json())
+    os.replace(tmp_config, config_path)
     return SAMNetwork(model=model, config=config, name=str(path), key=key)

@@ -53,7 +53,8 @@ def file_sha256(path: Path) -> str:
     with _INDEX_LOCK:
         index = _read_index(index_path)
         index[stamp] = value
-        tmp = index_path.with_suffix(".tmp")
+        # a name of its own per process and thread: batch workers update the index together
+        tmp = index_path.with_name(f".{index_path.name}.{os.getpid()}.{threading.get_ident()}.tmp")
         tmp.write_text(json.dumps(index))
         os.replace(tmp, index_path)
     return value
