@@ -52,6 +52,25 @@ def check_output(
     return path
 
 
+def _usual_mode(path: Path, full: int) -> None:
+    """Give a temporary file (0600) or folder (0700) the mode a plain ``open``/``mkdir``
+    would have given it (``full`` less the umask), so others can read the output."""
+    os.chmod(path, full & ~_umask())
+
+
+def _umask() -> int:
+    try:  # Linux: read it, without setting it (os.umask sets it for every thread)
+        with open("/proc/self/status") as fh:
+            for line in fh:
+                if line.startswith("Umask:"):
+                    return int(line.split()[1], 8)
+    except (OSError, ValueError):
+        pass
+    umask = os.umask(0o022)
+    os.umask(umask)
+    return umask
+
+
 @contextmanager
 def atomic_write(path: str | os.PathLike, suffix: str | None = None) -> Iterator[Path]:
     """Yield a temporary path beside ``path``; rename it to ``path`` when the block succeeds.
@@ -67,6 +86,7 @@ def atomic_write(path: str | os.PathLike, suffix: str | None = None) -> Iterator
     tmp_path = Path(tmp)
     try:
         yield tmp_path
+        _usual_mode(tmp_path, 0o666)
         os.replace(tmp_path, path)
     except BaseException:
         tmp_path.unlink(missing_ok=True)
@@ -88,6 +108,7 @@ def atomic_directory(path: str | os.PathLike) -> Iterator[Path]:
     )
     try:
         yield tmp
+        _usual_mode(tmp, 0o777)
         old = None
         if path.exists():
             old = Path(
