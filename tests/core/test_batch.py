@@ -175,9 +175,10 @@ def test_an_output_made_with_other_settings_is_not_taken_as_done(
     )
     redo = segment_batch(images[0], out, model=tiny_checkpoint, overwrite=True, **other)
     assert redo.rows[0]["status"] == "done"
-    assert read_output_record(out / "cells_00-labels.tif")["settings"]["generator"][
-        "points_per_side"
-    ] == 3
+    assert (
+        read_output_record(out / "cells_00-labels.tif")["settings"]["generator"]["points_per_side"]
+        == 3
+    )
     # a file of another program under an output's name is reported, not overwritten
     foreign = out / "cells_01-labels.tif"
     tifffile.imwrite(foreign, np.ones((4, 4), np.uint8))
