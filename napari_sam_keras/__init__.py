@@ -26,6 +26,7 @@ _EXPORTS = {
     "SAMPredictor": ".segmentation.predictor",
     "SAMAutomaticMaskGenerator": ".segmentation.automatic_mask_generator",
     "masks_to_labels": ".segmentation.labels",
+    "segment_batch": ".segmentation.batch",
     "ImageEmbedding": ".model.embedding",
     "EmbeddingCache": ".model.embedding",
     "SAMError": ".errors",
@@ -52,6 +53,7 @@ if TYPE_CHECKING:  # pragma: no cover
     from .model.loading import load_model
     from .model.network import SAMNetwork, build_sam
     from .segmentation.automatic_mask_generator import SAMAutomaticMaskGenerator
+    from .segmentation.batch import segment_batch
     from .segmentation.labels import masks_to_labels
     from .segmentation.predictor import SAMPredictor
 

@@ -208,7 +208,8 @@ def segment_batch(
     backend = _backend_name()
     names = output_names(files, output_format)
     tasks = [
-        BatchTask(str(path), str(out_dir / name), settings, backend)
+        # absolute: a worker of a cluster may run in another folder
+        BatchTask(os.path.abspath(path), os.path.abspath(out_dir / name), settings, backend)
         for path, name in zip(files, names, strict=True)
     ]
     for task in tasks:  # temporaries of a run that was killed
