@@ -339,7 +339,7 @@ class _Run:
 
     def finish(self, index: int, row: dict[str, Any]) -> None:
         loads = row.pop("model_loads", None)
-        if loads is not None and row.get("worker"):
+        if loads and row.get("worker"):  # 0: a network handed in, not loaded here
             self.model_loads[row["worker"]] = max(loads, self.model_loads.get(row["worker"], 0))
         self.rows[index] = row
         self.done += 1
