@@ -27,6 +27,7 @@ _EXPORTS = {
     "SAMAutomaticMaskGenerator": ".segmentation.automatic_mask_generator",
     "InstanceSegmenter": ".segmentation.instance_segmenter",
     "masks_to_labels": ".segmentation.labels",
+    "segment_batch": ".segmentation.batch",
     "ImageEmbedding": ".model.embedding",
     "EmbeddingCache": ".model.embedding",
     "EmbeddingStore": ".model.embedding_store",
@@ -69,6 +70,7 @@ if TYPE_CHECKING:  # pragma: no cover
     from .model.loading import load_model
     from .model.network import SAMNetwork, build_sam
     from .segmentation.automatic_mask_generator import SAMAutomaticMaskGenerator
+    from .segmentation.batch import segment_batch
     from .segmentation.instance_segmenter import InstanceSegmenter
     from .segmentation.labels import masks_to_labels
     from .segmentation.precompute import precompute_embeddings

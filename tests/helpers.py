@@ -39,3 +39,20 @@ def save_official_checkpoint(config: SAMConfig, path: Path, seed: int = 0):
     sam = build_official_sam(config, seed=seed)
     torch.save(sam.state_dict(), path)
     return sam
+
+
+def write_cell_images(folder: Path, count: int, shape: tuple[int, int] = (48, 64)) -> list[Path]:
+    """``count`` small uint16 TIFFs ``cells_00.tif``, ... with two bright blobs that move."""
+    import numpy as np
+    import tifffile
+
+    folder.mkdir(parents=True, exist_ok=True)
+    yy, xx = np.mgrid[: shape[0], : shape[1]]
+    paths = []
+    for i in range(count):
+        image = 200 + 3000 * ((yy - 15 - i) ** 2 + (xx - 18) ** 2 < 60)
+        image = image + 2000 * ((yy - 30) ** 2 + (xx - 45 + 2 * i) ** 2 < 80)
+        path = folder / f"cells_{i:02d}.tif"
+        tifffile.imwrite(path, image.astype(np.uint16))
+        paths.append(path)
+    return paths

@@ -5,6 +5,7 @@ Subcommands::
     napari-sam-keras napari [IMAGE]               napari, the SAM widget, IMAGE or the sample
     napari-sam-keras predict IMAGE --point X,Y ... --box X0,Y0,X1,Y1 ... --out labels.tif
     napari-sam-keras auto IMAGE --out labels.tif  segment everything (automatic mask generator)
+    napari-sam-keras batch INPUTS... --out DIR    `auto` on many images, resumable, on dask
     napari-sam-keras sample --out sample.tif      write the sample image
 
 Everything but ``napari`` runs without napari or Qt being imported.  The Keras backend

@@ -267,6 +267,108 @@ def cmd_embed(args) -> int:
     return 0
 
 
+#: The generator options shared by ``auto`` and ``batch`` (parser._add_generator_options).
+GENERATOR_OPTIONS = (
+    "points_per_side",
+    "points_per_batch",
+    "pred_iou_thresh",
+    "stability_score_thresh",
+    "box_nms_thresh",
+    "crop_n_layers",
+    "min_mask_region_area",
+)
+
+
+class BatchDisplay:
+    """Progress of ``batch``: on a terminal, one line with a bar for the inputs and one for
+    the current input, log lines above it; elsewhere (a log file) one plain line per input."""
+
+    WIDTH = 20
+
+    def __init__(self, stream=None) -> None:
+        self.stream = sys.stderr if stream is None else stream
+        self.tty = bool(getattr(self.stream, "isatty", lambda: False)())
+        self.shown = False
+
+    @classmethod
+    def _bar(cls, done: int, total: int) -> str:
+        filled = cls.WIDTH * done // total if total else 0
+        return "[" + "#" * filled + "-" * (cls.WIDTH - filled) + "]"
+
+    def __call__(self, event) -> None:
+        if event.row is not None:
+            self._clear()
+            print(
+                self._row_line(event.row, event.inputs_done, event.inputs_total),
+                file=self.stream,
+                flush=True,
+            )
+        if not self.tty:
+            return
+        line = f"inputs {self._bar(event.inputs_done, event.inputs_total)} "
+        line += f"{event.inputs_done}/{event.inputs_total}"
+        if event.current is not None and event.row is None:
+            name = Path(event.current).name
+            plane = f" plane {event.plane + 1}/{event.planes}" if event.planes > 1 else ""
+            line += f" | {name}{plane} {self._bar(event.steps_done, event.steps_total)}"
+        self._clear()
+        print(line[:200], end="", file=self.stream, flush=True)
+        self.shown = True
+
+    @staticmethod
+    def _row_line(row, done: int, total: int) -> str:
+        where = f" [{row['worker']}]" if row.get("worker") else ""
+        if row["status"] == "done":
+            text = f"done {row['input']} -> {row['output']}: {row['objects']} objects in "
+            text += f"{float(row['seconds']):.1f} s{where}"
+        elif row["status"] == "skipped":
+            text = f"skipped {row['input']}: {row['output']} exists"
+        else:
+            text = f"FAILED {row['input']}: {row['message']}{where}"
+        return f"({done}/{total}) {text}"
+
+    def _clear(self) -> None:
+        if self.tty and self.shown:
+            print("\r\033[K", end="", file=self.stream)
+            self.shown = False
+
+    def close(self) -> None:
+        self._clear()
+        self.stream.flush()
+
+
+def cmd_batch(args) -> int:
+    from ..segmentation.batch import segment_batch
+
+    display = BatchDisplay()
+    try:
+        summary = segment_batch(
+            args.inputs,
+            args.out,
+            model=args.model,
+            mode=args.mode,
+            contrast_limits=args.contrast_limits,
+            all_planes=args.all_planes,
+            output_format=args.format,
+            overwrite=args.overwrite,
+            workers=args.workers,
+            scheduler=args.scheduler,
+            progress=display,
+            **{name: getattr(args, name) for name in GENERATOR_OPTIONS},
+        )
+    finally:
+        display.close()
+    counts = ", ".join(
+        f"{summary.count(status)} {status}"
+        for status in ("done", "skipped", "failed", "pending")
+        if summary.count(status) or status != "pending"
+    )
+    print(f"{len(summary.rows)} inputs: {counts}; summary: {summary.summary_path}")
+    if not summary.ok:
+        print(f"some inputs failed: see {summary.summary_path}", file=sys.stderr)
+    return 0 if summary.ok else 1
+
+
 def _sample(stack: bool) -> np.ndarray:
     try:
         from .. import sample_data

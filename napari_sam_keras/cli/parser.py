@@ -7,7 +7,7 @@ from pathlib import Path
 
 from ..model.config import DEFAULT_MODEL, MODEL_ENV_VAR
 from ..runtime.backend import DEFAULT_BACKEND, PROJECT_ENV_VAR, SUPPORTED_BACKENDS
-from .commands import cmd_auto, cmd_embed, cmd_napari, cmd_predict, cmd_sample
+from .commands import cmd_auto, cmd_batch, cmd_embed, cmd_napari, cmd_predict, cmd_sample
 from .prompt_args import AppendPrompt, parse_box, parse_pair, parse_point, parse_size
 
 
@@ -27,6 +27,7 @@ def build_parser() -> argparse.ArgumentParser:
     _add_predict(sub, [common, model, image, tiling])
     _add_auto(sub, [common, model, image, tiling])
     _add_embed(sub, [common, model])
+    _add_batch(sub, [common, model])
     _add_sample(sub, common)
     return parser
 
@@ -175,6 +176,51 @@ def _add_auto(sub, parents) -> None:
         description="Prompt SAM with a grid of points, keep the good masks and write them as "
         "a label image (0 = background).",
     )
+    _add_generator_options(p)
+    _add_instance_decoder_options(p)
+    p.set_defaults(func=cmd_auto)
+
+
+def _add_instance_decoder_options(p) -> None:
+    """``auto --mode ais``: micro-sam's instance decoder and its watershed thresholds."""
+    ais = p.add_argument_group(
+        "instance decoder (--mode ais; micro-sam models with a decoder, e.g. vit_b_lm)"
+    )
+    ais.add_argument(
+        "--mode",
+        choices=("amg", "ais"),
+        default="amg",
+        help="amg: the automatic mask generator (any SAM, default); ais: the model's "
+        "instance decoder + watershed (seconds instead of minutes)",
+    )
+    ais.add_argument(
+        "--decoder",
+        metavar="PATH",
+        help="micro-sam decoder file (default: inside the model file, or <model>_decoder.pt "
+        "beside it)",
+    )
+    ais.add_argument(
+        "--center-distance-thresh",
+        type=float,
+        metavar="F",
+        help="seeds where the centre distance is below F (default: micro-sam's for the model)",
+    )
+    ais.add_argument(
+        "--boundary-distance-thresh",
+        type=float,
+        metavar="F",
+        help="seeds where the boundary distance is below F (default: micro-sam's for the model)",
+    )
+    ais.add_argument(
+        "--min-size",
+        type=int,
+        metavar="PX",
+        help="remove objects smaller than PX pixels (default 100)",
+    )
+
+
+def _add_generator_options(p) -> None:
+    """The automatic mask generator's options (``auto`` and ``batch``)."""
     p.add_argument(
         "--points-per-side", type=int, default=32, metavar="N", help="grid size (default 32)"
     )
@@ -220,41 +266,80 @@ def _add_auto(sub, parents) -> None:
         metavar="PX",
         help="remove holes and islands smaller than PX pixels (default 0)",
     )
-    ais = p.add_argument_group(
-        "instance decoder (--mode ais; micro-sam models with a decoder, e.g. vit_b_lm)"
+
+
+def _add_batch(sub, parents) -> None:
+    p = sub.add_parser(
+        "batch",
+        parents=parents,
+        help="segment many images (files, folders, patterns); resumable; optionally on dask",
+        description="Segment every image of INPUTS as 'auto' does and write one label image "
+        "per input into --out DIR, plus DIR/summary.csv (input, output, status, objects, "
+        "seconds, worker, message). Outputs appear only when complete, so a run that is "
+        "interrupted is resumed by running it again: inputs whose output exists are skipped. "
+        "A bad input is reported and the others go on; the exit status is 0 only if every "
+        "input succeeded.",
+        epilog="examples:\n"
+        "  napari-sam-keras batch plate/ --out plate-labels\n"
+        "  napari-sam-keras batch 'data/**/*.tif' --out labels --all-planes --workers 2\n"
+        "  napari-sam-keras batch plate/ --out labels --scheduler tcp://server:8786",
+        formatter_class=argparse.RawDescriptionHelpFormatter,
     )
-    ais.add_argument(
+    p.add_argument(
+        "inputs",
+        nargs="+",
+        metavar="INPUT",
+        help="image files, folders (their .tif/.png/.jpg/.npy/... files) or glob patterns "
+        "(quote them; ** recurses)",
+    )
+    p.add_argument(
+        "--out", type=Path, required=True, metavar="DIR", help="folder of the label images"
+    )
+    p.add_argument(
         "--mode",
-        choices=("amg", "ais"),
+        choices=("amg",),
         default="amg",
-        help="amg: the automatic mask generator (any SAM, default); ais: the model's "
-        "instance decoder + watershed (seconds instead of minutes)",
+        help="amg: the automatic mask generator (default)",
     )
-    ais.add_argument(
-        "--decoder",
-        metavar="PATH",
-        help="micro-sam decoder file (default: inside the model file, or <model>_decoder.pt "
-        "beside it)",
+    p.add_argument(
+        "--all-planes",
+        action="store_true",
+        help="segment every plane of a stack (Z, Y, X) into a label stack (else a stack is "
+        "reported as a failed input)",
     )
-    ais.add_argument(
-        "--center-distance-thresh",
-        type=float,
-        metavar="F",
-        help="seeds where the centre distance is below F (default: micro-sam's for the model)",
+    p.add_argument(
+        "--format",
+        choices=("tiff", "ome-zarr"),
+        default="tiff",
+        help="label image format: tiff (INPUT-labels.tif, default) or ome-zarr "
+        "(INPUT-labels.ome.zarr, NGFF 0.4)",
     )
-    ais.add_argument(
-        "--boundary-distance-thresh",
-        type=float,
-        metavar="F",
-        help="seeds where the boundary distance is below F (default: micro-sam's for the model)",
+    p.add_argument(
+        "--contrast-limits",
+        type=parse_pair,
+        metavar="LO,HI",
+        help="intensity range mapped to black..white (default: each image's min..max "
+        "for non-8-bit images)",
     )
-    ais.add_argument(
-        "--min-size",
+    p.add_argument(
+        "--overwrite",
+        action="store_true",
+        help="segment again the inputs whose label image exists (else they are skipped)",
+    )
+    where = p.add_mutually_exclusive_group()
+    where.add_argument(
+        "--workers",
         type=int,
-        metavar="PX",
-        help="remove objects smaller than PX pixels (default 100)",
+        metavar="N",
+        help="run on a local dask cluster of N worker processes (needs dask.distributed)",
     )
-    p.set_defaults(func=cmd_auto)
+    where.add_argument(
+        "--scheduler",
+        metavar="ADDRESS",
+        help="run on an existing dask cluster, e.g. tcp://server:8786",
+    )
+    _add_generator_options(p)
+    p.set_defaults(func=cmd_batch)
 
 
 def _add_embed(sub, parents) -> None:

@@ -8,7 +8,9 @@ interruption leaves the old file or the new one, never part of one.
 
 from __future__ import annotations
 
+import glob
 import os
+import shutil
 import tempfile
 from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
@@ -50,6 +52,25 @@ def check_output(
     return path
 
 
+def _usual_mode(path: Path, full: int) -> None:
+    """Give a temporary file (0600) or folder (0700) the mode a plain ``open``/``mkdir``
+    would have given it (``full`` less the umask), so others can read the output."""
+    os.chmod(path, full & ~_umask())
+
+
+def _umask() -> int:
+    try:  # Linux: read it, without setting it (os.umask sets it for every thread)
+        with open("/proc/self/status") as fh:
+            for line in fh:
+                if line.startswith("Umask:"):
+                    return int(line.split()[1], 8)
+    except (OSError, ValueError):
+        pass
+    umask = os.umask(0o022)
+    os.umask(umask)
+    return umask
+
+
 @contextmanager
 def atomic_write(path: str | os.PathLike, suffix: str | None = None) -> Iterator[Path]:
     """Yield a temporary path beside ``path``; rename it to ``path`` when the block succeeds.
@@ -65,7 +86,66 @@ def atomic_write(path: str | os.PathLike, suffix: str | None = None) -> Iterator
     tmp_path = Path(tmp)
     try:
         yield tmp_path
+        _usual_mode(tmp_path, 0o666)
         os.replace(tmp_path, path)
     except BaseException:
         tmp_path.unlink(missing_ok=True)
         raise
+
+
+@contextmanager
+def atomic_directory(path: str | os.PathLike) -> Iterator[Path]:
+    """Yield a new temporary folder beside ``path``; rename it to ``path`` when the block succeeds.
+
+    For outputs that are folders (OME-Zarr).  The temporary folder is named like
+    :func:`atomic_write`'s temporary files, so :func:`leftover_partials` finds it after a
+    crash.  An existing ``path`` is moved aside first and removed once the new one is in place,
+    so a reader sees the old folder, the new one or none, never a half-written one.
+    """
+    path = Path(path)
+    tmp = Path(
+        tempfile.mkdtemp(prefix=f".{path.stem}.", suffix=f".partial{path.suffix}", dir=path.parent)
+    )
+    try:
+        yield tmp
+        _usual_mode(tmp, 0o777)
+        old = None
+        if path.exists():
+            old = Path(
+                tempfile.mkdtemp(
+                    prefix=f".{path.stem}.", suffix=f".partial{path.suffix}", dir=path.parent
+                )
+            )
+            os.replace(path, old / path.name)
+        os.replace(tmp, path)
+        if old is not None:
+            shutil.rmtree(old, ignore_errors=True)
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
+
+
+def leftover_partials(path: str | os.PathLike) -> list[Path]:
+    """Temporary files or folders of :func:`atomic_write` / :func:`atomic_directory` for
+    ``path`` that an interrupted process (killed, machine gone) left behind."""
+    path = Path(path)
+    if not path.parent.is_dir():
+        return []
+    # tempfile names are prefix + 8 random characters + suffix
+    pattern = f".{glob.escape(path.stem)}.????????.partial{glob.escape(path.suffix)}"
+    return sorted(path.parent.glob(pattern))
+
+
+def remove_leftover_partials(path: str | os.PathLike) -> int:
+    """Delete :func:`leftover_partials` of ``path``; return how many were removed.
+
+    Only for outputs that no other running process is writing.
+    """
+    count = 0
+    for leftover in leftover_partials(path):
+        if leftover.is_dir():
+            shutil.rmtree(leftover, ignore_errors=True)
+        else:
+            leftover.unlink(missing_ok=True)
+        count += 1
+    return count

@@ -134,18 +134,23 @@ def check_label_path(path: Path) -> Path:
     return path
 
 
+def smallest_unsigned(labels: np.ndarray) -> np.ndarray:
+    """Labels (non-negative integers) as the smallest unsigned dtype that holds them."""
+    labels = np.asarray(labels)
+    top = int(labels.max()) if labels.size else 0
+    dtype = np.uint8 if top < 2**8 else np.uint16 if top < 2**16 else np.uint32
+    return labels.astype(dtype, copy=False)
+
+
 def write_labels(path: Path, labels: np.ndarray) -> Path:
     """Write a label image atomically; the dtype is the smallest unsigned one that holds it.
 
     The caller decides whether ``path`` may be replaced (:func:`check_output`).
     """
-    labels = np.asarray(labels)
-    top = int(labels.max()) if labels.size else 0
-    dtype = np.uint8 if top < 2**8 else np.uint16 if top < 2**16 else np.uint32
-    labels = labels.astype(dtype, copy=False)
+    labels = smallest_unsigned(labels)
     path = check_label_path(path)
-    if path.suffix.lower() == ".png" and dtype == np.uint32:
-        raise ImageError(f"{top} labels do not fit in a PNG; write a .tif instead")
+    if path.suffix.lower() == ".png" and labels.dtype == np.uint32:
+        raise ImageError(f"{int(labels.max())} labels do not fit in a PNG; write a .tif instead")
     write_array(path, labels, compression=True)
     return path
 

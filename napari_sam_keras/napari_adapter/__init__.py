@@ -2,6 +2,7 @@
 
 * :class:`~.interactive_widget.InteractiveSegmentationWidget`: points/boxes -> labels.
 * :class:`~.automatic_widget.AutomaticSegmentationWidget`: everything on a slice -> labels.
+* :class:`~.series_widget.ImageSeriesWidget`: a folder of images, one after the other.
 
 The widgets hold no model logic; they read layers, run the core in a worker
 thread and write results into Labels layers (undoable, never overwriting).
@@ -17,12 +18,15 @@ from __future__ import annotations
 PLUGIN_NAME = "napari-sam-keras"
 INTERACTIVE_WIDGET = "Interactive segmentation"
 AUTOMATIC_WIDGET = "Automatic segmentation"
+SERIES_WIDGET = "Image series"
 
 __all__ = [
     "AUTOMATIC_WIDGET",
     "INTERACTIVE_WIDGET",
     "PLUGIN_NAME",
+    "SERIES_WIDGET",
     "AutomaticSegmentationWidget",
+    "ImageSeriesWidget",
     "InteractiveSegmentationWidget",
 ]
 
@@ -36,4 +40,8 @@ def __getattr__(name: str):
         from .automatic_widget import AutomaticSegmentationWidget
 
         return AutomaticSegmentationWidget
+    if name == "ImageSeriesWidget":
+        from .series_widget import ImageSeriesWidget
+
+        return ImageSeriesWidget
     raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

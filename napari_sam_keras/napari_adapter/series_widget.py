@@ -1,0 +1,199 @@
+"""The "Image series" dock widget: annotate a folder of images one after the other.
+
+Choose a folder; its images open one at a time with their saved labels (or empty ones).
+**Save and next** (PageDown) saves the labels atomically, marks the image done and opens
+the next one; **Previous** (PageUp) saves and goes back.  The position and the done images
+are remembered in the folder (``sam-labels/series.json``), so reopening the folder in a
+new napari session continues where the user stopped.  The interactive and automatic
+widgets work on the current image: the series' Labels layer stays the same layer (its data
+is replaced), and each image gets a new Image layer (so no embedding of another image is
+ever reused for it).
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+import numpy as np
+from magicgui.widgets import CheckBox, Container, FileEdit, Label, PushButton
+
+from ..files.image_series import ImageSeries, labels_shape
+from .layer_choices import resolve_viewer
+from .notifications import USER_ERRORS, report_error, report_info
+
+if TYPE_CHECKING:  # pragma: no cover
+    import napari
+
+NEXT_KEY = "PageDown"
+PREVIOUS_KEY = "PageUp"
+
+
+class ImageSeriesWidget(Container):
+    """Step through the images of a folder, saving each one's labels (dock widget).
+
+    Value widgets: ``folder``, ``skip_done``, ``done``.  Buttons: ``open_button``,
+    ``previous_button``, ``next_button``, ``save_button``.  Keys: PageDown (save and next),
+    PageUp (previous).
+    """
+
+    def __init__(self, napari_viewer: napari.viewer.Viewer | None = None) -> None:
+        super().__init__()
+        self.viewer = resolve_viewer(napari_viewer)
+        self.series: ImageSeries | None = None
+        self.image_layer = None
+        self.labels_layer = None
+
+        self._folder_w = FileEdit(name="folder", mode="d", label="folder")
+        self._folder_w.tooltip = "The folder of images; labels go to its sam-labels folder."
+        self.open_button = PushButton(name="open_button", text="Open folder")
+        self._status_w = Label(name="status", value="No folder open.")
+        self._done_w = CheckBox(name="done", text="this image is done")
+        self._skip_w = CheckBox(name="skip_done", text="skip done images", value=False)
+        self.previous_button = PushButton(name="previous_button", text=f"Previous ({PREVIOUS_KEY})")
+        self.next_button = PushButton(name="next_button", text=f"Save and next ({NEXT_KEY})")
+        self.save_button = PushButton(name="save_button", text="Save labels")
+        self.extend(
+            [
+                self._folder_w,
+                self.open_button,
+                self._status_w,
+                self._done_w,
+                self._skip_w,
+                Container(
+                    widgets=[self.previous_button, self.next_button],
+                    layout="horizontal",
+                    labels=False,
+                ),
+                self.save_button,
+            ]
+        )
+        self.open_button.changed.connect(lambda: self._guarded(self.open, self._folder_w.value))
+        self.previous_button.changed.connect(lambda: self._guarded(self.previous))
+        self.next_button.changed.connect(lambda: self._guarded(self.next))
+        self.save_button.changed.connect(lambda: self._guarded(self.save))
+        self._done_w.changed.connect(self._on_done_toggled)
+        self.viewer.bind_key(NEXT_KEY, lambda _viewer: self._guarded(self.next), overwrite=True)
+        self.viewer.bind_key(
+            PREVIOUS_KEY, lambda _viewer: self._guarded(self.previous), overwrite=True
+        )
+        self._update_controls()
+
+    # --- actions ---------------------------------------------------------------------------
+
+    def open(self, folder: str | Path) -> None:
+        """Open a folder of images at the image where the series was left."""
+        self.series = ImageSeries(folder)
+        self._folder_w.value = str(folder)
+        self._show()
+
+    def next(self) -> bool:
+        """Save the labels, mark the image done and open the next one; False at the end."""
+        series = self._require_series()
+        self._save(done=True)
+        index = series.neighbour(+1, skip_done=self._skip_w.value)
+        if index is None:
+            report_info("SAM: this is the last image of the series; its labels are saved.")
+            self._update_controls()
+            return False
+        series.go_to(index)
+        self._show()
+        return True
+
+    def previous(self) -> bool:
+        """Save the labels and open the previous image; False at the start."""
+        series = self._require_series()
+        self._save(done=None)
+        index = series.neighbour(-1, skip_done=self._skip_w.value)
+        if index is None:
+            report_info("SAM: this is the first image of the series; its labels are saved.")
+            return False
+        series.go_to(index)
+        self._show()
+        return True
+
+    def save(self) -> Path:
+        """Save the current labels (atomically) without moving."""
+        self._require_series()
+        return self._save(done=None)
+
+    # --- helpers ---------------------------------------------------------------------------
+
+    def _require_series(self) -> ImageSeries:
+        if self.series is None:
+            from ..errors import SAMError
+
+            raise SAMError("Open a folder of images first.")
+        return self.series
+
+    def _guarded(self, action, *args):
+        try:
+            return action(*args)
+        except USER_ERRORS as exc:
+            report_error(exc)
+        except OSError as exc:
+            report_error(f"SAM: cannot read or write a file: {exc}")
+        return None
+
+    def _save(self, done: bool | None) -> Path:
+        series = self.series
+        if self.labels_layer is None or self.labels_layer not in self.viewer.layers:
+            from ..errors import SAMError
+
+            raise SAMError("The series' Labels layer was deleted; reopen the folder.")
+        path = series.save_labels(np.asarray(self.labels_layer.data))
+        if done is not None:
+            series.set_done(done)
+        series.save_state()
+        return path
+
+    def _show(self) -> None:
+        """Open the series' current image and its labels in the viewer."""
+        series = self.series
+        image = series.read_image()
+        saved = series.read_labels()
+        shape = labels_shape(image)
+        labels = np.zeros(shape, np.int32) if saved is None else saved.astype(np.int32)
+        if labels.shape != shape:
+            from ..errors import SAMError
+
+            raise SAMError(
+                f"the saved labels {series.label_path()} have shape {labels.shape}, the image "
+                f"{shape}"
+            )
+        name = series.current.name
+        old = self.image_layer
+        if old is not None and old in self.viewer.layers:
+            self.viewer.layers.remove(old)
+        # a new Image layer per image: embeddings are cached per layer and data
+        self.image_layer = self.viewer.add_image(image, name=name, rgb=len(shape) < image.ndim)
+        self.viewer.layers.move(self.viewer.layers.index(self.image_layer), 0)
+        if self.labels_layer is None or self.labels_layer not in self.viewer.layers:
+            self.labels_layer = self.viewer.add_labels(labels, name=f"{Path(name).stem} labels")
+        else:
+            self.labels_layer.data = labels
+            self.labels_layer.name = f"{Path(name).stem} labels"
+        self.viewer.reset_view()
+        self._update_controls()
+
+    def _update_controls(self) -> None:
+        series = self.series
+        opened = series is not None
+        for button in (self.previous_button, self.next_button, self.save_button, self._done_w):
+            button.enabled = opened
+        if not opened:
+            return
+        done = series.is_done()
+        self._status_w.value = (
+            f"{series.index + 1}/{len(series.images)}: {series.current.name}"
+            f"{' (done)' if done else ''} - {len(series.done)} done"
+        )
+        with self._done_w.changed.blocked():
+            self._done_w.value = done
+
+    def _on_done_toggled(self, value: bool) -> None:
+        if self.series is None:
+            return
+        self.series.set_done(bool(value))
+        self._guarded(self.series.save_state)
+        self._update_controls()

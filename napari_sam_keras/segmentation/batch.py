@@ -1,0 +1,558 @@
+"""Segment many images: one label image per input, resumable, in-process or on dask.distributed.
+
+:func:`segment_batch` runs the automatic mask generator on every input exactly as
+``napari-sam-keras auto`` does on one file (same generator, same ``masks_to_labels``, same
+label dtype), and writes
+
+* one label image per input into ``out_dir`` (``<stem>-labels.tif``, or
+  ``<stem>-labels.ome.zarr``), each written to a temporary name and renamed when complete,
+  with the settings it was made with stored inside;
+* ``summary.csv``: input, output, status (``done``, ``skipped``, ``failed``, ``pending``),
+  objects found, seconds, worker, message; rewritten atomically as the run goes.
+
+An input whose output exists (it can only exist complete) is skipped, so an interrupted run
+is resumed by running it again.  A bad input is reported in the summary and the run goes on.
+
+With ``workers=N`` a dask ``LocalCluster`` of N processes does the work; with
+``scheduler=ADDRESS`` an existing dask cluster does.  Each worker process loads the model
+once (a per-process cache keyed by model source and backend) and is handed one image at a
+time; results come back as files, and only a small row per image through the scheduler.
+With neither, everything runs in this process and dask is not imported.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import socket
+import threading
+import time
+from collections.abc import Callable, Iterable, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from ..errors import ImageError, ModelLoadError, OperationCancelled, SAMError
+from ..files.atomic_write import remove_leftover_partials
+from ..files.batch_files import (
+    SUMMARY_NAME,
+    check_format,
+    find_inputs,
+    output_names,
+    read_output_record,
+    write_label_output,
+    write_summary,
+)
+from ..files.image_files import read_image, select_plane
+from ..model.config import DEFAULT_MODEL, MODEL_ENV_VAR, PRESETS
+
+#: Segmentation modes; the instance decoder and tiling add theirs here.
+MODES = ("amg",)
+#: Generator options that are not plain numbers cannot be stored with the output.
+_NOT_BATCH_OPTIONS = ("model_or_predictor", "point_grids", "output_mode")
+#: Seconds between rewrites of summary.csv while a run goes on (and once at its end).
+SUMMARY_INTERVAL_S = 2.0
+
+STATUS_DONE, STATUS_SKIPPED, STATUS_FAILED, STATUS_PENDING = "done", "skipped", "failed", "pending"
+
+
+@dataclass(frozen=True)
+class BatchTask:
+    """One input's work, small enough to hand to a dask worker."""
+
+    input: str
+    output: str
+    settings: dict[str, Any]
+    backend: str | None = None
+
+
+@dataclass
+class BatchProgress:
+    """What :func:`segment_batch` reports to its ``progress`` callback.
+
+    ``inputs_done`` of ``inputs_total`` are finished (done, skipped or failed).  In-process,
+    the input being segmented is ``current``, at plane ``plane`` of ``planes`` and point
+    batch ``steps_done`` of ``steps_total`` of that plane; ``row`` is the summary row of
+    the input that just finished (None otherwise).
+    """
+
+    inputs_done: int
+    inputs_total: int
+    current: str | None = None
+    plane: int = 0
+    planes: int = 0
+    steps_done: int = 0
+    steps_total: int = 0
+    row: dict[str, Any] | None = None
+
+
+@dataclass
+class BatchSummary:
+    """The result of :func:`segment_batch`: one row per input, as in ``summary.csv``."""
+
+    rows: list[dict[str, Any]]
+    summary_path: Path
+    #: How many times each worker process (``host:pid``) loaded the model.
+    model_loads: dict[str, int] = field(default_factory=dict)
+
+    def count(self, status: str) -> int:
+        return sum(row["status"] == status for row in self.rows)
+
+    @property
+    def ok(self) -> bool:
+        """Whether every input is done or skipped (none failed, none left pending)."""
+        return all(row["status"] in (STATUS_DONE, STATUS_SKIPPED) for row in self.rows)
+
+
+ProgressCallback = Callable[[BatchProgress], Any]
+
+
+def segment_batch(
+    inputs: Iterable[str | os.PathLike] | str | os.PathLike,
+    out_dir: str | os.PathLike,
+    model: Any = None,
+    mode: str = "amg",
+    *,
+    points_per_side: int = 32,
+    points_per_batch: int = 64,
+    pred_iou_thresh: float = 0.88,
+    stability_score_thresh: float = 0.95,
+    box_nms_thresh: float = 0.7,
+    crop_n_layers: int = 0,
+    min_mask_region_area: int = 0,
+    contrast_limits: tuple[float, float] | None = None,
+    all_planes: bool = False,
+    output_format: str = "tiff",
+    overwrite: bool = False,
+    workers: int | None = None,
+    scheduler: str | None = None,
+    progress: ProgressCallback | None = None,
+    **generator_options: float | int,
+) -> BatchSummary:
+    """Segment every image of ``inputs`` into ``out_dir``; see the module docstring.
+
+    Args:
+        inputs: image files, folders (their image files) and glob patterns.
+        out_dir: folder of the label images and ``summary.csv`` (created if missing).
+        model: a model source (preset name or checkpoint path, as for
+            :func:`~napari_sam_keras.load_model`; default ``$NAPARI_SAM_KERAS_MODEL`` or
+            the default preset), or, in-process only, a loaded ``SAMNetwork``.
+        mode: ``"amg"``: the automatic mask generator.
+        points_per_side, ...: the generator's options, as for ``napari-sam-keras auto``;
+            further scalar options of :class:`SAMAutomaticMaskGenerator` go in
+            ``generator_options``.
+        contrast_limits: intensity range mapped to 0..255 (default: each plane's min..max
+            for non-8-bit images).
+        all_planes: segment every plane of a stack (Z, Y, X[, C]) into a label stack, the
+            labels of each plane numbered after those of the planes before it.  Without it
+            a stack is a failed input.
+        output_format: ``"tiff"`` or ``"ome-zarr"`` (NGFF 0.4).
+        overwrite: segment again inputs whose output exists (else they are skipped).
+        workers: run on a local dask cluster of this many worker processes.
+        scheduler: run on the existing dask cluster at this address.
+        progress: called with a :class:`BatchProgress` as work goes on; raising
+            :class:`~napari_sam_keras.OperationCancelled` stops the run (finished outputs
+            stay, summary.csv is written).
+
+    Returns:
+        A :class:`BatchSummary`; ``summary.ok`` is False if any input failed.
+    """
+    if mode not in MODES:
+        raise SAMError(f"unknown mode {mode!r}: use one of {', '.join(MODES)}")
+    if workers is not None and scheduler is not None:
+        raise SAMError("give workers or scheduler, not both")
+    if workers is not None and workers < 1:
+        raise SAMError(f"workers must be at least 1, got {workers}")
+    check_format(output_format)
+    options = _generator_settings(
+        points_per_side=points_per_side,
+        points_per_batch=points_per_batch,
+        pred_iou_thresh=pred_iou_thresh,
+        stability_score_thresh=stability_score_thresh,
+        box_nms_thresh=box_nms_thresh,
+        crop_n_layers=crop_n_layers,
+        min_mask_region_area=min_mask_region_area,
+        **generator_options,
+    )
+    distributed = workers is not None or scheduler is not None
+    network = None
+    if model is not None and not isinstance(model, (str, os.PathLike)):
+        if distributed:
+            raise SAMError(
+                "with workers or scheduler, give the model as a source (a preset name or a "
+                "checkpoint path) that each worker loads, not a loaded network"
+            )
+        network = model
+        source = _source_name(getattr(model, "name", "model"))
+    else:
+        source = _check_source(model)
+    settings = {
+        "mode": mode,
+        "model": source,
+        "generator": options,
+        "all_planes": bool(all_planes),
+        "contrast_limits": None if contrast_limits is None else [float(v) for v in contrast_limits],
+    }
+
+    if isinstance(inputs, (str, os.PathLike)):
+        inputs = [inputs]
+    out_dir = Path(out_dir)
+    if out_dir.exists() and not out_dir.is_dir():
+        raise SAMError(f"the output folder {out_dir} is a file")
+    files, problems = find_inputs(inputs, exclude=out_dir)
+    if not files and not problems:
+        raise SAMError("no inputs given")
+    out_dir.mkdir(parents=True, exist_ok=True)
+    backend = _backend_name()
+    names = output_names(files, output_format)
+    tasks = [
+        # absolute: a worker of a cluster may run in another folder
+        BatchTask(os.path.abspath(path), os.path.abspath(out_dir / name), settings, backend)
+        for path, name in zip(files, names, strict=True)
+    ]
+    for task in tasks:  # temporaries of a run that was killed
+        remove_leftover_partials(task.output)
+
+    rows: list[dict[str, Any]] = [_row(task, STATUS_PENDING) for task in tasks]
+    rows += [
+        {"input": text, "output": "", "status": STATUS_FAILED, "message": message}
+        for text, message in problems
+    ]
+    run = _Run(rows, out_dir / SUMMARY_NAME, len(problems), progress)
+    todo = []
+    for index, task in enumerate(tasks):
+        existing = None if overwrite else _existing_output(task)
+        if existing is None:
+            todo.append(index)
+        else:
+            run.finish(index, existing)
+    run.write_summary()
+    try:
+        if not todo:
+            pass
+        elif distributed:
+            _run_distributed(tasks, todo, run, workers, scheduler)
+        else:
+            _run_in_process(tasks, todo, run, network)
+    finally:
+        run.write_summary()
+    return BatchSummary(rows, run.summary_path, dict(run.model_loads))
+
+
+# --- settings ----------------------------------------------------------------------------
+
+
+def _generator_settings(**options: Any) -> dict[str, Any]:
+    """The generator's options, checked before any work (``auto``'s limits)."""
+    import inspect
+
+    from .automatic_mask_generator import SAMAutomaticMaskGenerator
+
+    known = set(inspect.signature(SAMAutomaticMaskGenerator).parameters) - set(_NOT_BATCH_OPTIONS)
+    unknown = sorted(set(options) - known)
+    if unknown:
+        raise SAMError(f"unknown generator option(s): {', '.join(unknown)}")
+    for name, low in (
+        ("points_per_side", 1),
+        ("points_per_batch", 1),
+        ("crop_n_layers", 0),
+        ("min_mask_region_area", 0),
+        ("crop_n_points_downscale_factor", 1),
+    ):
+        if name in options and options[name] < low:
+            raise SAMError(f"{name} must be at least {low}")
+    for name, value in options.items():
+        if isinstance(value, bool) or not isinstance(value, (int, float, np.integer, np.floating)):
+            raise SAMError(f"generator option {name} must be a number, got {value!r}")
+    return {
+        name: int(value) if isinstance(value, (int, np.integer)) else float(value)
+        for name, value in sorted(options.items())
+    }
+
+
+def _source_name(text: str) -> str:
+    path = Path(text).expanduser()
+    return os.path.abspath(path) if path.exists() else text
+
+
+def _check_source(model: str | os.PathLike | None) -> str:
+    text = os.fspath(model) if model is not None else None
+    text = text or os.environ.get(MODEL_ENV_VAR) or DEFAULT_MODEL
+    if text not in PRESETS and not Path(text).expanduser().exists():
+        raise ModelLoadError(
+            f"Model {text!r} not found: it is neither an existing file or directory nor a "
+            f"preset name ({', '.join(PRESETS)})."
+        )
+    return _source_name(text)
+
+
+def _backend_name() -> str:
+    """The Keras backend of this process (the active one once Keras is imported)."""
+    import sys
+
+    from ..runtime.backend import requested_backend
+
+    if "keras" in sys.modules:
+        return sys.modules["keras"].backend.backend()
+    return requested_backend()
+
+
+# --- the run: rows, summary, progress ----------------------------------------------------
+
+
+def _row(task: BatchTask, status: str, **values: Any) -> dict[str, Any]:
+    return {
+        "input": task.input,
+        "output": task.output,
+        "status": status,
+        "objects": "",
+        "seconds": "",
+        "worker": "",
+        "message": "",
+        **values,
+    }
+
+
+class _Run:
+    """The rows of a run, its summary.csv (rewritten at most every few seconds) and its
+    progress reports."""
+
+    def __init__(
+        self,
+        rows: list[dict[str, Any]],
+        summary_path: Path,
+        finished: int,
+        progress: ProgressCallback | None,
+    ) -> None:
+        self.rows = rows
+        self.summary_path = summary_path
+        self.done = finished
+        self.progress = progress
+        self.model_loads: dict[str, int] = {}
+        self._written = 0.0
+
+    def report(self, **values: Any) -> None:
+        if self.progress is not None:
+            self.progress(BatchProgress(self.done, len(self.rows), **values))
+
+    def finish(self, index: int, row: dict[str, Any]) -> None:
+        loads = row.pop("model_loads", None)
+        if loads and row.get("worker"):  # 0: a network handed in, not loaded here
+            self.model_loads[row["worker"]] = max(loads, self.model_loads.get(row["worker"], 0))
+        self.rows[index] = row
+        self.done += 1
+        if time.monotonic() - self._written > SUMMARY_INTERVAL_S:
+            self.write_summary()
+        self.report(row=row)
+
+    def write_summary(self) -> None:
+        write_summary(self.summary_path, self.rows)
+        self._written = time.monotonic()
+
+
+def _existing_output(task: BatchTask) -> dict[str, Any] | None:
+    """The row of an input whose output exists: skipped, or failed if it was made otherwise."""
+    path = Path(task.output)
+    if not path.exists():
+        return None
+    try:
+        record = read_output_record(path)
+    except ImageError as exc:
+        return _row(
+            task,
+            STATUS_FAILED,
+            message=f"{exc}; delete it or run with overwrite to replace it",
+        )
+    if record.get("settings") != task.settings:
+        changed = sorted(
+            key
+            for key in set(task.settings) | set(record.get("settings") or {})
+            if (record.get("settings") or {}).get(key) != task.settings.get(key)
+        )
+        return _row(
+            task,
+            STATUS_FAILED,
+            message=f"the output exists but was made with other settings ({', '.join(changed)}); "
+            "use another output folder, or overwrite to replace it",
+        )
+    return _row(task, STATUS_SKIPPED, objects=record.get("objects", ""), message="output exists")
+
+
+def _run_in_process(
+    tasks: Sequence[BatchTask], todo: Sequence[int], run: _Run, network: Any
+) -> None:
+    if network is None:  # a model that cannot be loaded fails the run, not every input
+        first = tasks[todo[0]]
+        _generator(first.settings, first.backend)
+    for index in todo:
+        task = tasks[index]
+        run.report(current=task.input)
+
+        def progress(plane, planes, done, total, _task=task):
+            run.report(
+                current=_task.input, plane=plane, planes=planes, steps_done=done, steps_total=total
+            )
+
+        run.finish(index, segment_input(task, network=network, progress=progress))
+
+
+def _run_distributed(
+    tasks: Sequence[BatchTask],
+    todo: Sequence[int],
+    run: _Run,
+    workers: int | None,
+    scheduler: str | None,
+) -> None:
+    try:
+        from distributed import Client, LocalCluster, as_completed
+    except ImportError as exc:
+        raise SAMError(
+            "workers and scheduler need dask.distributed: pip install 'napari-sam-keras[batch]'"
+        ) from exc
+    import logging
+    import uuid
+    from contextlib import ExitStack
+
+    with ExitStack() as stack:
+        if scheduler is not None:
+            try:
+                client = stack.enter_context(Client(scheduler, timeout="30s"))
+            except OSError as exc:
+                raise SAMError(f"cannot reach the dask scheduler at {scheduler}: {exc}") from exc
+        else:
+            cluster = stack.enter_context(
+                LocalCluster(
+                    n_workers=workers,
+                    threads_per_worker=1,
+                    processes=True,
+                    dashboard_address=None,
+                    silence_logs=logging.ERROR,
+                )
+            )
+            client = stack.enter_context(Client(cluster))
+        run_id = uuid.uuid4().hex[:8]
+        futures = {
+            client.submit(
+                segment_input, tasks[index], key=f"segment-input-{run_id}-{index}", pure=False
+            ): index
+            for index in todo
+        }
+        try:
+            for future in as_completed(futures):
+                index = futures[future]
+                try:
+                    row = future.result()
+                except Exception as exc:  # the worker died (again and again), lost, ...
+                    row = _row(tasks[index], STATUS_FAILED, message=f"{type(exc).__name__}: {exc}")
+                finally:
+                    future.release()
+                run.finish(index, row)
+        except BaseException:
+            client.cancel(list(futures))
+            raise
+
+
+# --- one input, in this process or on a worker --------------------------------------------
+
+_LOCK = threading.Lock()
+_NETWORKS: dict[tuple[str, str | None], Any] = {}
+_GENERATORS: dict[tuple[str, str | None, str], Any] = {}
+#: How many times this process loaded each model (source, backend); reported per row.
+_LOADS: dict[tuple[str, str | None], int] = {}
+
+
+def _generator(settings: dict[str, Any], backend: str | None, network: Any = None):
+    """The process's generator for these settings, loading the model once per process."""
+    from .automatic_mask_generator import SAMAutomaticMaskGenerator
+
+    model_key = (settings["model"], backend)
+    key = (*model_key, json.dumps(settings["generator"], sort_keys=True))
+    with _LOCK:
+        if network is not None:
+            return SAMAutomaticMaskGenerator(network, **settings["generator"])
+        if key not in _GENERATORS:
+            if model_key not in _NETWORKS:
+                from ..model.loading import load_model
+                from ..runtime.backend import ensure_backend
+
+                ensure_backend(backend)
+                _NETWORKS[model_key] = load_model(settings["model"])
+                _LOADS[model_key] = _LOADS.get(model_key, 0) + 1
+            _GENERATORS[key] = SAMAutomaticMaskGenerator(
+                _NETWORKS[model_key], **settings["generator"]
+            )
+        return _GENERATORS[key]
+
+
+def _planes(image: np.ndarray, all_planes: bool, path: Path) -> tuple[list[np.ndarray], bool]:
+    """The 2D planes to segment (the image itself, or every plane of a stack), and whether
+    the image is a stack."""
+    rgb = image.ndim >= 3 and image.shape[-1] in (1, 3, 4)
+    if image.ndim == (4 if rgb else 3):
+        if not all_planes:
+            raise ImageError(
+                f"a stack of shape {image.shape}: segment every plane with all_planes "
+                "(--all-planes)"
+            )
+        return [select_plane(image, z, path) for z in range(image.shape[0])], True
+    return [select_plane(image, None, path)], False
+
+
+def _worker_name() -> str:
+    return f"{socket.gethostname()}:{os.getpid()}"
+
+
+def segment_input(
+    task: BatchTask,
+    network: Any = None,
+    progress: Callable[[int, int, int, int], Any] | None = None,
+) -> dict[str, Any]:
+    """Segment one input and write its output; return its summary row.
+
+    What ``napari-sam-keras auto`` does for one file (for a stack: for each plane).  Any
+    failure of this input (unreadable, wrong shape, ...) becomes a ``failed`` row; only a
+    cancel or an interrupt propagates.  ``progress(plane, planes, done, total)`` reports
+    the point batches of each plane.
+    """
+    from .labels import masks_to_labels
+
+    start = time.perf_counter()
+    settings = task.settings
+    row = _row(task, STATUS_FAILED, worker=_worker_name())
+    try:
+        path = Path(task.input)
+        planes, is_stack = _planes(read_image(path), settings["all_planes"], path)
+        generator = _generator(settings, task.backend, network)
+        limits = settings["contrast_limits"]
+        limits = None if limits is None else tuple(limits)
+        stack = []
+        offset = 0
+        for z, plane in enumerate(planes):
+            step = None if progress is None else (lambda d, t, z=z: progress(z, len(planes), d, t))
+            records = generator.generate(plane, progress=step, contrast_limits=limits)
+            labels = masks_to_labels(records, shape=plane.shape[:2]).astype(np.int64)
+            if offset:
+                labels[labels > 0] += offset
+            offset = max(offset, int(labels.max()) if labels.size else 0)
+            stack.append(labels)
+        labels = np.stack(stack) if is_stack else stack[0]
+        objects = int(np.unique(labels[labels > 0]).size)
+        record = {
+            "settings": settings,
+            "input": os.path.abspath(task.input),
+            "objects": objects,
+            "backend": task.backend,
+        }
+        write_label_output(Path(task.output), labels, record)
+        row.update(status=STATUS_DONE, objects=objects)
+    except (OperationCancelled, KeyboardInterrupt):
+        raise
+    except SAMError as exc:
+        row["message"] = str(exc)
+    except Exception as exc:  # a bad file must not stop the other inputs
+        row["message"] = f"{type(exc).__name__}: {exc}"
+    row["seconds"] = round(time.perf_counter() - start, 3)
+    row["model_loads"] = _LOADS.get((settings["model"], task.backend), 0)
+    return row
