@@ -29,8 +29,8 @@ from .notifications import report_outcome
 from .status_line import StatusLine
 
 
-class _Relay(QObject):
-    """Carries progress from the worker thread to the GUI thread (queued signals)."""
+class Relay(QObject):
+    """Calls ``on_change()`` on the GUI thread when ``changed`` is emitted from any thread."""
 
     changed = Signal()
 
@@ -154,7 +154,7 @@ class Task:
         self.on_finished = on_finished
         self.on_progress = on_progress
         self.progress_bar = progress_bar
-        self._relay = _Relay(self._show_progress)
+        self._relay = Relay(self._show_progress)
         self.progress = Progress(self._relay.changed.emit)
         self._pbar = None
         self._updating = False

@@ -404,6 +404,7 @@ def test_automatic_every_slice_and_cancel(make_widget, monkeypatch, qtbot):
     monkeypatch.setattr(napari_sam_keras, "SAMAutomaticMaskGenerator", FakeGenerator)
     viewer, image, widget = make_widget(np.zeros((3, 16, 16), np.uint16), name=AUTOMATIC)
     widget.all_slices.value = True
+    widget.link_slices.value = False  # each slice its own objects (linking: on by default)
     labels = widget.run()
     assert [int(labels.data[z, 3, 3]) for z in range(3)] == [1, 2, 3]
     labels.undo()
