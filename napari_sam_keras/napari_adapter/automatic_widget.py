@@ -88,7 +88,8 @@ class AutomaticSegmentationWidget(SAMWidget):
             name="overwrite", value=False, text="overwrite existing labels"
         )
         self.run_button = PushButton(name="run_button", text="Segment everything")
-        self.extend([self._image_w, self._labels_w, self.model_picker, self._mode_w])
+        self.extend([self._image_w, self._labels_w, self.model_picker, self.embeddings_picker])
+        self.append(self._mode_w)
         self.extend([*self._generator_ws, *self.decoder.widgets, self._all_w])
         self.extend([*self.linking.widgets, self._overwrite_w, self.run_button])
         self.extend([self.cancel_button, row(self.status)])

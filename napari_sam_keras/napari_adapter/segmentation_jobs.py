@@ -15,6 +15,7 @@ import numpy as np
 
 from ..processing.mask_prompts import mask_box, mask_to_low_res_logits
 from ..segmentation.prompt_objects import predict_objects as core_predict_objects
+from . import layer_stores
 from .image_slices import ImageSlice, make_slice
 from .prompts_from_layers import SlicePrompts, objects_on_slice
 
@@ -44,16 +45,26 @@ def load_network(models, source: str, report):
 
 
 def embed(predictor, image_slice: ImageSlice, cache, report=None, where: str = "") -> bool:
-    """Give ``predictor`` the slice's embedding, from ``cache`` or computed; True if computed."""
+    """Give ``predictor`` the slice's embedding; True if it was computed.
+
+    From ``cache`` (memory), else from the layer's store in the embeddings
+    folder (:mod:`.layer_stores`), else computed (and written to that store).
+    """
     key = embedding_key(image_slice, predictor.network.key)
     cached = cache.get(key) if cache is not None else None
     if cached is not None:
         predictor.set_embedding(cached)
         return False
-    if report is not None:
+    stored = layer_stores.store_for(image_slice, predictor.network)
+    if stored is not None and stored[0].is_complete(stored[1], 0):
+        _step(report, f"{where}reading the image embedding from the embeddings folder")
+    elif report is not None:
         first = "" if predictor.network.key in _WARM else " (the first one compiles the network)"
         _step(report, f"{where}computing the image embedding{first}")
-    predictor.set_image(image_slice.data, contrast_limits=image_slice.contrast_limits)
+    if stored is None:
+        predictor.set_image(image_slice.data, contrast_limits=image_slice.contrast_limits)
+    else:
+        predictor.set_embedding(layer_stores.stored_or_computed(predictor, image_slice, *stored))
     _WARM.add(predictor.network.key)
     if cache is not None:
         cache.put(key, predictor.embedding_state())

@@ -136,6 +136,7 @@ def make_widget(make_napari_viewer, sam_network, tiny_checkpoint):
         if fake and name == INTERACTIVE:
             widget.fake = FakePredictor(sam_network)
             widget._predictors[sam_network.key] = widget.fake
+            widget.prefetch.enabled = lambda: False  # real neighbour embeddings: test_prefetch
         return viewer, layer, widget
 
     return make
