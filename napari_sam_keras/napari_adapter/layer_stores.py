@@ -10,8 +10,8 @@ other contrast limits) is never overwritten: the embeddings go into a new
 store (``...-2.zarr``, ...), and :func:`take_notices` gives the message the
 widget shows.
 
-Slices of a rolled view or of a downsampled pyramid level are not stored
-(they are kept in memory only).
+Slices of a rolled view or of a multiscale layer are not stored (they are
+kept in memory only).
 """
 
 from __future__ import annotations
@@ -95,9 +95,11 @@ def _safe_name(name: str) -> str:
 
 
 def storable(image_slice: ImageSlice) -> bool:
-    """Whether the slice is one of its layer's own planes at full resolution."""
+    """Whether the slice is one of its (single-scale) layer's own planes."""
     n = len(image_slice.spatial_shape)
-    return image_slice.level == 0 and tuple(image_slice.slice_axes) == (n - 2, n - 1)
+    if getattr(image_slice.layer, "multiscale", False) or image_slice.level != 0:
+        return False
+    return tuple(image_slice.slice_axes) == (n - 2, n - 1)
 
 
 def _layer_spec(image_slice: ImageSlice, network):
