@@ -1,10 +1,13 @@
 """Automatic SAM segmentation: every object of the slice (or of every slice), no prompts.
 
-Runs :class:`~napari_sam_keras.SAMAutomaticMaskGenerator` on the displayed
-slice, or on every slice of an nD image, in a background thread with a
-progress bar, and writes one new label per mask into the target Labels layer
-(created on first use).  Existing labels are kept unless *overwrite* is
-ticked; the whole result is one undo step; Cancel leaves the labels unchanged.
+Runs :class:`~napari_sam_keras.SAMAutomaticMaskGenerator` (or, for a model
+with an instance decoder, :class:`~napari_sam_keras.InstanceSegmenter`: the
+**mode**) on the displayed slice, or on every slice of an nD image, in a
+background thread with a progress bar, and writes one new label per object
+into the target Labels layer (created on first use).  In every-slice mode the
+slices' objects can be linked into 3D objects (one label each).  Existing
+labels are kept unless *overwrite* is ticked; the whole result is one undo
+step; Cancel leaves the labels unchanged.
 """
 
 from __future__ import annotations
@@ -17,7 +20,16 @@ from magicgui.widgets import CheckBox, FloatSpinBox, PushButton, SpinBox
 from napari.layers import Image, Labels
 
 from ..errors import ImageError, SAMError
+from ..processing.instance_watershed import settings_for_model
 from .active_layer import keeping_active_layer
+from .automatic_controls import (
+    MODE_TIP,
+    NOT_LOADED_TIP,
+    decoder_controls,
+    link_controls,
+    mode_control,
+    no_decoder_tip,
+)
 from .image_slices import (
     DEFAULT_MAX_SIDE,
     all_slice_indices,
@@ -28,9 +40,11 @@ from .image_slices import (
 )
 from .labels_writing import create_labels_layer, write_label_images
 from .layer_pickers import labels_layer_for, layer_combo, needs_target, sam_labels_name
+from .loaded_models import on_model_loaded
 from .notifications import USER_ERRORS, report_warning
 from .safe_import import ml_stack_ready
-from .segmentation_jobs import AutomaticJob
+from .segmentation_jobs import DECODER, GENERATOR, AutomaticJob
+from .task_runner import Relay
 from .widget_base import SAMWidget, row
 
 if TYPE_CHECKING:
@@ -41,8 +55,12 @@ class AutomaticSegmentationWidget(SAMWidget):
     """Segment everything on the displayed slice (or every slice) with SAM (dock widget).
 
     Value widgets: ``image``, ``labels`` (target; none = create one), ``model``,
-    ``points_per_side``, ``pred_iou_thresh``, ``stability_score_thresh``,
-    ``box_nms_thresh``, ``min_mask_region_area``, ``all_slices``, ``overwrite``.
+    ``mode`` (:data:`GENERATOR` or, for a loaded model with a decoder,
+    :data:`DECODER`), the generator's ``points_per_side``, ``pred_iou_thresh``,
+    ``stability_score_thresh``, ``box_nms_thresh``, ``min_mask_region_area``,
+    the decoder's ``center_distance_threshold``, ``boundary_distance_threshold``,
+    ``foreground_threshold``, ``distance_smoothing``, ``min_size``,
+    ``all_slices``, ``link_slices``, ``link_iou``, ``min_slices``, ``overwrite``.
     Buttons: ``run_button``, ``cancel_button``.
     """
 
@@ -60,24 +78,115 @@ class AutomaticSegmentationWidget(SAMWidget):
             tooltip="Where objects are written (the Labels layer already used for the image is "
             "proposed); none: a new Labels layer is made.",
         )
-        self._pps_w, self._iou_w, self._stab_w, self._nms_w, self._area_w = generator_controls()
+        self._mode_w = mode_control()
+        self._generator_ws = generator_controls()
+        self._pps_w, self._iou_w, self._stab_w, self._nms_w, self._area_w = self._generator_ws
+        self.decoder = decoder_controls()
         self._all_w = CheckBox(name="all_slices", value=False, text="every slice (nD images)")
+        self.linking = link_controls()
         self._overwrite_w = CheckBox(
             name="overwrite", value=False, text="overwrite existing labels"
         )
         self.run_button = PushButton(name="run_button", text="Segment everything")
-        self.extend([self._image_w, self._labels_w, self.model_picker, self._pps_w])
-        self.extend([self._iou_w, self._stab_w, self._nms_w, self._area_w, self._all_w])
-        self.extend([self._overwrite_w, self.run_button, self.cancel_button, row(self.status)])
+        self.extend([self._image_w, self._labels_w, self.model_picker, self.embeddings_picker])
+        self.append(self._mode_w)
+        self.extend([*self._generator_ws, *self.decoder.widgets, self._all_w])
+        self.extend([*self.linking.widgets, self._overwrite_w, self.run_button])
+        self.extend([self.cancel_button, row(self.status)])
+        self._decoder_model: str | None = None  # whose default thresholds are shown
+        self._loaded_relay = Relay(self._update_mode)  # model loads reported from any thread
+        on_model_loaded(self._on_model_loaded)
         self.run_button.changed.connect(self._on_run_clicked)
-        self._image_w.changed.connect(self._propose_target)
+        self._image_w.changed.connect(self._on_image_changed)
+        self._mode_w.changed.connect(self._show_mode)
+        self._all_w.changed.connect(self.linking.follow)
+        self.model_picker.field.changed.connect(self._update_mode)
+        self.model_picker.on_chosen(self._on_model_chosen)
         viewer.layers.events.inserted.connect(self._on_layers_changed)
         viewer.layers.events.removed.connect(self._on_layers_changed)
         self.reset_choices()
         active = viewer.layers.selection.active
         if isinstance(active, Image):
             self._image_w.value = active
+        self._on_image_changed()
+        self.linking.follow(False)
+        self._update_mode()
+        self._show_mode()
+
+    # --- the mode ---------------------------------------------------------------------
+
+    def _on_model_loaded(self, _source: str) -> None:
+        self._loaded_relay.changed.emit()  # any thread -> _update_mode on the GUI thread
+
+    def _loaded_network(self):
+        try:
+            source = self.model_picker.source()
+        except SAMError:
+            return None
+        return self.model_store.loaded(source)
+
+    def _update_mode(self, _value=None) -> None:
+        """Offer the instance decoder only when the chosen model is loaded and has one."""
+        if not self.alive():
+            return
+        network = self._loaded_network()
+        decoder = getattr(network, "instance_decoder", None)
+        if decoder is None:
+            self._mode_w.value = GENERATOR
+            self._mode_w.enabled = False
+            self._mode_w.tooltip = (
+                NOT_LOADED_TIP if network is None else no_decoder_tip(str(network.name))
+            )
+            return
+        self._mode_w.enabled = True
+        self._mode_w.tooltip = MODE_TIP
+        if self._decoder_model != network.key:  # a new model: show its default thresholds
+            self._decoder_model = network.key
+            self.decoder.show_settings(settings_for_model(network.name))
+
+    def _show_mode(self, _value=None) -> None:
+        decoder = self._mode_w.value == DECODER
+        for widget in self._generator_ws:
+            widget.visible = not decoder
+        for widget in self.decoder.widgets:
+            widget.visible = decoder
+
+    def _on_model_chosen(self) -> None:
+        """A model was chosen: load it now (in the background), so the mode can be offered."""
+        self._update_mode()
+        if self._loaded_network() is None and not self.busy and ml_stack_ready():
+            self.load_model()
+
+    def load_model(self, blocking: bool = False):
+        """Load the chosen model (for the mode choice); returns the network when blocking."""
+        try:
+            source = self.model_picker.source()
+        except USER_ERRORS as error:
+            self.user_error(error)
+            return None
+
+        def job(report):
+            report(0, 1)
+            return self.model_store.get(source)
+
+        def done(network):
+            self.remember_model(source)
+            self.status.show(f"loaded {network.name}")
+            self._update_mode()
+            return network
+
+        if blocking:
+            network = self.runner.run(job, "SAM: loading the model")
+            return None if network is None else done(network)
+        self.runner.start(job, "SAM: loading the model", done)
+        return None
+
+    def _on_image_changed(self, _value=None) -> None:
+        """Propose a target; link slices by default for a (Z, Y, X) image."""
         self._propose_target()
+        image = self._image_w.value
+        if image is not None:
+            self.linking.link.value = len(spatial_shape(image)) == 3
 
     def _on_layers_changed(self, event=None) -> None:
         if not self.alive():
@@ -125,6 +234,7 @@ class AutomaticSegmentationWidget(SAMWidget):
                 f"{image.name!r} has {spatial_shape(image)}: choose a labels layer of the same "
                 "shape, or none to create one."
             )
+        method = self._mode_w.value
         return AutomaticJob(
             layer=image,
             indices=indices,
@@ -132,6 +242,9 @@ class AutomaticSegmentationWidget(SAMWidget):
             model_source=self.model_picker.source(),
             generator_options=self.generator_options(),
             max_side=DEFAULT_MAX_SIDE,
+            method=method,
+            decoder_options=self.decoder.options() if method == DECODER else {},
+            link=self.linking.options() if len(indices) > 1 else None,
         )
 
     # --- running --------------------------------------------------------------------
@@ -139,7 +252,8 @@ class AutomaticSegmentationWidget(SAMWidget):
     def _description(self, job: AutomaticJob) -> str:
         n = len(job.indices)
         where = f"{n} slices" if n > 1 else "this slice"
-        return f"SAM: segmenting everything on {where}{self._plane}"
+        how = " with the instance decoder" if job.method == DECODER else ""
+        return f"SAM: segmenting everything on {where}{how}{self._plane}"
 
     def _job_and_description(self):
         job = self._prepare()
@@ -159,6 +273,8 @@ class AutomaticSegmentationWidget(SAMWidget):
     def _on_busy(self, busy: bool) -> None:
         super()._on_busy(busy)
         self.run_button.enabled = not busy
+        if not busy:
+            self._update_mode()  # a run may have loaded the model
 
     def run(self):
         """Segment now (blocking; for scripts); returns the Labels layer or ``None``."""
@@ -205,7 +321,8 @@ class AutomaticSegmentationWidget(SAMWidget):
                 "'overwrite existing labels' to replace them."
             )
             return labels
-        self.status.show(f"wrote {len(ids)} object(s) into {labels.name!r}")
+        linked = " (3D objects, linked through the slices)" if job.link is not None else ""
+        self.status.show(f"wrote {len(ids)} object(s){linked} into {labels.name!r}")
         return labels
 
 

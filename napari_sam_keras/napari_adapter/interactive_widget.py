@@ -38,6 +38,7 @@ from .labels_writing import check_labels_fit, write_masks
 from .layer_order import raise_layers
 from .live_preview import LivePreview
 from .notifications import USER_ERRORS, report_warning
+from .prefetch import Prefetcher
 from .prompt_layer_setup import PromptLayers, set_point_type
 from .prompt_requests import (
     PromptRequest,
@@ -91,6 +92,11 @@ class InteractiveSegmentationWidget(SAMWidget):
             on_layer=lambda _layer: self._after_layers_added(),
             alive=self.alive,
         )
+        self.prefetch = Prefetcher(  # neighbouring slices, after the clicks (see .prefetch)
+            self.model_store,
+            self.embedding_cache,
+            click_pending=lambda: not self.runner.idle or self.live_preview.pending,
+        )
         self.target = TargetLabels(
             self.viewer,
             self.labels,
@@ -113,7 +119,8 @@ class InteractiveSegmentationWidget(SAMWidget):
         self.run_button, self.commit_button, self.clear_button = b.run, b.commit, b.clear
         self.refine_button = b.refine
         self.extend([pickers.image, pickers.points, pickers.shapes, pickers.labels])
-        self.extend([self.model_picker, opts.point_type, opts.label_id, opts.add_to_label])
+        self.extend([self.model_picker, self.embeddings_picker, opts.point_type, opts.label_id])
+        self.append(opts.add_to_label)
         self.extend([opts.multimask, opts.overwrite, opts.live, b.refine_id])
         self.extend([row(b.run, b.commit), row(b.clear, self.cancel_button)])
         self.extend([b.refine, row(self.status), row(b.shortcuts)])
@@ -226,7 +233,8 @@ class InteractiveSegmentationWidget(SAMWidget):
     # --- running ----------------------------------------------------------------------
 
     def _job_call(self, request: PromptRequest):
-        return partial(request.job, self.model_store, self._predictors, self.embedding_cache)
+        job = partial(request.job, self.model_store, self._predictors, self.embedding_cache)
+        return self.prefetch.following(job, request.image_slice, request.job.model_source)
 
     def _start(self, request: PromptRequest, description: str, on_done) -> None:
         if ml_stack_ready():

@@ -17,6 +17,9 @@ from ..model.embedding import EmbeddingCache
 _LOADED: weakref.WeakValueDictionary = weakref.WeakValueDictionary()
 _last_source: str | None = None
 
+#: Called with the source string whenever a network is loaded or added (any thread).
+_LISTENERS: list[weakref.WeakMethod] = []
+
 #: Slice embeddings computed by any widget: the automatic widget reuses what the interactive
 #: one computed for a slice, and the other way round (keys name layer, slice and model).
 _EMBEDDINGS = EmbeddingCache(max_items=32)
@@ -25,6 +28,23 @@ _EMBEDDINGS = EmbeddingCache(max_items=32)
 def shared_embedding_cache() -> EmbeddingCache:
     """The embedding cache both widgets use."""
     return _EMBEDDINGS
+
+
+def on_model_loaded(callback) -> None:
+    """Call the bound method ``callback(source)`` after any widget loads a network.
+
+    It may be called from a worker thread; it is held weakly (a closed widget is dropped).
+    """
+    _LISTENERS.append(weakref.WeakMethod(callback))
+
+
+def _notify_loaded(source: str) -> None:
+    for ref in list(_LISTENERS):
+        callback = ref()
+        if callback is None:
+            _LISTENERS.remove(ref)
+        else:
+            callback(source)
 
 
 def proposed_model() -> str:
@@ -60,6 +80,16 @@ class ModelStore:
         with self._lock:
             self._networks[key] = network
             _LOADED[key] = network
+        _notify_loaded(key)
+
+    def loaded(self, source):
+        """The network for ``source`` if this or another widget has loaded it, else ``None``."""
+        try:
+            key = source_text(source)
+        except ModelLoadError:
+            return None
+        with self._lock:
+            return self._networks.get(key) or _LOADED.get(key)
 
     def __contains__(self, source) -> bool:
         try:
@@ -92,7 +122,8 @@ class ModelStore:
             network = self._networks.setdefault(key, network)
             _LOADED[key] = network
             _last_source = key
-            return network
+        _notify_loaded(key)
+        return network
 
     def clear(self) -> None:
         with self._lock:

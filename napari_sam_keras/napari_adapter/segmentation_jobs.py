@@ -9,12 +9,13 @@ result is written into layers back on the GUI thread.
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import numpy as np
 
 from ..processing.mask_prompts import mask_box, mask_to_low_res_logits
 from ..segmentation.prompt_objects import predict_objects as core_predict_objects
+from . import layer_stores
 from .image_slices import ImageSlice, make_slice
 from .prompts_from_layers import SlicePrompts, objects_on_slice
 
@@ -44,16 +45,26 @@ def load_network(models, source: str, report):
 
 
 def embed(predictor, image_slice: ImageSlice, cache, report=None, where: str = "") -> bool:
-    """Give ``predictor`` the slice's embedding, from ``cache`` or computed; True if computed."""
+    """Give ``predictor`` the slice's embedding; True if it was computed.
+
+    From ``cache`` (memory), else from the layer's store in the embeddings
+    folder (:mod:`.layer_stores`), else computed (and written to that store).
+    """
     key = embedding_key(image_slice, predictor.network.key)
     cached = cache.get(key) if cache is not None else None
     if cached is not None:
         predictor.set_embedding(cached)
         return False
-    if report is not None:
+    stored = layer_stores.store_for(image_slice, predictor.network)
+    if stored is not None and stored[0].is_complete(stored[1], 0):
+        _step(report, f"{where}reading the image embedding from the embeddings folder")
+    elif report is not None:
         first = "" if predictor.network.key in _WARM else " (the first one compiles the network)"
         _step(report, f"{where}computing the image embedding{first}")
-    predictor.set_image(image_slice.data, contrast_limits=image_slice.contrast_limits)
+    if stored is None:
+        predictor.set_image(image_slice.data, contrast_limits=image_slice.contrast_limits)
+    else:
+        predictor.set_embedding(layer_stores.stored_or_computed(predictor, image_slice, *stored))
     _WARM.add(predictor.network.key)
     if cache is not None:
         cache.put(key, predictor.embedding_state())
@@ -164,9 +175,21 @@ class RefineJob:
         return [self.image_slice.to_full_resolution(np.asarray(refined, bool))]
 
 
+#: The automatic widget's methods.
+GENERATOR = "automatic mask generator"
+DECODER = "instance decoder"
+
+
 @dataclass(frozen=True, eq=False)
 class AutomaticJob:
-    """Run the automatic mask generator on one or more slices of an image layer."""
+    """Segment everything on one or more slices of an image layer.
+
+    ``method`` is :data:`GENERATOR` (SAM's automatic mask generator, options
+    ``generator_options``) or :data:`DECODER` (the model's instance decoder,
+    thresholds ``decoder_options``).  With ``link`` (``{"iou_threshold": ...,
+    "min_slices": ...}``) the slices' 2D labels are linked along the last
+    hidden axis into 3D objects (:func:`~napari_sam_keras.link_slices`).
+    """
 
     layer: object
     indices: Sequence[tuple]
@@ -174,15 +197,16 @@ class AutomaticJob:
     model_source: str
     generator_options: dict
     max_side: int | None = None
+    method: str = GENERATOR
+    decoder_options: dict = field(default_factory=dict)
+    link: dict | None = None
 
-    def __call__(self, models, cache, report: Report) -> list[tuple[ImageSlice, np.ndarray]]:
-        from .. import SAMAutomaticMaskGenerator, SAMPredictor, masks_to_labels
-
+    def __call__(self, models, cache, report: Report) -> list[tuple[object, np.ndarray]]:
+        """``[(where, label_image)]``: per slice, or per linked stack of slices (3D)."""
         n = len(self.indices)
         report(0, 0)
         network = load_network(models, self.model_source, report)
-        predictor = SAMPredictor(network)
-        generator = SAMAutomaticMaskGenerator(predictor, **self.generator_options)
+        segment = self._method(network)
         results = []
         steps = 1000
         for k, index in enumerate(self.indices):
@@ -194,7 +218,34 @@ class AutomaticJob:
             where = f"slice {k + 1} of {n}: " if n > 1 else ""
             report(k * steps, n * steps)
             image_slice = make_slice(self.layer, index, self.slice_axes, self.max_side)
-            # the slice's embedding from (or into) the cache the interactive widget shares
+            label_image = segment(image_slice, cache, report, where, progress)
+            results.append((image_slice, image_slice.to_full_resolution(label_image)))
+        if self.link is not None and n > 1:
+            _step(report, "linking the slices into 3D objects")
+            results = linked_pieces(results, self.slice_axes, **self.link)
+        report(n * steps, n * steps)
+        return results
+
+    def _method(self, network):
+        """``segment(image_slice, cache, report, where, progress) -> (h, w) labels``."""
+        from .. import InstanceSegmenter, SAMAutomaticMaskGenerator, SAMPredictor, masks_to_labels
+
+        predictor = SAMPredictor(network, warm_up=self.method == GENERATOR)
+        if self.method == DECODER:
+            segmenter = InstanceSegmenter(network, predictor=predictor)
+
+            def decode(image_slice, cache, report, where, progress):
+                # the slice's embedding from (or into) the cache the interactive widget shares
+                embed(predictor, image_slice, cache, report, where)
+                _step(report, f"{where}running the instance decoder")
+                labels = segmenter.segment(predictor.embedding_state(), **self.decoder_options)
+                progress(1, 1)
+                return labels
+
+            return decode
+        generator = SAMAutomaticMaskGenerator(predictor, **self.generator_options)
+
+        def generate(image_slice, cache, report, where, progress):
             embed(predictor, image_slice, cache, report, where)
             _step(report, f"{where}generating masks")
             records = generator.generate(
@@ -203,7 +254,40 @@ class AutomaticJob:
                 contrast_limits=image_slice.contrast_limits,
                 embedding=predictor.embedding_state(),
             )
-            label_image = masks_to_labels(records, shape=image_slice.data.shape[:2])
-            results.append((image_slice, image_slice.to_full_resolution(label_image)))
-        report(n * steps, n * steps)
-        return results
+            return masks_to_labels(records, shape=image_slice.data.shape[:2])
+
+        return generate
+
+
+def linked_pieces(
+    results: Sequence[tuple[ImageSlice, np.ndarray]],
+    slice_axes: tuple[int, int],
+    iou_threshold: float,
+    min_slices: int = 1,
+) -> list[tuple[tuple, np.ndarray]]:
+    """Per-slice 2D labels -> 3D pieces linked along the last hidden axis.
+
+    Slices that share their index on the other hidden axes (the same time
+    point of a (T, Z, Y, X) layer) form one stack; each stack's labels are
+    linked with :func:`~napari_sam_keras.link_slices` and returned as
+    ``(index, labels)`` with ``None`` on the slice axes and the linked axis,
+    the labels' axes in the layer's order.
+    """
+    from .. import link_slices
+
+    hidden = [a for a, i in enumerate(results[0][0].index) if i is not None]
+    axis = max(hidden)
+    groups: dict[tuple, list[tuple[int, np.ndarray]]] = {}
+    for image_slice, labels in results:
+        index = image_slice.index
+        key = tuple(None if a == axis else i for a, i in enumerate(index))
+        groups.setdefault(key, []).append((int(index[axis]), labels))
+    pieces = []
+    position = sorted([axis, *slice_axes]).index(axis)
+    for key, slices in groups.items():
+        slices.sort(key=lambda item: item[0])
+        if [z for z, _ in slices] != list(range(results[0][0].spatial_shape[axis])):
+            raise ValueError("linking needs every slice along the linked axis")
+        linked = link_slices(np.stack([labels for _, labels in slices]), iou_threshold, min_slices)
+        pieces.append((key, np.moveaxis(linked, 0, position)))
+    return pieces

@@ -1,4 +1,4 @@
-"""The widgets' small memory across napari sessions: the recently used models.
+"""The widgets' small memory across napari sessions: recent models, the embeddings folder.
 
 Kept as JSON in the user's config folder (``platformdirs.user_config_path
 ("napari-sam-keras")``, e.g. ``~/.config/napari-sam-keras/widgets.json`` on
@@ -67,3 +67,18 @@ def remember_model(source: str) -> list[str]:
         settings["recent_models"] = recent
         save_settings(settings)
     return recent
+
+
+def embeddings_folder() -> str | None:
+    """The folder where the widgets keep their embedding stores, or ``None`` (off)."""
+    value = load_settings().get("embeddings_folder")
+    return value if isinstance(value, str) and value.strip() else None
+
+
+def set_embeddings_folder(folder: str | None) -> None:
+    """Remember the embeddings folder (``None`` or ``""``: off)."""
+    folder = str(folder).strip() if folder else None
+    settings = load_settings()
+    if settings.get("embeddings_folder") != folder:
+        settings["embeddings_folder"] = folder
+        save_settings(settings)

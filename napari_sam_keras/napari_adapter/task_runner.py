@@ -29,8 +29,8 @@ from .notifications import report_outcome
 from .status_line import StatusLine
 
 
-class _Relay(QObject):
-    """Carries progress from the worker thread to the GUI thread (queued signals)."""
+class Relay(QObject):
+    """Calls ``on_change()`` on the GUI thread when ``changed`` is emitted from any thread."""
 
     changed = Signal()
 
@@ -42,6 +42,21 @@ class _Relay(QObject):
     @Slot()
     def _change(self) -> None:
         self._on_change()
+
+
+class _Outcome(QObject):
+    """Carries a job's outcome from a plain thread to the GUI thread (a queued signal)."""
+
+    ended = Signal(object)
+
+    def __init__(self, on_end: Callable[[Any], None]) -> None:
+        super().__init__()
+        self._on_end = on_end
+        self.ended.connect(self._end)
+
+    @Slot(object)
+    def _end(self, outcome) -> None:
+        self._on_end(outcome)
 
 
 class Progress:
@@ -154,7 +169,7 @@ class Task:
         self.on_finished = on_finished
         self.on_progress = on_progress
         self.progress_bar = progress_bar
-        self._relay = _Relay(self._show_progress)
+        self._relay = Relay(self._show_progress)
         self.progress = Progress(self._relay.changed.emit)
         self._pbar = None
         self._updating = False
@@ -224,10 +239,22 @@ class Task:
         except BaseException as error:
             return _Failure(error)
 
-    def start(self) -> Task:
-        """Run the job in a napari thread worker; callbacks fire on the GUI thread."""
-        self.worker = create_worker(self._guarded, _start_thread=False, _ignore_errors=True)
-        self.worker.returned.connect(self._finish)
+    def start(self, own_thread: bool = False) -> Task:
+        """Run the job in a napari thread worker; callbacks fire on the GUI thread.
+
+        ``own_thread``: in a thread of its own instead of Qt's shared pool
+        (background work that may wait a long time must not hold a pool slot).
+        """
+        if own_thread:
+            self._outcome = _Outcome(self._finish)
+            self.worker = threading.Thread(
+                target=lambda: self._outcome.ended.emit(self._guarded()),
+                name=f"napari-sam-keras: {self.description}",
+                daemon=True,
+            )
+        else:
+            self.worker = create_worker(self._guarded, _start_thread=False, _ignore_errors=True)
+            self.worker.returned.connect(self._finish)
         self.worker.start()
         QTimer.singleShot(0, self._open_bar)
         if self.on_progress is not None:

@@ -10,10 +10,13 @@ shows the names next to the controls.  :class:`SAMWidget` keeps both: reading
 from __future__ import annotations
 
 from magicgui.widgets import Container, PushButton
+from qtpy.QtCore import QTimer
 
+from .folder_picker import EmbeddingsFolderPicker
+from .layer_stores import take_notices
 from .loaded_models import ModelStore, shared_embedding_cache
 from .model_picker import ModelPicker
-from .notifications import report_error
+from .notifications import report_error, report_warning
 from .status_line import StatusLine
 from .task_runner import TaskRunner
 
@@ -45,7 +48,8 @@ class SAMWidget(Container):
     """Base of the dock widgets: ``viewer``, ``model_picker``, ``status``, ``runner``.
 
     Subclasses add their controls and put ``self.model_picker``,
-    ``self.cancel_button`` and ``self.status`` where they want them.
+    ``self.embeddings_picker``, ``self.cancel_button`` and ``self.status``
+    where they want them.
     """
 
     def __init__(self, napari_viewer=None) -> None:
@@ -54,6 +58,7 @@ class SAMWidget(Container):
         self.model_store = ModelStore()
         self.embedding_cache = shared_embedding_cache()
         self.model_picker = ModelPicker()
+        self.embeddings_picker = EmbeddingsFolderPicker()
         self.status = StatusLine()
         self.cancel_button = PushButton(name="cancel_button", text="Cancel", enabled=False)
         self.cancel_button.changed.connect(self.cancel)
@@ -94,6 +99,24 @@ class SAMWidget(Container):
 
     def _on_busy(self, busy: bool) -> None:
         self.cancel_button.enabled = busy
+        if not busy:  # after the job's result is written (the next turn of the event loop)
+            QTimer.singleShot(0, self.show_store_notices)
+
+    def show_store_notices(self) -> None:
+        """Say what happened with the embeddings folder (a store for other data, ...)."""
+        if not self.alive():
+            return
+        notices = take_notices()
+        for text in notices:
+            report_warning(text)
+        if notices and not self.status.error_shown:
+            done = self.status.value
+            self.status.show(" ".join([done + "." if done else "", *notices]).strip())
+
+    @property
+    def embeddings_folder(self):
+        """The embeddings folder field (empty: off; shared by both widgets)."""
+        return self.embeddings_picker.field
 
     def user_error(self, error: BaseException | str) -> None:
         """A problem the user can fix: a notification, and the status line until the next action."""

@@ -136,6 +136,7 @@ def make_widget(make_napari_viewer, sam_network, tiny_checkpoint):
         if fake and name == INTERACTIVE:
             widget.fake = FakePredictor(sam_network)
             widget._predictors[sam_network.key] = widget.fake
+            widget.prefetch.enabled = lambda: False  # real neighbour embeddings: test_prefetch
         return viewer, layer, widget
 
     return make
@@ -405,6 +406,7 @@ def test_automatic_every_slice_and_cancel(make_widget, monkeypatch, qtbot):
     monkeypatch.setattr(napari_sam_keras, "SAMAutomaticMaskGenerator", FakeGenerator)
     viewer, image, widget = make_widget(np.zeros((3, 16, 16), np.uint16), name=AUTOMATIC)
     widget.all_slices.value = True
+    widget.link_slices.value = False  # each slice its own objects (linking: on by default)
     labels = widget.run()
     assert [int(labels.data[z, 3, 3]) for z in range(3)] == [1, 2, 3]
     labels.undo()

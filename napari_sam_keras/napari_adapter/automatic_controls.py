@@ -1,0 +1,161 @@
+"""The automatic widget's controls besides the generator's: the mode, the decoder, 3D linking."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from magicgui.widgets import CheckBox, ComboBox, FloatSpinBox, SpinBox
+
+from ..processing.instance_watershed import WatershedSettings
+from ..segmentation.volume_linking import LINK_IOU_THRESHOLD
+from .segmentation_jobs import DECODER, GENERATOR
+
+MODE_TIP = (
+    "automatic mask generator: SAM prompted with a grid of points (any model, slow on a CPU). "
+    "instance decoder: micro-sam's decoder on the embedding, then a watershed (seconds; only "
+    "for models that come with a decoder, e.g. vit_b_lm)."
+)
+NOT_LOADED_TIP = (
+    "The instance decoder is offered once the model is loaded and has one: choose the model "
+    "(it is loaded then), or run once."
+)
+
+
+def no_decoder_tip(name: str) -> str:
+    return (
+        f"The model {name!r} has no instance decoder, so only the automatic mask generator is "
+        "offered. Load a micro-sam model that has one (e.g. vit_b_lm.pt with "
+        "vit_b_lm_decoder.pt beside it)."
+    )
+
+
+def mode_control() -> ComboBox:
+    """``mode``: the automatic mask generator or the instance decoder."""
+    return ComboBox(
+        name="mode", choices=[GENERATOR, DECODER], value=GENERATOR, tooltip=NOT_LOADED_TIP
+    )
+
+
+@dataclass
+class DecoderControls:
+    """The instance decoder's watershed thresholds (micro-sam's names)."""
+
+    center: FloatSpinBox
+    boundary: FloatSpinBox
+    foreground: FloatSpinBox
+    smoothing: FloatSpinBox
+    min_size: SpinBox
+
+    @property
+    def widgets(self) -> list:
+        return [self.center, self.boundary, self.foreground, self.smoothing, self.min_size]
+
+    def options(self) -> dict:
+        """The thresholds as keyword arguments of ``InstanceSegmenter.segment``."""
+        return {
+            "center_distance_threshold": float(self.center.value),
+            "boundary_distance_threshold": float(self.boundary.value),
+            "foreground_threshold": float(self.foreground.value),
+            "distance_smoothing": float(self.smoothing.value),
+            "min_size": int(self.min_size.value),
+        }
+
+    def show_settings(self, settings: WatershedSettings) -> None:
+        """Show a model's default thresholds."""
+        self.center.value = settings.center_distance_threshold
+        self.boundary.value = settings.boundary_distance_threshold
+        self.foreground.value = settings.foreground_threshold
+        self.smoothing.value = settings.distance_smoothing
+        self.min_size.value = settings.min_size
+
+
+def _fraction(name: str, value: float, tooltip: str) -> FloatSpinBox:
+    return FloatSpinBox(name=name, value=value, min=0.0, max=1.0, step=0.05, tooltip=tooltip)
+
+
+def decoder_controls() -> DecoderControls:
+    """The decoder's thresholds, with micro-sam's general defaults (a model's own on loading)."""
+    d = WatershedSettings()
+    return DecoderControls(
+        center=_fraction(
+            "center_distance_threshold",
+            d.center_distance_threshold,
+            "Seeds where the distance to the object centre is below this. Lower it when "
+            "touching objects merge; raise it when one object splits.",
+        ),
+        boundary=_fraction(
+            "boundary_distance_threshold",
+            d.boundary_distance_threshold,
+            "Seeds only where the distance to the boundary is below this too.",
+        ),
+        foreground=_fraction(
+            "foreground_threshold",
+            d.foreground_threshold,
+            "Pixels whose foreground probability is above this belong to objects.",
+        ),
+        smoothing=FloatSpinBox(
+            name="distance_smoothing",
+            value=d.distance_smoothing,
+            min=0.0,
+            max=10.0,
+            step=0.1,
+            tooltip="Gaussian sigma applied to the distance maps before the watershed.",
+        ),
+        min_size=SpinBox(
+            name="min_size",
+            value=d.min_size,
+            min=0,
+            max=10_000_000,
+            tooltip="Objects smaller than this many pixels are removed.",
+        ),
+    )
+
+
+@dataclass
+class LinkControls:
+    """Every-slice mode: link the slices' objects into 3D objects."""
+
+    link: CheckBox
+    iou: FloatSpinBox
+    min_slices: SpinBox
+
+    @property
+    def widgets(self) -> list:
+        return [self.link, self.iou, self.min_slices]
+
+    def options(self) -> dict | None:
+        """``link_slices`` arguments, or ``None`` when linking is off."""
+        if not self.link.value:
+            return None
+        return {"iou_threshold": float(self.iou.value), "min_slices": int(self.min_slices.value)}
+
+    def follow(self, every_slice: bool) -> None:
+        for widget in self.widgets:
+            widget.enabled = every_slice
+
+
+def link_controls() -> LinkControls:
+    return LinkControls(
+        link=CheckBox(
+            name="link_slices",
+            value=False,
+            text="link slices into 3D objects",
+            tooltip="Every slice mode: an object on neighbouring slices (IoU above 'link IoU') "
+            "becomes one 3D object with one label (on by default for a (Z, Y, X) image).",
+        ),
+        iou=FloatSpinBox(
+            name="link_iou",
+            value=LINK_IOU_THRESHOLD,
+            min=0.01,
+            max=1.0,
+            step=0.05,
+            tooltip="Objects on neighbouring slices overlapping by at least this IoU are one.",
+        ),
+        min_slices=SpinBox(
+            name="min_slices",
+            value=1,
+            min=1,
+            max=10_000,
+            tooltip="3D objects on fewer slices than this are dropped (2: drop one-slice objects).",
+        ),
+    )

@@ -1,0 +1,64 @@
+"""The "embeddings folder" control: one setting shared by both widgets and remembered.
+
+Empty means off (embeddings are kept in memory only).  A folder typed in (and
+confirmed) or chosen with **Folder…** is used by both widgets at once, and
+stored in the widgets' settings (:mod:`.settings`) for the next napari session.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from magicgui.widgets import Container, LineEdit, PushButton
+
+from .layer_stores import current_folder, on_folder_changed, set_folder
+
+TOOLTIP = (
+    "A folder for the image embeddings (one store per image layer): embeddings computed once "
+    "are read from there, also in later napari sessions. Empty: memory only."
+)
+
+
+class EmbeddingsFolderPicker(Container):
+    """``embeddings_folder`` (a text field, empty = off) and a **Folder…** button."""
+
+    def __init__(self) -> None:
+        self.field = LineEdit(
+            name="embeddings_folder", value=current_folder() or "", tooltip=TOOLTIP
+        )
+        self.button = PushButton(name="folder_button", text="Folder\u2026")
+        super().__init__(
+            name="embeddings_picker",
+            label="embeddings folder",
+            layout="horizontal",
+            labels=False,
+            widgets=[self.field, self.button],
+        )
+        self.margins = (0, 0, 0, 0)
+        self.field.native.editingFinished.connect(self._typed)
+        self.button.changed.connect(self.choose_folder)
+        on_folder_changed(self._on_folder_changed)
+
+    def _typed(self) -> None:
+        self.set_folder(self.field.value)
+
+    def set_folder(self, folder: str | None) -> None:
+        """Use ``folder`` (``None``/empty: off) in both widgets, and remember it."""
+        folder = str(folder).strip() if folder else ""
+        set_folder(str(Path(folder).expanduser()) if folder else None)
+
+    def _on_folder_changed(self, folder: str | None) -> None:
+        try:
+            if self.field.value != (folder or ""):
+                self.field.value = folder or ""
+        except RuntimeError:  # the widget was closed
+            pass
+
+    def choose_folder(self, _value=None) -> None:
+        """Ask for the folder (a dialog)."""
+        from qtpy.QtWidgets import QFileDialog
+
+        start = current_folder() or str(Path.home())
+        name = QFileDialog.getExistingDirectory(self.native, "Folder for the embeddings", start)
+        if name:
+            self.set_folder(name)
