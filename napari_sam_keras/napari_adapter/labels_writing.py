@@ -64,10 +64,12 @@ def _id_source(labels, first_id: int | None):
         free += 1
 
 
-def _layer_indices(index, rr: np.ndarray, cc: np.ndarray) -> list[np.ndarray]:
-    """Layer indices of slice pixels (rr, cc): the slice's index on the hidden axes."""
-    spatial = iter((rr, cc))
-    return [next(spatial) if i is None else np.full(rr.shape, int(i), dtype=np.intp) for i in index]
+def _layer_indices(index, *coords: np.ndarray) -> list[np.ndarray]:
+    """Layer indices of piece pixels (one coordinate array per ``None`` axis of ``index``,
+    in order): the piece's index on the other axes."""
+    spatial = iter(coords)
+    n = coords[0].shape
+    return [next(spatial) if i is None else np.full(n, int(i), dtype=np.intp) for i in index]
 
 
 def write_label_images(
@@ -79,8 +81,10 @@ def write_label_images(
     """Write local label images (1..N per piece, 0 = nothing) into ``labels`` with new ids.
 
     ``pieces`` are ``(where, label_image)`` pairs; ``where`` is an :class:`ImageSlice`
-    (or its ``index`` tuple: ints on hidden axes, ``None`` on the two slice
-    axes).  Each local object that gets at least one pixel receives the next
+    (or its ``index`` tuple: ints on hidden axes, ``None`` on the axes the piece
+    covers: the two slice axes, or three for a 3D piece such as an object
+    carried through z, whose label image then has those three axes in layer
+    order).  Each local object that gets at least one pixel receives the next
     free label id, in order, across all pieces; existing nonzero labels survive
     unless ``overwrite``.  ``first_id`` gives the first object that id instead
     (an existing id adds the object's pixels to that label).  Everything is one
@@ -110,9 +114,9 @@ def write_label_images(
         new_ids = [next(source) for _ in present]
         mapping[present] = new_ids
         ids.extend(new_ids)
-        rr, cc = np.nonzero(writable)
-        all_indices.append(_layer_indices(index, rr, cc))
-        all_values.append(mapping[local[rr, cc]])
+        coords = np.nonzero(writable)
+        all_indices.append(_layer_indices(index, *coords))
+        all_values.append(mapping[local[coords]])
     if not ids:
         return []
     info = np.iinfo(labels.data.dtype) if np.issubdtype(labels.data.dtype, np.integer) else None
