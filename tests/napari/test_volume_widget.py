@@ -278,3 +278,19 @@ def test_a_4d_layer_follows_the_slider_in_use(make_widget, stack):
     assert set(written[:, 1].tolist()) == {z}  # one z slice, the current one
     assert set(written[:, 0].tolist()) == {1}  # tracked forward from t = 1: the last frame
     assert "frame(s) of axis 0" in widget.status.value
+
+
+def test_offline_the_widget_proposes_the_demo_model_and_says_what_it_is(
+    make_napari_viewer, tmp_path, monkeypatch
+):
+    from napari_sam_keras.napari_adapter import loaded_models
+
+    monkeypatch.setenv("KAGGLEHUB_CACHE", str(tmp_path / "no-weights"))
+    monkeypatch.delenv("NAPARI_SAM_KERAS_MODEL", raising=False)
+    monkeypatch.setattr(loaded_models, "_last_source", None)  # no model loaded this session
+    viewer = make_napari_viewer(show=False)
+    viewer.add_image(np.zeros((8, 32, 32), np.uint16))
+    _dock, widget = viewer.window.add_plugin_dock_widget(PLUGIN, INTERACTIVE)
+    assert widget.model.value == DEMO
+    assert "synthetic blobs" in widget.status.value
+    assert "synthetic blobs" in widget.model.native.toolTip()
