@@ -425,6 +425,11 @@ def open_viewer(image_path: Path | None = None, show: bool = True):
 
 
 def cmd_napari(args) -> int:
+    from ..model.model_choice import proposed_default
+
+    note = proposed_default().note  # the widget proposes demo_nuclei offline: say so here too
+    if note:
+        _info(note)
     open_viewer(args.image)
     import napari
 

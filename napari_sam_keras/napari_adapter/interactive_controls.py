@@ -4,9 +4,18 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from magicgui.widgets import CheckBox, Label, PushButton, RadioButtons, SpinBox
+from magicgui.widgets import (
+    CheckBox,
+    ComboBox,
+    FloatSpinBox,
+    Label,
+    PushButton,
+    RadioButtons,
+    SpinBox,
+)
 from napari.layers import Image, Labels, Points, Shapes
 
+from ..segmentation.volume import PROJECTIONS
 from .layer_pickers import LayerComboBox, layer_combo
 from .prompts_from_layers import POINT_TYPES, POSITIVE
 from .status_line import wrap_text
@@ -14,10 +23,11 @@ from .status_line import wrap_text
 TOGGLE_KEY = "t"
 COMMIT_KEY = "c"
 CLEAR_KEY = "Shift-C"
+SEGMENT_3D_KEY = "Shift-S"
 
 SHORTCUTS = (
     "Keys on the SAM points/boxes layers: T positive ↔ negative, C commit, Shift+C clear "
-    "prompts. Ctrl+Z on the labels layer: undo."
+    "prompts, Shift+S segment in 3D. Ctrl+Z on the labels layer: undo."
 )
 
 
@@ -133,4 +143,47 @@ def buttons() -> Buttons:
         ),
         refine=PushButton(name="refine_button", text="Refine label"),
         shortcuts=shortcuts,
+    )
+
+
+@dataclass
+class VolumeControls:
+    """Segment in 3D: the button and how the object is carried from slice to slice."""
+
+    segment_3d: PushButton
+    projection: ComboBox
+    iou_threshold: FloatSpinBox
+    axis_is_time: CheckBox
+
+
+def volume_controls() -> VolumeControls:
+    """The controls of "Segment in 3D" (one object through z, or tracked through time)."""
+    return VolumeControls(
+        segment_3d=PushButton(name="segment_3d_button", text="Segment in 3D [Shift+S]"),
+        projection=ComboBox(
+            name="projection",
+            label="3D: next slice from",
+            choices=list(PROJECTIONS),
+            value="mask",
+            tooltip="How a slice's mask prompts the next slice: 'mask' (its box, grown 5%, and "
+            "the mask itself), 'box', 'points' (points inside, negative points around), "
+            "'single_point' (the point deepest inside), 'points_and_mask'.",
+        ),
+        iou_threshold=FloatSpinBox(
+            name="iou_threshold",
+            label="3D: stop below IoU",
+            value=0.5,
+            min=0.0,
+            max=1.0,
+            step=0.05,
+            tooltip="The object ends where its mask on the next slice overlaps the previous "
+            "one less than this (intersection over union), or is empty.",
+        ),
+        axis_is_time=CheckBox(
+            name="axis_is_time",
+            value=False,
+            text="the slider axis is time (track)",
+            tooltip="Track the object forward in time along the slider you are on. Axes "
+            "labelled t or time are tracked anyway; other axes are carried both ways.",
+        ),
     )

@@ -15,6 +15,10 @@ slice's, and the result goes into that slice only.
 * **Refine label** uses a label of the target layer (from any tool) as the
   prompt: its mask as SAM's mask input, its box, and the points on the slice;
   the result replaces that label only.
+* **Segment in 3D** (``Shift+S``) on a stack: the prompts on one or more slices
+  of the slider axis the user is on make one object, carried through the
+  stack (tracked forward on a time axis) and written with one new id on every
+  slice it reaches, as one undo step (see :mod:`.volume_requests`).
 * **Clear prompts** (``Shift+C``) deletes every prompt; ``T`` toggles new points
   between positive and negative.
 
@@ -34,7 +38,7 @@ from qtpy.QtCore import QTimer
 from ..errors import SAMError
 from . import interactive_controls as controls
 from .label_refinement import refine_request, write_refined
-from .labels_writing import check_labels_fit, write_masks
+from .labels_writing import check_labels_fit, write_label_images, write_masks
 from .layer_order import raise_layers
 from .live_preview import LivePreview
 from .notifications import USER_ERRORS, report_warning
@@ -53,12 +57,14 @@ from .prompts_from_layers import NEGATIVE, POSITIVE
 from .safe_import import ml_stack_ready
 from .target_labels import TargetLabels
 from .task_runner import process_events_until
+from .volume_requests import VolumeRequest, volume_request
 from .widget_base import SAMWidget, row
 
 if TYPE_CHECKING:
     import napari
 
 TOGGLE_KEY, COMMIT_KEY, CLEAR_KEY = controls.TOGGLE_KEY, controls.COMMIT_KEY, controls.CLEAR_KEY
+SEGMENT_3D_KEY = controls.SEGMENT_3D_KEY
 
 
 class InteractiveSegmentationWidget(SAMWidget):
@@ -66,9 +72,10 @@ class InteractiveSegmentationWidget(SAMWidget):
 
     Value widgets: ``image``, ``points``, ``shapes``, ``labels`` (target; none =
     create one), ``model``, ``point_type``, ``label_id``, ``add_to_label``,
-    ``multimask``, ``overwrite``, ``live``, ``refine_id``.  Buttons:
-    ``run_button``, ``commit_button``, ``clear_button``, ``refine_button``,
-    ``cancel_button``.
+    ``multimask``, ``overwrite``, ``live``, ``refine_id``, ``projection``,
+    ``iou_threshold``, ``axis_is_time``.  Buttons: ``run_button``,
+    ``commit_button``, ``segment_3d_button``, ``clear_button``,
+    ``refine_button``, ``cancel_button``.
     """
 
     def __init__(self, napari_viewer: napari.viewer.Viewer | None = None) -> None:
@@ -80,7 +87,11 @@ class InteractiveSegmentationWidget(SAMWidget):
             self.points,
             self.shapes,
             on_data=lambda event: self.live_preview.on_prompt_data(event),
-            keys={COMMIT_KEY: lambda _l: self.commit(), CLEAR_KEY: lambda _l: self.clear_prompts()},
+            keys={
+                COMMIT_KEY: lambda _l: self.commit(),
+                CLEAR_KEY: lambda _l: self.clear_prompts(),
+                SEGMENT_3D_KEY: lambda _l: self._on_segment_3d_clicked(),
+            },
             point_keys={TOGGLE_KEY: lambda _l: self.toggle_point_type()},
         )
         self.live_preview = LivePreview(
@@ -118,17 +129,22 @@ class InteractiveSegmentationWidget(SAMWidget):
         self.buttons = b = controls.buttons()
         self.run_button, self.commit_button, self.clear_button = b.run, b.commit, b.clear
         self.refine_button = b.refine
+        volume = controls.volume_controls()
+        self.segment_3d_button = volume.segment_3d
         self.extend([pickers.image, pickers.points, pickers.shapes, pickers.labels])
         self.extend([self.model_picker, self.embeddings_picker, opts.point_type, opts.label_id])
         self.append(opts.add_to_label)
         self.extend([opts.multimask, opts.overwrite, opts.live, b.refine_id])
-        self.extend([row(b.run, b.commit), row(b.clear, self.cancel_button)])
+        self.extend([row(b.run, b.commit), row(volume.segment_3d)])
+        self.extend([volume.projection, volume.iou_threshold, volume.axis_is_time])
+        self.extend([row(b.clear, self.cancel_button)])
         self.extend([b.refine, row(self.status), row(b.shortcuts)])
 
     def _connect(self) -> None:
         viewer = self.viewer
         self.run_button.changed.connect(self._on_run_clicked)
         self.commit_button.changed.connect(self.commit)
+        self.segment_3d_button.changed.connect(self._on_segment_3d_clicked)
         self.clear_button.changed.connect(self.clear_prompts)
         self.refine_button.changed.connect(self._on_refine_clicked)
         self.image.changed.connect(self._on_image_changed)
@@ -301,6 +317,42 @@ class InteractiveSegmentationWidget(SAMWidget):
             self.runner.wait()
         return self._submit(self._prepare_refine, self._write_refined, "SAM: refining", blocking)
 
+    def _on_segment_3d_clicked(self, _value=None) -> None:
+        self.runner.after(partial(self.segment_3d, blocking=False))
+
+    def segment_3d(self, blocking: bool = True):
+        """Segment in 3D: the prompts on the slices of the slider axis make one object.
+
+        The object is carried through the stack along the slider axis the user
+        is on (tracked forward in time on an axis labelled ``t``/``time``, or
+        with ``axis_is_time``) and written with one new id on every slice it
+        reaches, as one undo step.  Blocking (scripts) returns the target Labels
+        layer, or ``None`` when nothing was written; otherwise it runs in the
+        background (``wait()`` blocks until done).
+        """
+        self.live_preview.cancel()
+        if blocking:
+            self.runner.wait()
+        return self._submit(
+            self._prepare_volume, self._write_volume, "SAM: Segment in 3D", blocking
+        )
+
+    def _prepare_volume(self) -> VolumeRequest:
+        request = volume_request(
+            self.image.value,
+            self.points.value,
+            self.shapes.value,
+            self.viewer.dims,
+            self.model_picker.source(),
+            str(self.projection.value),
+            float(self.iou_threshold.value),
+            bool(self.axis_is_time.value),
+        )
+        target = self.labels.value
+        if target is not None:
+            check_labels_fit(target, request.image_slice)
+        return request
+
     def _prepare_refine(self) -> PromptRequest:
         return refine_request(
             self.image.value,
@@ -346,6 +398,48 @@ class InteractiveSegmentationWidget(SAMWidget):
             )
             return target
         self._written(request, f"wrote label(s) {', '.join(map(str, ids))} into {target.name!r}")
+        return target
+
+    def _write_volume(self, request: VolumeRequest, masks):
+        """Write the object of a 3D run with one id on every slice it reaches (one undo step)."""
+        job = request.job
+        if job.image_slice.layer not in self.viewer.layers:
+            self.user_error(f"Image {job.image_slice.layer.name!r} was removed; nothing written.")
+            return None
+        reached = np.flatnonzero(np.asarray(masks).any(axis=(1, 2)))
+        if not len(reached):
+            report_warning("SAM returned an empty mask on every slice; nothing was written.")
+            self.status.show("SAM returned an empty mask on every slice; nothing was written")
+            return None
+        try:
+            target = self.target.for_writing(job.image_slice)
+            if request.first_positive is not None:
+                position, xy = request.first_positive
+                first = self.target.first_id(
+                    target, job.slice_at(position), xy, bool(self.add_to_label.value)
+                )
+            else:
+                first = self.target.first_id(target, job.image_slice, None, False)
+            piece = job.to_layer_order(np.asarray(masks, np.uint8))
+            ids = write_label_images(
+                target, [(job.stack_index, piece)], bool(self.overwrite.value), first
+            )
+        except SAMError as error:
+            self.user_error(error)
+            return None
+        if not ids:
+            self.user_error(
+                "The segmented pixels all carry labels already; nothing was written. Tick "
+                "'overwrite existing labels' to replace them."
+            )
+            return target
+        unit = "frame" if job.track else "slice"
+        where = f"{reached[0]}" if len(reached) == 1 else f"{reached[0]}-{reached[-1]}"
+        self._written(
+            request,
+            f"wrote label {ids[0]} into {target.name!r} on {len(reached)} {unit}(s) of "
+            f"{request.axis_name} ({where})",
+        )
         return target
 
     def _write_refined(self, request: PromptRequest, masks):

@@ -82,7 +82,9 @@ def write_label_images(
 
     ``pieces`` are ``(where, label_image)`` pairs; ``where`` is an :class:`ImageSlice`
     (or its ``index`` tuple: ints on hidden axes, ``None`` on the axes the piece
-    covers, e.g. the two slice axes; a 3D piece, linked through z, has three).  Each local object that gets at least one pixel receives the next
+    covers: the two slice axes, or three for a 3D piece such as an object
+    carried through z, whose label image then has those three axes in layer
+    order).  Each local object that gets at least one pixel receives the next
     free label id, in order, across all pieces; existing nonzero labels survive
     unless ``overwrite``.  ``first_id`` gives the first object that id instead
     (an existing id adds the object's pixels to that label).  Everything is one

@@ -10,8 +10,8 @@ import threading
 import weakref
 
 from ..errors import ModelLoadError
-from ..model.config import DEFAULT_MODEL
 from ..model.embedding import EmbeddingCache
+from ..model.model_choice import proposed_default
 
 #: Networks loaded by any widget, so that two widgets never hold two copies.
 _LOADED: weakref.WeakValueDictionary = weakref.WeakValueDictionary()
@@ -48,8 +48,18 @@ def _notify_loaded(source: str) -> None:
 
 
 def proposed_model() -> str:
-    """What a new widget's model field shows: the last model loaded, else the default."""
-    return _last_source or DEFAULT_MODEL
+    """What a new widget's model field shows: the last model loaded, else the default.
+
+    The default is ``$NAPARI_SAM_KERAS_MODEL``, else ``sam_base_sa1b`` when its
+    weights are on this machine, else the shipped ``demo_nuclei`` (see
+    :func:`proposed_model_note`).
+    """
+    return _last_source or proposed_default().source
+
+
+def proposed_model_note() -> str:
+    """Why the proposed model is not SAM's (the demo model proposed offline), else ``""``."""
+    return "" if _last_source else proposed_default().note
 
 
 def source_text(value) -> str:

@@ -12,7 +12,7 @@ from magicgui.widgets import ComboBox, Container, LineEdit, PushButton
 
 from ..errors import ModelLoadError
 from ..model.config import PRESETS
-from .loaded_models import proposed_model, source_text
+from .loaded_models import proposed_model, proposed_model_note, source_text
 from .settings import recent_models, remember_model
 
 MODEL_FILTER = "SAM models (*.pth *.pt *.keras *.weights.h5);;All files (*)"
@@ -43,11 +43,16 @@ class ModelPicker(Container):
     """``model`` (a wide text field) over a row: recent/preset models, File\u2026, Folder\u2026."""
 
     def __init__(self) -> None:
+        #: Why the proposed model is the demo model (no SAM weights here), else "".
+        self.note = proposed_model_note()
+        tooltip = (
+            "A preset name (sam_base_sa1b, sam_large_sa1b, sam_huge_sa1b), an official "
+            ".pth checkpoint, a .keras file or a Keras preset folder."
+        )
         self.field = LineEdit(
             name="model",
             value=proposed_model(),
-            tooltip="A preset name (sam_base_sa1b, sam_large_sa1b, sam_huge_sa1b), an official "
-            ".pth checkpoint, a .keras file or a Keras preset folder.",
+            tooltip=f"{tooltip}\n\n{self.note}" if self.note else tooltip,
         )
         self.recent = ComboBox(name="recent", choices=self._choices(), value=_PLACEHOLDER)
         self.file_button = PushButton(name="file_button", text="File\u2026")

@@ -63,6 +63,8 @@ class SAMWidget(Container):
         self.cancel_button = PushButton(name="cancel_button", text="Cancel", enabled=False)
         self.cancel_button.changed.connect(self.cancel)
         self.runner = TaskRunner(self.status, on_busy=self._on_busy)
+        if self.model_picker.note:  # the demo model proposed offline: say what it is
+            self.status.show(self.model_picker.note)
 
     # --- the ``labels`` name (see the module docstring) -----------------------------------
 
