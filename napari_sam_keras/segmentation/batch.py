@@ -177,17 +177,7 @@ def segment_batch(
         **generator_options,
     )
     distributed = workers is not None or scheduler is not None
-    network = None
-    if model is not None and not isinstance(model, (str, os.PathLike)):
-        if distributed:
-            raise SAMError(
-                "with workers or scheduler, give the model as a source (a preset name or a "
-                "checkpoint path) that each worker loads, not a loaded network"
-            )
-        network = model
-        source = _source_name(getattr(model, "name", "model"))
-    else:
-        source = _check_source(model)
+    network, source = _model_and_source(model, distributed)
     settings = {
         "mode": mode,
         "model": source,
@@ -196,25 +186,8 @@ def segment_batch(
         "contrast_limits": None if contrast_limits is None else [float(v) for v in contrast_limits],
     }
 
-    if isinstance(inputs, (str, os.PathLike)):
-        inputs = [inputs]
     out_dir = Path(out_dir)
-    if out_dir.exists() and not out_dir.is_dir():
-        raise SAMError(f"the output folder {out_dir} is a file")
-    files, problems = find_inputs(inputs, exclude=out_dir)
-    if not files and not problems:
-        raise SAMError("no inputs given")
-    out_dir.mkdir(parents=True, exist_ok=True)
-    backend = _backend_name()
-    names = output_names(files, output_format)
-    tasks = [
-        # absolute: a worker of a cluster may run in another folder
-        BatchTask(os.path.abspath(path), os.path.abspath(out_dir / name), settings, backend)
-        for path, name in zip(files, names, strict=True)
-    ]
-    for task in tasks:  # temporaries of a run that was killed
-        remove_leftover_partials(task.output)
-
+    tasks, problems = _plan_tasks(inputs, out_dir, output_format, settings)
     rows: list[dict[str, Any]] = [_row(task, STATUS_PENDING) for task in tasks]
     rows += [
         {"input": text, "output": "", "status": STATUS_FAILED, "message": message}
@@ -239,6 +212,42 @@ def segment_batch(
     finally:
         run.write_summary()
     return BatchSummary(rows, run.summary_path, dict(run.model_loads))
+
+
+def _model_and_source(model: Any, distributed: bool) -> tuple[Any, str]:
+    """(a loaded network or None, the model's source name kept with every output)."""
+    if model is None or isinstance(model, (str, os.PathLike)):
+        return None, _check_source(model)
+    if distributed:
+        raise SAMError(
+            "with workers or scheduler, give the model as a source (a preset name or a "
+            "checkpoint path) that each worker loads, not a loaded network"
+        )
+    return model, _source_name(getattr(model, "name", "model"))
+
+
+def _plan_tasks(
+    inputs: Any, out_dir: Path, output_format: str, settings: dict
+) -> tuple[list[BatchTask], list[tuple[str, str]]]:
+    """One task per input file (and the inputs that could not be found), in ``out_dir``."""
+    if isinstance(inputs, (str, os.PathLike)):
+        inputs = [inputs]
+    if out_dir.exists() and not out_dir.is_dir():
+        raise SAMError(f"the output folder {out_dir} is a file")
+    files, problems = find_inputs(inputs, exclude=out_dir)
+    if not files and not problems:
+        raise SAMError("no inputs given")
+    out_dir.mkdir(parents=True, exist_ok=True)
+    backend = _backend_name()
+    names = output_names(files, output_format)
+    tasks = [
+        # absolute: a worker of a cluster may run in another folder
+        BatchTask(os.path.abspath(path), os.path.abspath(out_dir / name), settings, backend)
+        for path, name in zip(files, names, strict=True)
+    ]
+    for task in tasks:  # temporaries of a run that was killed
+        remove_leftover_partials(task.output)
+    return tasks, problems
 
 
 # --- settings ----------------------------------------------------------------------------
