@@ -19,8 +19,8 @@ import numpy as np
 from magicgui.widgets import CheckBox, Container, FileEdit, Label, PushButton
 
 from ..files.image_series import ImageSeries, labels_shape
-from .layer_choices import resolve_viewer
 from .notifications import USER_ERRORS, report_error, report_info
+from .widget_base import resolve_viewer
 
 if TYPE_CHECKING:  # pragma: no cover
     import napari
