@@ -7,6 +7,7 @@ layer shows the new mask (the Qt event loop keeps running meanwhile).
 
     xvfb-run -a python benchmarks/gui_click_latency.py                  # random ViT-B
     xvfb-run -a python benchmarks/gui_click_latency.py --model sam_vit_b_01ec64.pth
+    xvfb-run -a python benchmarks/gui_click_latency.py --arch vit_t                 # MobileSAM
 """
 
 from __future__ import annotations
@@ -41,7 +42,7 @@ def pump_until(condition, timeout: float) -> bool:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--model", help="model source (default: a random ViT-B checkpoint)")
-    parser.add_argument("--arch", default="vit_b", choices=["vit_b", "vit_l", "vit_h"])
+    parser.add_argument("--arch", default="vit_b", choices=["vit_t", "vit_b", "vit_l", "vit_h"])
     parser.add_argument("--clicks", type=int, default=10)
     args = parser.parse_args()
 
@@ -71,11 +72,13 @@ def main() -> None:
         rng = np.random.default_rng(0)
         latencies = []
         for i in range(args.clicks):
-            before = widget._preview
+            before = widget.live_preview.current
             row, col = rng.uniform(100, 660), rng.uniform(100, 920)
             t = time.perf_counter()
             points.add([row, col])
-            ok = pump_until(lambda b=before: widget._preview is not b and not widget.busy, 120)
+            ok = pump_until(
+                lambda b=before: widget.live_preview.current is not b and not widget.busy, 120
+            )
             latencies.append(time.perf_counter() - t)
             print(f"click {i}: {latencies[-1] * 1000:.0f} ms{'' if ok else ' (timed out)'}")
         lat = np.array(latencies[1:] or latencies) * 1000
