@@ -45,6 +45,7 @@ from .notifications import USER_ERRORS, report_warning
 from .safe_import import ml_stack_ready
 from .segmentation_jobs import DECODER, GENERATOR, AutomaticJob
 from .task_runner import Relay
+from .tiling_controls import tiling_controls
 from .widget_base import SAMWidget, row
 
 if TYPE_CHECKING:
@@ -58,7 +59,8 @@ class AutomaticSegmentationWidget(SAMWidget):
     ``mode`` (:data:`GENERATOR` or, for a loaded model with a decoder,
     :data:`DECODER`), the generator's ``points_per_side``, ``pred_iou_thresh``,
     ``stability_score_thresh``, ``box_nms_thresh``, ``min_mask_region_area``,
-    the decoder's ``center_distance_threshold``, ``boundary_distance_threshold``,
+    ``tile_shape`` (0: off) and ``halo`` (generator mode: tiles segmented like
+    crops, merged by non-maximum suppression), the decoder's ``center_distance_threshold``, ``boundary_distance_threshold``,
     ``foreground_threshold``, ``distance_smoothing``, ``min_size``,
     ``all_slices``, ``link_slices``, ``link_iou``, ``min_slices``, ``overwrite``.
     Buttons: ``run_button``, ``cancel_button``.
@@ -81,6 +83,7 @@ class AutomaticSegmentationWidget(SAMWidget):
         self._mode_w = mode_control()
         self._generator_ws = generator_controls()
         self._pps_w, self._iou_w, self._stab_w, self._nms_w, self._area_w = self._generator_ws
+        self.tiling = tiling_controls()
         self.decoder = decoder_controls()
         self._all_w = CheckBox(name="all_slices", value=False, text="every slice (nD images)")
         self.linking = link_controls()
@@ -90,7 +93,8 @@ class AutomaticSegmentationWidget(SAMWidget):
         self.run_button = PushButton(name="run_button", text="Segment everything")
         self.extend([self._image_w, self._labels_w, self.model_picker, self.embeddings_picker])
         self.append(self._mode_w)
-        self.extend([*self._generator_ws, *self.decoder.widgets, self._all_w])
+        self.extend([*self._generator_ws, *self.tiling.widgets, *self.decoder.widgets])
+        self.append(self._all_w)
         self.extend([*self.linking.widgets, self._overwrite_w, self.run_button])
         self.extend([self.cancel_button, row(self.status)])
         self._decoder_model: str | None = None  # whose default thresholds are shown
@@ -148,6 +152,7 @@ class AutomaticSegmentationWidget(SAMWidget):
         decoder = self._mode_w.value == DECODER
         for widget in self._generator_ws:
             widget.visible = not decoder
+        self.tiling.visible = not decoder  # the instance decoder is not tiled
         for widget in self.decoder.widgets:
             widget.visible = decoder
 
@@ -245,6 +250,7 @@ class AutomaticSegmentationWidget(SAMWidget):
             method=method,
             decoder_options=self.decoder.options() if method == DECODER else {},
             link=self.linking.options() if len(indices) > 1 else None,
+            tiling=self.tiling.tiling() if method == GENERATOR else None,
         )
 
     # --- running --------------------------------------------------------------------

@@ -28,6 +28,7 @@ every other layer, and keeps the last error in its status line.
 
 from __future__ import annotations
 
+from dataclasses import replace
 from functools import partial
 from typing import TYPE_CHECKING
 
@@ -57,6 +58,7 @@ from .prompts_from_layers import NEGATIVE, POSITIVE
 from .safe_import import ml_stack_ready
 from .target_labels import TargetLabels
 from .task_runner import process_events_until
+from .tiling_controls import tiling_controls
 from .volume_requests import VolumeRequest, volume_request
 from .widget_base import SAMWidget, row
 
@@ -134,7 +136,9 @@ class InteractiveSegmentationWidget(SAMWidget):
         self.extend([pickers.image, pickers.points, pickers.shapes, pickers.labels])
         self.extend([self.model_picker, self.embeddings_picker, opts.point_type, opts.label_id])
         self.append(opts.add_to_label)
-        self.extend([opts.multimask, opts.overwrite, opts.live, b.refine_id])
+        self.tiling = tiling_controls()
+        self.extend([opts.multimask, *self.tiling.widgets, opts.overwrite, opts.live])
+        self.append(b.refine_id)
         self.extend([row(b.run, b.commit), row(volume.segment_3d)])
         self.extend([volume.projection, volume.iou_threshold, volume.axis_is_time])
         self.extend([row(b.clear, self.cancel_button)])
@@ -151,7 +155,8 @@ class InteractiveSegmentationWidget(SAMWidget):
         self.points.changed.connect(self.prompt_layers.watch)
         self.shapes.changed.connect(self.prompt_layers.watch)
         self.point_type.changed.connect(self._on_point_type_changed)
-        self.live_preview.follow(self.live, (self.multimask,), viewer.dims)
+        inputs = (self.multimask, *self.tiling.widgets)
+        self.live_preview.follow(self.live, inputs, viewer.dims)
         self.model_picker.on_chosen(self.live_preview.schedule)  # a new model: preview again
         viewer.layers.events.inserted.connect(self._on_layer_inserted)
         viewer.layers.events.removed.connect(self._on_layer_removed)
@@ -243,13 +248,16 @@ class InteractiveSegmentationWidget(SAMWidget):
                 self.points.value, self.shapes.value, image_slice, self.viewer.dims
             )
         multimask = bool(self.multimask.value)
-        request = prompt_request(image_slice, prompts, source, multimask, embed_only)
+        tiling = self.tiling.tiling()
+        request = prompt_request(image_slice, prompts, source, multimask, embed_only, tiling)
         return note_used(request, self.points.value, self.shapes.value)
 
     # --- running ----------------------------------------------------------------------
 
     def _job_call(self, request: PromptRequest):
         job = partial(request.job, self.model_store, self._predictors, self.embedding_cache)
+        if getattr(request.job, "tiling", None) is not None:
+            return job  # the prefetch embeds whole slices, which a tiled click does not use
         return self.prefetch.following(job, request.image_slice, request.job.model_source)
 
     def _start(self, request: PromptRequest, description: str, on_done) -> None:
@@ -348,6 +356,7 @@ class InteractiveSegmentationWidget(SAMWidget):
             float(self.iou_threshold.value),
             bool(self.axis_is_time.value),
         )
+        request.job = replace(request.job, tiling=self.tiling.tiling())
         target = self.labels.value
         if target is not None:
             check_labels_fit(target, request.image_slice)

@@ -82,8 +82,12 @@ def prompt_request(
     source: str,
     multimask: bool,
     embed_only: bool = False,
+    tiling: tuple[int, int] | None = None,
 ) -> PromptRequest:
-    """The request segmenting ``prompts`` (``None``: only compute the embedding)."""
+    """The request segmenting ``prompts`` (``None``: only compute the embedding).
+
+    ``tiling``: (tile shape, halo) to cut the slice into tiles, or None.
+    """
     if prompts is not None:
         objects_on_slice(prompts)  # a user error is reported before loading anything
     job = PromptJob(
@@ -92,9 +96,11 @@ def prompt_request(
         model_source=source,
         multimask=multimask,
         embed_only=embed_only,
+        tiling=tiling,
     )
     prompt_key = None if prompts is None else prompts.signature()
-    return PromptRequest(job=job, signature=(*image_slice.key, source, multimask, prompt_key))
+    signature = (*image_slice.key, source, multimask, prompt_key, tiling)
+    return PromptRequest(job=job, signature=signature)
 
 
 def _matching_rows(data: np.ndarray, used: np.ndarray) -> set[int]:

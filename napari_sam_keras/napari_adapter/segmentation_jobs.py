@@ -14,10 +14,12 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from ..processing.mask_prompts import mask_box, mask_to_low_res_logits
+from ..segmentation.precompute import keep_tiles, take_tiles
 from ..segmentation.prompt_objects import predict_objects as core_predict_objects
 from . import layer_stores
 from .image_slices import ImageSlice, make_slice
 from .prompts_from_layers import SlicePrompts, objects_on_slice
+from .tiling_controls import Tiling
 
 #: ``progress(done, total)``, with ``progress.step(text)`` (a task_runner.Progress).
 Report = Callable[[int, int], None]
@@ -42,6 +44,34 @@ def load_network(models, source: str, report):
     if source not in models:
         _step(report, "loading the model (an official checkpoint is converted the first time)")
     return models.get(source)
+
+
+def embed_tiled(predictor, image_slice: ImageSlice, cache, tiling: Tiling, report=None) -> None:
+    """Give ``predictor`` the slice cut into tiles; the tiles ``cache`` holds are taken from it.
+
+    The other tiles are embedded when a prompt needs them (put them into the
+    cache with :func:`keep_slice_tiles` afterwards).  Their cache keys hold the
+    tiling (:func:`~napari_sam_keras.segmentation.precompute.tile_key`): an
+    untiled embedding of the slice is never used for a tile.  The embeddings
+    folder is not used for tiled slices.
+    """
+    tile_shape, halo = tiling
+    _step(report, f"cutting the image into tiles of {tile_shape} (halo {halo})")
+    predictor.set_image(
+        image_slice.data,
+        contrast_limits=image_slice.contrast_limits,
+        tile_shape=tile_shape,
+        halo=halo,
+    )
+    if cache is not None:
+        take_tiles(predictor.tiles, cache, embedding_key(image_slice, predictor.network.key))
+
+
+def keep_slice_tiles(predictor, image_slice: ImageSlice, cache) -> None:
+    """Put the tile embeddings the predictor computed for the slice into ``cache``."""
+    if cache is not None and predictor.tiles is not None:
+        keep_tiles(predictor.tiles, cache, embedding_key(image_slice, predictor.network.key))
+        _WARM.add(predictor.network.key)
 
 
 def embed(predictor, image_slice: ImageSlice, cache, report=None, where: str = "") -> bool:
@@ -105,6 +135,7 @@ class PromptJob:
     model_source: str
     multimask: bool = True
     embed_only: bool = False
+    tiling: Tiling = None  # (tile shape, halo): the slice is cut into tiles
 
     def __call__(self, models, predictors: dict, cache, report: Report) -> list[np.ndarray]:
         total = 2 if self.embed_only else 3
@@ -112,12 +143,21 @@ class PromptJob:
         network = load_network(models, self.model_source, report)
         report(1, total)
         predictor = _predictor_for(network, predictors)
-        embed(predictor, self.image_slice, cache, report)
+        if self.tiling is None:
+            embed(predictor, self.image_slice, cache, report)
+        else:
+            embed_tiled(predictor, self.image_slice, cache, self.tiling, report)
         report(2, total)
         if self.embed_only:
+            if self.tiling is not None:
+                _step(report, "embedding every tile")
+                predictor.embed_tiles()
+                keep_slice_tiles(predictor, self.image_slice, cache)
             return []
-        _step(report, "predicting the mask")
+        tiles = "" if self.tiling is None else " (embedding the tiles it needs)"
+        _step(report, f"predicting the mask{tiles}")
         masks = predict_objects(predictor, self.image_slice, self.prompts, self.multimask)
+        keep_slice_tiles(predictor, self.image_slice, cache)
         report(3, total)
         return masks
 
@@ -200,6 +240,7 @@ class AutomaticJob:
     method: str = GENERATOR
     decoder_options: dict = field(default_factory=dict)
     link: dict | None = None
+    tiling: Tiling = None  # generator mode: (tile shape, halo), tiles segmented like crops
 
     def __call__(self, models, cache, report: Report) -> list[tuple[object, np.ndarray]]:
         """``[(where, label_image)]``: per slice, or per linked stack of slices (3D)."""
@@ -243,6 +284,24 @@ class AutomaticJob:
                 return labels
 
             return decode
+        if self.tiling is not None:
+            tile_shape, halo = self.tiling
+            tiled = SAMAutomaticMaskGenerator(
+                predictor, tile_shape=tile_shape, halo=halo, **self.generator_options
+            )
+
+            def generate_tiled(image_slice, cache, report, where, progress):
+                # the generator embeds each tile itself (not kept in the shared cache)
+                _step(report, f"{where}generating masks tile by tile ({tile_shape}, halo {halo})")
+                records = tiled.generate(
+                    image_slice.data,
+                    progress=progress,
+                    contrast_limits=image_slice.contrast_limits,
+                )
+                _WARM.add(network.key)
+                return masks_to_labels(records, shape=image_slice.data.shape[:2])
+
+            return generate_tiled
         generator = SAMAutomaticMaskGenerator(predictor, **self.generator_options)
 
         def generate(image_slice, cache, report, where, progress):

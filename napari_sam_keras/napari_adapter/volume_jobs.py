@@ -35,6 +35,7 @@ class VolumeJob:
         model_source: the model, as the model field gives it.
         projection, iou_threshold: as in :func:`~napari_sam_keras.segment_volume`.
         track: use :func:`~napari_sam_keras.track_object` (a time axis).
+        tiling: (tile shape, halo): every slice is cut into tiles, or None.
     """
 
     image_slice: ImageSlice
@@ -45,6 +46,7 @@ class VolumeJob:
     projection: str = "mask"
     iou_threshold: float = 0.5
     track: bool = False
+    tiling: tuple[int, int] | None = None
 
     @property
     def length(self) -> int:
@@ -109,6 +111,8 @@ class VolumeJob:
             "progress": progress,
             "contrast_limits": self.image_slice.contrast_limits,
         }
+        if self.tiling is not None:
+            options["tile_shape"], options["halo"] = self.tiling
         if self.track:
             masks = track_object(predictor, stack, self.prompts, frame_key=key, **options)
         else:

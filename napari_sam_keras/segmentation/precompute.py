@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import os
 import warnings
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Hashable, Iterable, Sequence
 from typing import Any
 
 import numpy as np
@@ -35,8 +35,11 @@ __all__ = [
     "PlaneEmbeddings",
     "as_store",
     "is_stack",
+    "keep_tiles",
     "precompute_embeddings",
     "store_spec",
+    "take_tiles",
+    "tile_key",
 ]
 
 
@@ -207,6 +210,46 @@ class PlaneEmbeddings:
             if progress is not None:
                 progress()
         return counts
+
+
+def tile_key(key: Hashable, tiles: PlaneEmbeddings, index: int) -> tuple:
+    """The key of tile ``index`` of an image whose (untiled) embedding key is ``key``.
+
+    It holds the tiling, so an untiled embedding is never handed out for a tile
+    (or a tile of another tiling for this one).
+    """
+    return (key, "tile", tiles.grid.tile_shape, tiles.grid.halo, int(index))
+
+
+def take_tiles(tiles: PlaneEmbeddings, cache: Any, key: Hashable) -> int:
+    """Give ``tiles`` the tile embeddings ``cache`` holds for the image ``key``; how many.
+
+    ``cache`` is an :class:`EmbeddingCache` or a dict (see :func:`tile_key`).
+    """
+    found = 0
+    for index in range(len(tiles.grid)):
+        if index in tiles.cache:
+            continue
+        emb = cache.get(tile_key(key, tiles, index))
+        if emb is not None:
+            tiles.cache.put(index, emb)
+            found += 1
+    return found
+
+
+def keep_tiles(tiles: PlaneEmbeddings, cache: Any, key: Hashable) -> None:
+    """Put the tile embeddings ``tiles`` holds into ``cache`` (those not there yet)."""
+    for index in range(len(tiles.grid)):
+        k = tile_key(key, tiles, index)
+        if index not in tiles.cache or k in cache:
+            continue
+        emb = tiles.cache.get(index)
+        if emb is None:
+            continue
+        if hasattr(cache, "put"):
+            cache.put(k, emb)
+        else:
+            cache[k] = emb
 
 
 def _bind_plane(store: EmbeddingStore, spec: StoreSpec) -> int:

@@ -45,6 +45,8 @@ def track_object(
     progress: ProgressCallback | None = None,
     contrast_limits: tuple[float, float] | None = None,
     frame_key: Callable[[int], Hashable] | None = None,
+    tile_shape: int | tuple[int, int] | None = None,
+    halo: int | tuple[int, int] | None = None,
 ) -> np.ndarray:
     """Follow one object forward in time from prompts on one or more frames.
 
@@ -67,7 +69,7 @@ def track_object(
         prompts: ``{t: {"point_coords", "point_labels", "box"}}`` as in
             :func:`~napari_sam_keras.segment_volume`.
         projection, iou_threshold, box_extension, embeddings, progress,
-        contrast_limits: as in :func:`~napari_sam_keras.segment_volume`
+        contrast_limits, tile_shape, halo: as in :func:`~napari_sam_keras.segment_volume`
             (``total`` counts the frames from the first prompted one to the end).
         motion_smoothing: weight (0..1) of the previous motion estimate; 0
             uses the last shift only, 1 never updates (no motion model).
@@ -87,7 +89,7 @@ def track_object(
     limits = default_contrast_limits(frames, contrast_limits)
     first = min(checked)
     engine = SlicePropagator(
-        model, frames, limits, embeddings, progress, frame_key, total=count - first
+        model, frames, limits, embeddings, progress, frame_key, count - first, tile_shape, halo
     )
 
     def work() -> np.ndarray:

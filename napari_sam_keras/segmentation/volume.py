@@ -33,7 +33,9 @@ from ..processing.mask_prompts import (
     mask_to_low_res_logits,
 )
 from ..processing.prompts import check_boxes, check_points
+from .precompute import keep_tiles, take_tiles
 from .predictor import SAMPredictor, as_network
+from .tiling import as_pair, centroid_points
 
 logger = logging.getLogger(__name__)
 
@@ -171,7 +173,10 @@ class SlicePropagator:
     put into ``embeddings`` when given.  The key of slice ``i`` is
     ``slice_key(i)`` when given, else a digest of the slice's pixels, its
     contrast limits and the model, so that the same data under the same model
-    finds its embedding again whatever stack it is part of.
+    finds its embedding again whatever stack it is part of.  With a
+    ``tile_shape``, every slice is tiled (see ``SAMPredictor.set_image``) and
+    ``embeddings`` holds one embedding per tile, under keys that include the
+    tiling (:func:`~napari_sam_keras.segmentation.precompute.tile_key`).
 
     Progress: :meth:`advance` counts slices done and calls ``progress(done,
     total)``; an :class:`~napari_sam_keras.OperationCancelled` raised there
@@ -187,7 +192,11 @@ class SlicePropagator:
         progress: ProgressCallback | None,
         slice_key: Callable[[int], Hashable] | None,
         total: int,
+        tile_shape: int | tuple[int, int] | None = None,
+        halo: int | tuple[int, int] | None = None,
     ) -> None:
+        if tile_shape is None and halo is not None:
+            raise ImageError("halo was given without tile_shape.")
         self.predictor = (
             model if isinstance(model, SAMPredictor) else SAMPredictor(as_network(model))
         )
@@ -196,11 +205,14 @@ class SlicePropagator:
         self.embeddings = embeddings
         self.progress = progress
         self.slice_key = slice_key
+        self.tile_shape = as_pair(tile_shape, "tile_shape", 1)
+        self.halo = as_pair(halo, "halo", 0)
         self.total = total
         self.done = 0
         self.size = tuple(int(v) for v in stack.shape[1:3])
         self._current: int | None = None
-        self.computed = 0  # embeddings computed (not found in the store)
+        self._counted = 0  # of the current tiled slice's computed tiles, those in ``computed``
+        self.computed = 0  # embeddings computed (not found in the store); tiles count one each
 
     # work accounting
     def start(self) -> None:
@@ -232,6 +244,9 @@ class SlicePropagator:
         """Make slice ``index`` the predictor's image (from the store, or computed and stored)."""
         if self._current == index:
             return
+        if self.tile_shape is not None:
+            self._select_tiled(index)
+            return
         key = self.key(index) if self.embeddings is not None else None
         embedding: ImageEmbedding | None = None
         if key is not None:
@@ -249,12 +264,52 @@ class SlicePropagator:
                     self.embeddings[key] = embedding
         self._current = index
 
+    def _select_tiled(self, index: int) -> None:
+        """Slice ``index`` tiled; its tiles are embedded when a prompt needs them."""
+        self.predictor.set_image(
+            self.stack[index],
+            contrast_limits=self.contrast_limits,
+            tile_shape=self.tile_shape,
+            halo=self.halo,
+        )
+        self._counted = 0
+        if self.embeddings is not None:
+            take_tiles(self.predictor.tiles, self.embeddings, self.key(index))
+        self._current = index
+
+    def _after_predict(self) -> None:
+        """Count the tiles just computed and put them into ``embeddings``."""
+        tiles = self.predictor.tiles
+        if tiles is None:
+            return
+        self.computed += tiles.computed - self._counted
+        self._counted = tiles.computed
+        if self.embeddings is not None:
+            keep_tiles(tiles, self.embeddings, self.key(self._current))
+
+    def _tile_mask_input(self, mask: np.ndarray, prompt: Mapping[str, Any]) -> np.ndarray:
+        """``mask`` as the mask input of the tile that will answer ``prompt``, in its frame."""
+        tiles = self.predictor.tiles
+        tile = tiles.grid.tile_for_prompt(
+            centroid_points(prompt.get("point_coords"), prompt.get("point_labels")),
+            prompt.get("box"),
+        )
+        y0, y1, x0, x1 = tile.outer
+        cfg = self.predictor.config
+        return mask_to_low_res_logits(
+            mask[y0:y1, x0:x1],
+            tiles.embedding(tile.index).input_size,
+            cfg.image_size,
+            cfg.low_res_mask_size,
+        )
+
     # segmentation
     def from_prompts(self, index: int, prompt: Mapping[str, Any]) -> np.ndarray:
         """The mask of slice ``index`` from the user's (checked) prompts."""
         self.select(index)
         single_point = "box" not in prompt and len(prompt.get("point_labels", ())) == 1
         mask, _ = self.predictor.predict_best(multimask_output=single_point, **prompt)
+        self._after_predict()
         return mask
 
     def from_mask(
@@ -270,26 +325,35 @@ class SlicePropagator:
         if projection == "single_point":
             prompt["point_coords"], prompt["point_labels"] = interior_point(mask)[None], [1]
         if projection in ("mask", "points_and_mask"):
-            cfg = self.predictor.config
-            prompt["mask_input"] = mask_to_low_res_logits(
-                mask, self.predictor.input_size, cfg.image_size, cfg.low_res_mask_size
-            )[None]
+            if self.predictor.tiles is not None:
+                prompt["mask_input"] = self._tile_mask_input(mask, prompt)[None]
+            else:
+                cfg = self.predictor.config
+                prompt["mask_input"] = mask_to_low_res_logits(
+                    mask, self.predictor.input_size, cfg.image_size, cfg.low_res_mask_size
+                )[None]
         new, _ = self.predictor.predict_best(
             multimask_output=projection == "single_point", **prompt
         )
+        self._after_predict()
         return new
 
     def run(self, work: Callable[[], np.ndarray]) -> np.ndarray:
         """Run ``work`` and restore the predictor's own image afterwards (also on errors)."""
         predictor = self.predictor
-        previous = predictor.embedding_state() if predictor.is_image_set else None
+        tiles = predictor.tiles
+        previous = None
+        if tiles is None and predictor.is_image_set:
+            previous = predictor.embedding_state()
         try:
             self.start()
             result = work()
             self.finish()
             return result
         finally:
-            if previous is not None:
+            if tiles is not None:
+                predictor.set_tiles(tiles)
+            elif previous is not None:
                 predictor.set_embedding(previous)
             else:
                 predictor.reset_image()
@@ -326,6 +390,8 @@ def segment_volume(
     progress: ProgressCallback | None = None,
     contrast_limits: tuple[float, float] | None = None,
     slice_key: Callable[[int], Hashable] | None = None,
+    tile_shape: int | tuple[int, int] | None = None,
+    halo: int | tuple[int, int] | None = None,
 ) -> np.ndarray:
     """Segment one object through a volume from prompts on one or more of its slices.
 
@@ -361,6 +427,15 @@ def segment_volume(
         slice_key: ``slice_key(z)`` -> the key of slice z's embedding in
             ``embeddings``; default: a digest of the slice's pixels, the
             contrast limits and the model.
+        tile_shape, halo: tile every slice (as ``SAMPredictor.set_image``
+            does): each prompt, and each mask carried from a neighbour, is
+            answered by the tile holding it, and the mask comes back at full
+            resolution.  An object is whole while it fits in a tile plus its
+            halo.  Only the tiles a prompt needs are embedded; ``embeddings``
+            then holds one embedding per tile, under keys that include the
+            tiling (``(slice key, "tile", tile_shape, halo, tile index)``), so
+            an untiled embedding is never used for a tile.  None (the
+            default): slices are not tiled.
 
     Returns:
         (Z, Y, X) bool: the object on every slice it reaches.
@@ -369,6 +444,8 @@ def segment_volume(
         ImageError: the volume is not a stack of 2D images.
         PromptError: no prompts, a slice index or a point/box outside the volume.
         SAMError: an unknown ``projection`` or an invalid threshold.
+        ImageError: an invalid ``tile_shape`` or ``halo`` (or ``halo`` without
+            ``tile_shape``).
     """
     volume = check_volume(volume)
     check_parameters(projection, iou_threshold, box_extension)
@@ -376,7 +453,9 @@ def segment_volume(
     checked, stops = split_prompts(prompts, count, (height, width), "Z")
     limits = default_contrast_limits(volume, contrast_limits)
     plan = _plan(sorted(checked), stops, count)
-    engine = SlicePropagator(model, volume, limits, embeddings, progress, slice_key, plan.total)
+    engine = SlicePropagator(
+        model, volume, limits, embeddings, progress, slice_key, plan.total, tile_shape, halo
+    )
 
     def work() -> np.ndarray:
         masks = np.zeros((count, height, width), bool)
