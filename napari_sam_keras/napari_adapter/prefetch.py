@@ -46,6 +46,22 @@ def _stop_at_exit() -> None:
             task.worker.join(timeout=60)
 
 
+def start_in_background(task: Task) -> None:
+    """Start ``task`` in a thread of its own, cancelled (and its step let finish) at exit.
+
+    Call :func:`forget_background` with it when it has finished.
+    """
+    if not _running:
+        atexit.register(_stop_at_exit)
+    _running.add(task)
+    task.start(own_thread=True)
+
+
+def forget_background(task: Task) -> None:
+    """A task started by :func:`start_in_background` has finished."""
+    _running.discard(task)
+
+
 def neighbours(image_slice: ImageSlice, distance: int = 1) -> list[tuple]:
     """Indices of the slices ``distance`` before and after along the last hidden axis."""
     index = image_slice.index
@@ -152,13 +168,10 @@ class Prefetcher:
             on_finished=lambda: self._finished(task),
         )
         self.task = task
-        if not _running:
-            atexit.register(_stop_at_exit)
-        _running.add(task)
-        task.start(own_thread=True)
+        start_in_background(task)
 
     def _finished(self, task: Task) -> None:
-        _running.discard(task)
+        forget_background(task)
         if self.task is task:
             self.task = None
         if self._next is not None:

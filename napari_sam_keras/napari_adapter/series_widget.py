@@ -7,7 +7,9 @@ are remembered in the folder (``sam-labels/series.json``), so reopening the fold
 new napari session continues where the user stopped.  The interactive and automatic
 widgets work on the current image: the series' Labels layer stays the same layer (its data
 is replaced), and each image gets a new Image layer (so no embedding of another image is
-ever reused for it).
+ever reused for it).  While the user works on an image, the next one is read and embedded
+in the background with a model some widget has loaded (:mod:`.series_prefetch`), so that
+its first click after **Save and next** computes no embedding.
 """
 
 from __future__ import annotations
@@ -19,7 +21,10 @@ import numpy as np
 from magicgui.widgets import CheckBox, Container, FileEdit, Label, PushButton
 
 from ..files.image_series import ImageSeries, labels_shape
+from .image_slices import current_slice
+from .loaded_models import shared_embedding_cache
 from .notifications import USER_ERRORS, report_error, report_info
+from .series_prefetch import NextImagePrefetcher
 from .widget_base import resolve_viewer
 
 if TYPE_CHECKING:  # pragma: no cover
@@ -43,6 +48,9 @@ class ImageSeriesWidget(Container):
         self.series: ImageSeries | None = None
         self.image_layer = None
         self.labels_layer = None
+        self.prefetch = NextImagePrefetcher(
+            self.viewer, self._next_wanted, shared_embedding_cache()
+        )
 
         self._folder_w = FileEdit(name="folder", mode="d", label="folder")
         self._folder_w.tooltip = "The folder of images; labels go to its sam-labels folder."
@@ -73,6 +81,7 @@ class ImageSeriesWidget(Container):
         self.next_button.changed.connect(lambda: self._guarded(self.next))
         self.save_button.changed.connect(lambda: self._guarded(self.save))
         self._done_w.changed.connect(self._on_done_toggled)
+        self._skip_w.changed.connect(lambda _value: self.prefetch.refresh())
         self.viewer.bind_key(NEXT_KEY, lambda _viewer: self._guarded(self.next), overwrite=True)
         self.viewer.bind_key(
             PREVIOUS_KEY, lambda _viewer: self._guarded(self.previous), overwrite=True
@@ -83,6 +92,7 @@ class ImageSeriesWidget(Container):
 
     def open(self, folder: str | Path) -> None:
         """Open a folder of images at the image where the series was left."""
+        self.prefetch.cancel()  # the other folder's next image is of no use
         self.series = ImageSeries(folder)
         self._folder_w.value = str(folder)
         self._show()
@@ -150,7 +160,9 @@ class ImageSeriesWidget(Container):
     def _show(self) -> None:
         """Open the series' current image and its labels in the viewer."""
         series = self.series
-        image = series.read_image()
+        image = self.prefetch.take_image(series.current)  # read in the background
+        if image is None:
+            image = series.read_image()
         saved = series.read_labels()
         shape = labels_shape(image)
         labels = np.zeros(shape, np.int32) if saved is None else saved.astype(np.int32)
@@ -174,7 +186,23 @@ class ImageSeriesWidget(Container):
             self.labels_layer.data = labels
             self.labels_layer.name = f"{Path(name).stem} labels"
         self.viewer.reset_view()
+        self.prefetch.adopt(self.image_layer, self.viewer.dims)
         self._update_controls()
+        self.prefetch.refresh()  # the next image, in the background
+
+    def _next_wanted(self):
+        """The next image's file and the current slice (for the prefetch), or ``None``."""
+        series = self.series
+        if series is None or self.image_layer not in self.viewer.layers:
+            return None
+        index = series.neighbour(+1, skip_done=self._skip_w.value)
+        if index is None:
+            return None
+        try:
+            shown = current_slice(self.image_layer, self.viewer.dims)
+        except USER_ERRORS:  # a 3D view: a 2D next image can still be prepared
+            shown = None
+        return series.images[index], shown
 
     def _update_controls(self) -> None:
         series = self.series

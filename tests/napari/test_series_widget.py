@@ -122,3 +122,188 @@ def test_the_plugin_menu_lists_the_series_widget(make_napari_viewer):
     menu = viewer.window.plugins_menu
     submenus = {a.text(): a.menu() for a in menu.actions() if a.menu() is not None}
     assert SERIES in [a.text() for a in submenus["SAM Keras"].actions()]
+
+
+@pytest.fixture
+def _fresh_models_and_settings(tmp_path, monkeypatch):
+    """No model loaded by an earlier test, no embeddings folder from the user's settings."""
+    import weakref
+
+    from napari_sam_keras.napari_adapter import layer_stores, loaded_models
+
+    monkeypatch.setenv("XDG_CONFIG_HOME", str(tmp_path / "config"))
+    monkeypatch.setattr(loaded_models, "_LOADED", weakref.WeakValueDictionary())
+    monkeypatch.setattr(loaded_models, "_last_source", None)
+    layer_stores.set_folder(None)
+    yield
+    layer_stores.set_folder(None)
+    layer_stores.forget_stores()
+
+
+def count_encoder_runs(monkeypatch) -> list[tuple[int, int]]:
+    """Every run of the image encoder (any thread), as the embedded image's size."""
+    from napari_sam_keras.model.image_encoder import ImageEncoder
+
+    runs: list[tuple[int, int]] = []
+    embed_resized = ImageEncoder.embed_resized
+
+    def counted(self, resized_rgb, original_size):
+        runs.append(tuple(original_size))
+        return embed_resized(self, resized_rgb, original_size)
+
+    monkeypatch.setattr(ImageEncoder, "embed_resized", counted)
+    return runs
+
+
+@pytest.mark.parametrize("with_folder", [False, True], ids=["memory", "embeddings-folder"])
+def test_the_next_image_is_embedded_in_the_background_and_next_computes_nothing(
+    make_napari_viewer,
+    tmp_path,
+    tiny_checkpoint,
+    tiny_network,
+    qtbot,
+    monkeypatch,
+    _fresh_models_and_settings,
+    with_folder,
+):
+    from napari_sam_keras import EmbeddingStore, SAMPredictor
+    from napari_sam_keras.napari_adapter import layer_stores
+    from napari_sam_keras.napari_adapter.image_slices import current_slice
+    from napari_sam_keras.napari_adapter.segmentation_jobs import embedding_key
+
+    folder = tmp_path / "embeddings"
+    if with_folder:
+        layer_stores.set_folder(str(folder))
+    runs = count_encoder_runs(monkeypatch)
+    images = write_cell_images(tmp_path / "plate", 3)
+    viewer, widget = open_series(make_napari_viewer, images[0].parent)
+    qtbot.wait(50)
+    assert not widget.prefetch.busy and widget.prefetch.ready is None  # no model: no work
+
+    # the user loads a model in the interactive widget: image 1 is embedded meanwhile
+    _dock, interactive = viewer.window.add_plugin_dock_widget(PLUGIN, "Interactive segmentation")
+    interactive.model.value = str(tiny_checkpoint)
+    interactive.model_store.add(str(tiny_checkpoint), tiny_network)
+    qtbot.waitUntil(lambda: widget.prefetch.ready is not None, timeout=60000)
+    assert widget.prefetch.ready.file[0] == str(images[1].resolve())
+    assert runs == [(48, 64)]  # image 1, in the background; image 0 was never embedded
+    if with_folder:  # in the store the layer of cells_01.tif will use
+        store = folder / f"cells_01.tif-{tiny_network.key[:12]}.zarr"
+        assert EmbeddingStore(store).is_complete(0, 0)
+
+    widget.next()
+    np.testing.assert_array_equal(widget.image_layer.data, tifffile.imread(images[1]))
+    shown = current_slice(widget.image_layer, viewer.dims)
+    key = embedding_key(shown, tiny_network.key)
+    assert key in interactive.embedding_cache
+    # image 2 is prepared next; wait for it so that it is not counted below
+    qtbot.waitUntil(
+        lambda: (
+            widget.prefetch.ready is not None
+            and widget.prefetch.ready.file[0] == str(images[2].resolve())
+        ),
+        timeout=60000,
+    )
+    assert len(runs) == 2
+
+    # a click on image 1 in the interactive widget: no embedding is computed
+    interactive.image.value = widget.image_layer
+    interactive.points.value.add([20, 20])
+    assert interactive.run() is not None, interactive.status.details
+    assert len(runs) == 2
+    # and the embedding it used is the encoder's own for that layer's slice
+    fresh = SAMPredictor(tiny_network, warm_up=False)
+    fresh.set_image(shown.data, contrast_limits=shown.contrast_limits)
+    np.testing.assert_allclose(
+        interactive.embedding_cache.get(key).features,
+        fresh.embedding_state().features,
+        rtol=1e-5,
+        atol=1e-5,
+    )
+
+
+def test_a_changed_contrast_or_folder_leaves_the_prepared_embedding_unused(
+    make_napari_viewer, tmp_path, tiny_checkpoint, tiny_network, qtbot, _fresh_models_and_settings
+):
+    from napari_sam_keras.napari_adapter.image_slices import current_slice
+    from napari_sam_keras.napari_adapter.segmentation_jobs import embedding_key
+
+    images = write_cell_images(tmp_path / "plate", 2)
+    viewer = make_napari_viewer()
+    _dock, interactive = viewer.window.add_plugin_dock_widget(PLUGIN, "Interactive segmentation")
+    interactive.model.value = str(tiny_checkpoint)
+    interactive.model_store.add(str(tiny_checkpoint), tiny_network)
+    _dock, widget = viewer.window.add_plugin_dock_widget(PLUGIN, SERIES)
+    widget.open(images[0].parent)
+    qtbot.waitUntil(lambda: widget.prefetch.ready is not None, timeout=60000)
+
+    # the prepared slice is not what the new layer shows: nothing is put in the cache
+    ready = widget.prefetch.ready
+    layer = viewer.add_image(ready.data, contrast_limits=(0, 1000), name="other contrast")
+    assert widget.prefetch.adopt(layer, viewer.dims) is False
+    shown = current_slice(layer, viewer.dims)
+    assert embedding_key(shown, tiny_network.key) not in interactive.embedding_cache
+
+    # another folder: what was prepared for the first one is dropped
+    qtbot.waitUntil(lambda: not widget.prefetch.busy, timeout=60000)
+    other = write_cell_images(tmp_path / "other", 1)
+    widget.open(other[0].parent)
+    assert widget.prefetch.ready is None and not widget.prefetch.busy  # one image: no next
+
+
+def test_a_click_goes_before_the_next_image(
+    make_napari_viewer,
+    tmp_path,
+    tiny_checkpoint,
+    tiny_network,
+    qtbot,
+    monkeypatch,
+    _fresh_models_and_settings,
+):
+    """The prefetch starts while a click's job runs: it waits, and embeds after it."""
+    import threading
+    import time
+
+    from napari_sam_keras.model.image_encoder import ImageEncoder
+    from napari_sam_keras.napari_adapter import segmentation_jobs
+
+    events: list[tuple] = []
+    gate = threading.Event()
+    embed_resized = ImageEncoder.embed_resized
+
+    def recorded(self, resized_rgb, original_size):
+        events.append(("encoder", threading.current_thread().name))
+        return embed_resized(self, resized_rgb, original_size)
+
+    call = segmentation_jobs.PromptJob.__call__
+
+    def held_click(self, *args):  # the real click job, held until the test lets it go
+        events.append(("click start",))
+        gate.wait(30)
+        result = call(self, *args)
+        events.append(("click end",))
+        return result
+
+    monkeypatch.setattr(ImageEncoder, "embed_resized", recorded)
+    monkeypatch.setattr(segmentation_jobs.PromptJob, "__call__", held_click)
+
+    images = write_cell_images(tmp_path / "plate", 2)
+    viewer, widget = open_series(make_napari_viewer, images[0].parent)
+    _dock, interactive = viewer.window.add_plugin_dock_widget(PLUGIN, "Interactive segmentation")
+    interactive.model.value = str(tiny_checkpoint)
+    interactive.image.value = widget.image_layer
+    interactive.points.value.add([20, 20])
+    interactive.run_button.native.click()
+    qtbot.waitUntil(lambda: ("click start",) in events, timeout=10000)
+    interactive.model_store.add(str(tiny_checkpoint), tiny_network)  # a model is there now
+    qtbot.waitUntil(lambda: widget.prefetch.busy, timeout=10000)
+    end = time.monotonic() + 0.5
+    while time.monotonic() < end:
+        qtbot.wait(20)
+    assert events == [("click start",)]  # the prefetch waits for the click
+    gate.set()
+    qtbot.waitUntil(lambda: widget.prefetch.ready is not None, timeout=60000)
+    qtbot.waitUntil(lambda: interactive.runner.idle, timeout=10000)
+    assert [e[0] for e in events] == ["click start", "encoder", "click end", "encoder"], events
+    assert events[3][1].startswith("napari-sam-keras: SAM: embedding the next image")
+    assert not events[1][1].startswith("napari-sam-keras")  # the click's, in Qt's pool
