@@ -32,17 +32,16 @@ from dataclasses import replace
 from functools import partial
 from typing import TYPE_CHECKING
 
-import numpy as np
 from napari.layers import Image
 from qtpy.QtCore import QTimer
 
-from ..errors import SAMError
 from . import interactive_controls as controls
-from .label_refinement import refine_request, write_refined
-from .labels_writing import check_labels_fit, write_label_images, write_masks
+from .label_refinement import refine_request
+from .labels_writing import check_labels_fit
 from .layer_order import raise_layers
 from .live_preview import LivePreview
-from .notifications import USER_ERRORS, report_warning
+from .notifications import USER_ERRORS
+from .object_writer import ObjectWriter
 from .prefetch import Prefetcher
 from .prompt_layer_setup import PromptLayers, set_point_type
 from .prompt_requests import (
@@ -117,6 +116,15 @@ class InteractiveSegmentationWidget(SAMWidget):
             self.refine_id,
             self._not_targets,
             self.reset_choices,
+        )
+        self.writer = ObjectWriter(
+            self.viewer,
+            self.target,
+            self.overwrite,
+            self.add_to_label,
+            self.status,
+            self.user_error,
+            self._written,
         )
         self._connect()
         self.reset_choices()
@@ -281,7 +289,7 @@ class InteractiveSegmentationWidget(SAMWidget):
 
     def _on_run_clicked(self, _value=None) -> None:
         self.runner.after(
-            partial(self._submit, self._prepare, self._write, "SAM: segmenting", False)
+            partial(self._submit, self._prepare, self.writer.masks, "SAM: segmenting", False)
         )
 
     def run(self):
@@ -292,7 +300,7 @@ class InteractiveSegmentationWidget(SAMWidget):
         """
         self.runner.wait()
         self.live_preview.cancel()
-        return self._submit(self._prepare, self._write, "SAM: segmenting", True)
+        return self._submit(self._prepare, self.writer.masks, "SAM: segmenting", True)
 
     def commit(self, _value=None):
         """Write the live preview (segmenting first if it is outdated).
@@ -311,8 +319,8 @@ class InteractiveSegmentationWidget(SAMWidget):
             self.user_error(error)
             return None
         if preview is not None and preview.request.signature == request.signature:
-            return self._write(request, preview.masks)
-        self._start(request, "SAM: segmenting", partial(self._write, request))
+            return self.writer.masks(request, preview.masks)
+        self._start(request, "SAM: segmenting", partial(self.writer.masks, request))
         return None
 
     def _on_refine_clicked(self, _value=None) -> None:
@@ -323,7 +331,7 @@ class InteractiveSegmentationWidget(SAMWidget):
         self.live_preview.cancel()
         if blocking:
             self.runner.wait()
-        return self._submit(self._prepare_refine, self._write_refined, "SAM: refining", blocking)
+        return self._submit(self._prepare_refine, self.writer.refined, "SAM: refining", blocking)
 
     def _on_segment_3d_clicked(self, _value=None) -> None:
         self.runner.after(partial(self.segment_3d, blocking=False))
@@ -342,7 +350,7 @@ class InteractiveSegmentationWidget(SAMWidget):
         if blocking:
             self.runner.wait()
         return self._submit(
-            self._prepare_volume, self._write_volume, "SAM: Segment in 3D", blocking
+            self._prepare_volume, self.writer.volume, "SAM: Segment in 3D", blocking
         )
 
     def _prepare_volume(self) -> VolumeRequest:
@@ -381,84 +389,6 @@ class InteractiveSegmentationWidget(SAMWidget):
             remove_used_prompts(self.viewer, request)
         self.live_preview.clear()
         self.target.update_ids()
-
-    def _write(self, request: PromptRequest, masks):
-        """Write masks into the target labels, tidy prompts and preview; return the layer."""
-        image_slice = request.image_slice
-        if image_slice.layer not in self.viewer.layers:
-            self.user_error(f"Image {image_slice.layer.name!r} was removed; nothing written.")
-            return None
-        if not any(np.any(m) for m in masks):
-            report_warning("SAM returned an empty mask; nothing was written.")
-            self.status.show("SAM returned an empty mask; nothing was written")
-            return None
-        try:
-            target = self.target.for_writing(image_slice)
-            xy = request.first_positive_point()
-            first = self.target.first_id(target, image_slice, xy, bool(self.add_to_label.value))
-            ids = write_masks(target, image_slice, masks, bool(self.overwrite.value), first)
-        except SAMError as error:
-            self.user_error(error)
-            return None
-        if not ids:
-            self.user_error(
-                "The segmented pixels all carry labels already; nothing was written. Tick "
-                "'overwrite existing labels' to replace them."
-            )
-            return target
-        self._written(request, f"wrote label(s) {', '.join(map(str, ids))} into {target.name!r}")
-        return target
-
-    def _write_volume(self, request: VolumeRequest, masks):
-        """Write the object of a 3D run with one id on every slice it reaches (one undo step)."""
-        job = request.job
-        if job.image_slice.layer not in self.viewer.layers:
-            self.user_error(f"Image {job.image_slice.layer.name!r} was removed; nothing written.")
-            return None
-        reached = np.flatnonzero(np.asarray(masks).any(axis=(1, 2)))
-        if not len(reached):
-            report_warning("SAM returned an empty mask on every slice; nothing was written.")
-            self.status.show("SAM returned an empty mask on every slice; nothing was written")
-            return None
-        try:
-            target = self.target.for_writing(job.image_slice)
-            if request.first_positive is not None:
-                position, xy = request.first_positive
-                first = self.target.first_id(
-                    target, job.slice_at(position), xy, bool(self.add_to_label.value)
-                )
-            else:
-                first = self.target.first_id(target, job.image_slice, None, False)
-            piece = job.to_layer_order(np.asarray(masks, np.uint8))
-            ids = write_label_images(
-                target, [(job.stack_index, piece)], bool(self.overwrite.value), first
-            )
-        except SAMError as error:
-            self.user_error(error)
-            return None
-        if not ids:
-            self.user_error(
-                "The segmented pixels all carry labels already; nothing was written. Tick "
-                "'overwrite existing labels' to replace them."
-            )
-            return target
-        unit = "frame" if job.track else "slice"
-        where = f"{reached[0]}" if len(reached) == 1 else f"{reached[0]}-{reached[-1]}"
-        self._written(
-            request,
-            f"wrote label {ids[0]} into {target.name!r} on {len(reached)} {unit}(s) of "
-            f"{request.axis_name} ({where})",
-        )
-        return target
-
-    def _write_refined(self, request: PromptRequest, masks):
-        try:
-            done = write_refined(self.viewer, request, masks, bool(self.overwrite.value))
-        except SAMError as error:
-            self.user_error(error)
-            return None
-        self._written(request, done)
-        return request.signature[1]
 
     def wait(self, timeout: float = 600.0) -> bool:
         """Block until no job runs, waits or is scheduled (GUI events keep flowing)."""

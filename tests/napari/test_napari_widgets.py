@@ -53,6 +53,8 @@ def errors(monkeypatch):
 class FakePredictor:
     """Stands in for SAMPredictor: boxes give their rectangle, points a disc (r=4)."""
 
+    tiles = None  # SAMPredictor.tiles: the tiled image's embeddings, None when untiled
+
     def __init__(self, network):
         self.network = network
         self.set_image_calls = 0
