@@ -1,4 +1,4 @@
-"""The automatic widget's controls besides the generator's: the mode, the decoder, 3D linking."""
+"""The automatic widget's controls: the mode, the generator, the decoder, 3D linking."""
 
 from __future__ import annotations
 
@@ -69,8 +69,42 @@ class DecoderControls:
         self.min_size.value = settings.min_size
 
 
-def _fraction(name: str, value: float, tooltip: str) -> FloatSpinBox:
-    return FloatSpinBox(name=name, value=value, min=0.0, max=1.0, step=0.05, tooltip=tooltip)
+def _fraction(name: str, value: float, tooltip: str, step: float = 0.05) -> FloatSpinBox:
+    return FloatSpinBox(name=name, value=value, min=0.0, max=1.0, step=step, tooltip=tooltip)
+
+
+def generator_controls() -> tuple:
+    """The automatic mask generator's options, with the official defaults."""
+    points_per_side = SpinBox(
+        name="points_per_side",
+        value=32,
+        min=1,
+        max=128,
+        tooltip="Grid of points per image side; more finds smaller objects, slower.",
+    )
+    iou = _fraction(
+        "pred_iou_thresh", 0.88, "Keep masks whose predicted quality is at least this.", 0.01
+    )
+    stability = _fraction(
+        "stability_score_thresh",
+        0.95,
+        "Keep masks that change little when the threshold moves.",
+        0.01,
+    )
+    nms = _fraction(
+        "box_nms_thresh",
+        0.7,
+        "Drop masks whose box overlaps a better one by more than this IoU.",
+        0.01,
+    )
+    area = SpinBox(
+        name="min_mask_region_area",
+        value=0,
+        min=0,
+        max=10_000_000,
+        tooltip="Remove holes and islands smaller than this many pixels (0: off).",
+    )
+    return points_per_side, iou, stability, nms, area
 
 
 def decoder_controls() -> DecoderControls:

@@ -16,7 +16,7 @@ from functools import partial
 from typing import TYPE_CHECKING
 
 import numpy as np
-from magicgui.widgets import CheckBox, FloatSpinBox, PushButton, SpinBox
+from magicgui.widgets import CheckBox, PushButton
 from napari.layers import Image, Labels
 
 from ..errors import ImageError, SAMError
@@ -26,6 +26,7 @@ from .automatic_controls import (
     MODE_TIP,
     NOT_LOADED_TIP,
     decoder_controls,
+    generator_controls,
     link_controls,
     mode_control,
     no_decoder_tip,
@@ -330,49 +331,6 @@ class AutomaticSegmentationWidget(SAMWidget):
         linked = " (3D objects, linked through the slices)" if job.link is not None else ""
         self.status.show(f"wrote {len(ids)} object(s){linked} into {labels.name!r}")
         return labels
-
-
-def generator_controls() -> tuple:
-    """The automatic mask generator's options, with the official defaults."""
-    points_per_side = SpinBox(
-        name="points_per_side",
-        value=32,
-        min=1,
-        max=128,
-        tooltip="Grid of points per image side; more finds smaller objects, slower.",
-    )
-    iou = FloatSpinBox(
-        name="pred_iou_thresh",
-        value=0.88,
-        min=0.0,
-        max=1.0,
-        step=0.01,
-        tooltip="Keep masks whose predicted quality is at least this.",
-    )
-    stability = FloatSpinBox(
-        name="stability_score_thresh",
-        value=0.95,
-        min=0.0,
-        max=1.0,
-        step=0.01,
-        tooltip="Keep masks that change little when the threshold moves.",
-    )
-    nms = FloatSpinBox(
-        name="box_nms_thresh",
-        value=0.7,
-        min=0.0,
-        max=1.0,
-        step=0.01,
-        tooltip="Drop masks whose box overlaps a better one by more than this IoU.",
-    )
-    area = SpinBox(
-        name="min_mask_region_area",
-        value=0,
-        min=0,
-        max=10_000_000,
-        tooltip="Remove holes and islands smaller than this many pixels (0: off).",
-    )
-    return points_per_side, iou, stability, nms, area
 
 
 def plane_text(image, axes: tuple[int, int]) -> str:
