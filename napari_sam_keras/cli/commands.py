@@ -202,15 +202,20 @@ def cmd_auto(args) -> int:
 
 def _auto_ais(args, image, out, net) -> int:
     """``auto --mode ais``: the model's instance decoder and the seeded watershed."""
-    from .. import InstanceSegmenter
+    from .. import InstanceSegmenter, SAMPredictor
 
     if args.min_size is not None and args.min_size < 0:
         raise SAMError("--min-size must be at least 0")
-    segmenter = InstanceSegmenter(net)
+    if args.embeddings is not None and args.tile_shape is not None:
+        raise SAMError("--mode ais reads --embeddings for the whole image only: drop --tile-shape")
+    predictor = SAMPredictor(net, warm_up=False, embeddings=args.embeddings)
+    segmenter = InstanceSegmenter(net, predictor=predictor)
     t0 = time.perf_counter()
     labels = segmenter.segment(
         image,
         contrast_limits=args.contrast_limits,
+        tile_shape=args.tile_shape,
+        halo=args.halo,
         center_distance_threshold=args.center_distance_thresh,
         boundary_distance_threshold=args.boundary_distance_thresh,
         min_size=args.min_size,
@@ -218,6 +223,7 @@ def _auto_ais(args, image, out, net) -> int:
     _info(f"instance decoder and watershed in {time.perf_counter() - t0:.1f} s")
     path = write_labels(out, labels)
     print(f"wrote {path} ({int(labels.max())} objects)")
+    return 0
 
 
 def cmd_embed(args) -> int:

@@ -10,11 +10,12 @@ the padded input and resized to the image size, as micro-sam's
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any
 
 import numpy as np
 
-from ..errors import SAMError
+from ..errors import ImageError, SAMError
 from ..model.embedding import ImageEmbedding
 from ..processing.instance_watershed import (
     WatershedSettings,
@@ -23,6 +24,7 @@ from ..processing.instance_watershed import (
 )
 from ..processing.mask_upscaling import upscale_logits
 from .predictor import SAMPredictor, as_network
+from .tiling import TiledImage, TileGrid
 
 
 class InstanceSegmenter:
@@ -112,6 +114,8 @@ class InstanceSegmenter:
         self,
         image: np.ndarray | ImageEmbedding | None = None,
         contrast_limits: tuple[float, float] | None = None,
+        tile_shape: int | tuple[int, int] | None = None,
+        halo: int | tuple[int, int] | None = None,
         **thresholds: float,
     ) -> np.ndarray:
         """Instance labels of the image: int32 (H, W), 0 background, objects 1..N.
@@ -119,7 +123,46 @@ class InstanceSegmenter:
         ``thresholds`` override :attr:`settings` for this call:
         ``center_distance_threshold``, ``boundary_distance_threshold``,
         ``foreground_threshold``, ``foreground_smoothing``,
-        ``distance_smoothing``, ``min_size``.
+        ``distance_smoothing``, ``min_size``.  With ``tile_shape`` (and
+        ``halo``) a large image is cut into tiles, each embedded with its halo
+        and decoded; only the inner block of each tile goes into the
+        full-size maps, and one watershed over them gives the labels, so an
+        object on a tile border is one object.
         """
         settings = self.settings.updated(**thresholds)
-        return instance_labels(self.predict_maps(image, contrast_limits), settings)
+        if tile_shape is None:
+            if halo is not None:
+                raise ImageError("halo was given without tile_shape.")
+            return instance_labels(self.predict_maps(image, contrast_limits), settings)
+        if image is None or isinstance(image, ImageEmbedding):
+            raise ImageError("Tiled segmentation needs the image itself, not an embedding.")
+        return instance_labels(
+            self.predict_tiled_maps(image, tile_shape, halo, contrast_limits), settings
+        )
+
+    def predict_tiled_maps(
+        self,
+        image: np.ndarray,
+        tile_shape: int | tuple[int, int],
+        halo: int | tuple[int, int] | None = None,
+        contrast_limits: tuple[float, float] | None = None,
+        progress: Callable[[int, int], None] | None = None,
+    ) -> np.ndarray:
+        """:meth:`predict_maps` of a large image, tile by tile: float32 (3, H, W).
+
+        Each tile is read (lazily, for dask/zarr arrays), converted like the
+        whole image, embedded with its halo and decoded; the inner block of its
+        maps is written into the full-size maps.
+        """
+        shape = tuple(int(s) for s in np.shape(image)[:2])
+        grid = TileGrid(shape, tile_shape, halo)
+        tiled = TiledImage(image, grid, contrast_limits)
+        maps = np.zeros((3, *shape), np.float32)
+        for done, tile in enumerate(grid):
+            tile_maps = self.predict_maps(tiled.rgb(tile))
+            y0, y1, x0, x1 = tile.inner
+            oy, ox = tile.offset
+            maps[:, y0:y1, x0:x1] = tile_maps[:, y0 - oy : y1 - oy, x0 - ox : x1 - ox]
+            if progress is not None:
+                progress(done + 1, len(grid))
+        return maps

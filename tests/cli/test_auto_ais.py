@@ -72,6 +72,17 @@ def test_auto_ais_writes_the_segmenters_labels(capsys, model_files, image_tif, t
     )
     np.testing.assert_array_equal(labels, expected)
 
+    tiled_out = tmp_path / "ais-tiled.npy"
+    argv = ["auto", image_tif, "--model", model, "--mode", "ais", "--min-size", 3]
+    status, _, err = run(
+        capsys, *argv, "--tile-shape", "32,32", "--halo", "8,8", "--out", tiled_out
+    )
+    assert status == 0, err
+    tiled = InstanceSegmenter(load_model(model)).segment(
+        tifffile.imread(image_tif), tile_shape=(32, 32), halo=(8, 8), min_size=3
+    )
+    np.testing.assert_array_equal(np.load(tiled_out), tiled)
+
 
 def test_auto_ais_needs_a_decoder(capsys, model_files, image_tif, tmp_path):
     model = model_files / "plain_sam.pth"

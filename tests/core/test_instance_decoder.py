@@ -289,6 +289,34 @@ def test_segment_an_image(files):
         segmenter.segment(image, centre_threshold=0.2)
 
 
+@needs_torch_em
+def test_tiled_segmentation_pastes_each_tiles_inner_block(files):
+    from napari_sam_keras import load_model
+    from napari_sam_keras.segmentation.tiling import TileGrid
+
+    segmenter = InstanceSegmenter(load_model(files["plain"]))
+    image = np.random.default_rng(4).integers(0, 255, ORIGINAL_SIZE, dtype=np.uint8)
+    # one tile holding the whole image: exactly the untiled maps
+    whole = segmenter.predict_tiled_maps(image, tile_shape=1024)
+    np.testing.assert_array_equal(whole, segmenter.predict_maps(image))
+    # several tiles: each inner block comes from its own halo-grown tile
+    tiled = segmenter.predict_tiled_maps(image, tile_shape=(128, 96), halo=32)
+    grid = TileGrid(ORIGINAL_SIZE, (128, 96), 32)
+    assert len(grid) > 2
+    for tile in grid:
+        y0, y1, x0, x1 = tile.outer
+        own = segmenter.predict_maps(image[y0:y1, x0:x1])
+        iy0, iy1, ix0, ix1 = tile.inner
+        np.testing.assert_array_equal(
+            tiled[:, iy0:iy1, ix0:ix1], own[:, iy0 - y0 : iy1 - y0, ix0 - x0 : ix1 - x0]
+        )
+    labels = segmenter.segment(image, tile_shape=(128, 96), halo=32, min_size=5)
+    settings = segmenter.settings.updated(min_size=5)
+    np.testing.assert_array_equal(labels, instance_labels(tiled, settings))
+    with pytest.raises(SAMError, match="halo was given without tile_shape"):
+        segmenter.segment(image, halo=32)
+
+
 # --- the watershed -----------------------------------------------------------------------------
 
 
