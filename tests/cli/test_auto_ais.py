@@ -97,3 +97,30 @@ def test_auto_ais_needs_a_decoder(capsys, model_files, image_tif, tmp_path):
     status, stdout, err = run(capsys, *argv, "--out", out)
     assert status == 0, err
     assert out.exists()
+
+
+def test_auto_ais_reads_a_precomputed_store(capsys, model_files, image_tif, tmp_path, monkeypatch):
+    from napari_sam_keras.model.image_encoder import ImageEncoder
+
+    model = model_files / "vit_b_lm.pt"
+    store = tmp_path / "cells.zarr"
+    status, _, err = run(capsys, "embed", image_tif, "--model", model, "--out", store)
+    assert status == 0, err
+    plain = tmp_path / "plain.npy"
+    argv = ["auto", image_tif, "--model", model, "--mode", "ais", "--min-size", 3]
+    assert run(capsys, *argv, "--out", plain)[0] == 0
+
+    calls = []
+    for name in ("embed", "embed_resized"):
+        real = getattr(ImageEncoder, name)
+
+        def counted(self, *args, _real=real, **kwargs):
+            calls.append(1)
+            return _real(self, *args, **kwargs)
+
+        monkeypatch.setattr(ImageEncoder, name, counted)
+    stored = tmp_path / "stored.npy"
+    status, _, err = run(capsys, *argv, "--embeddings", store, "--out", stored)
+    assert status == 0, err
+    assert calls == []  # the embedding came from the store
+    np.testing.assert_array_equal(np.load(stored), np.load(plain))
