@@ -56,3 +56,37 @@ def write_cell_images(folder: Path, count: int, shape: tuple[int, int] = (48, 64
         tifffile.imwrite(path, image.astype(np.uint16))
         paths.append(path)
     return paths
+
+
+def run_pytest_on_backend(backend: str, args: list[str], cwd: Path, cache_dir: Path, timeout=1200):
+    """Run pytest with ``args`` in a process of its own on Keras ``backend``; return its stdout.
+
+    Keras fixes its backend at import, so the parity tests run again on each other backend
+    this way.  Skips for the backend this process runs on and for one that is not installed;
+    fails with the output's tail when the run fails.
+    """
+    import importlib.util
+    import os
+    import subprocess
+    import sys
+
+    import keras
+    import pytest
+
+    if backend == keras.backend.backend():
+        pytest.skip("this process runs these tests on this backend")
+    if importlib.util.find_spec(backend) is None:
+        pytest.skip(f"{backend} is not installed")
+    env = dict(os.environ, KERAS_BACKEND=backend, NAPARI_SAM_KERAS_BACKEND=backend)
+    env["NAPARI_SAM_KERAS_CACHE_DIR"] = str(cache_dir)
+    proc = subprocess.run(
+        [sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", *args],
+        cwd=cwd,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+    )
+    tail = "\n".join((proc.stdout + proc.stderr).splitlines()[-40:])
+    assert proc.returncode == 0, f"{backend} backend failed:\n{tail}"
+    return proc.stdout

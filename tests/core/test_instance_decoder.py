@@ -9,9 +9,6 @@ the way micro-sam saves them.
 
 from __future__ import annotations
 
-import importlib.util
-import os
-import subprocess
 import sys
 from collections import OrderedDict
 from pathlib import Path
@@ -33,7 +30,7 @@ if str(TESTS) not in sys.path:
     sys.path.insert(0, str(TESTS))
 
 import torch_em_oracle  # noqa: E402
-from helpers import TINY  # noqa: E402
+from helpers import TINY, run_pytest_on_backend  # noqa: E402
 
 needs_torch_em = pytest.mark.skipif(
     not torch_em_oracle.torch_em_available(), reason="torch and torch-em are needed"
@@ -157,35 +154,9 @@ def test_parity_transposed_conv_decoder(files, torch_models, embedding_features)
 @needs_torch_em
 @pytest.mark.parametrize("backend", ["jax", "tensorflow", "torch"])
 def test_parity_other_backend(backend, tmp_path):
-    import keras
-
-    if backend == keras.backend.backend():
-        pytest.skip("this process runs the parity tests on this backend")
-    if importlib.util.find_spec(backend) is None:
-        pytest.skip(f"{backend} is not installed")
-    env = dict(os.environ, KERAS_BACKEND=backend, NAPARI_SAM_KERAS_BACKEND=backend)
-    env["NAPARI_SAM_KERAS_CACHE_DIR"] = str(tmp_path / "cache")
-    proc = subprocess.run(
-        [
-            sys.executable,
-            "-m",
-            "pytest",
-            "-q",
-            "-p",
-            "no:cacheprovider",
-            "-k",
-            "parity and not other_backend",
-            str(Path(__file__)),
-        ],
-        cwd=TESTS,
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=900,
-    )
-    tail = "\n".join((proc.stdout + proc.stderr).splitlines()[-40:])
-    assert proc.returncode == 0, f"{backend} backend failed:\n{tail}"
-    assert "2 passed" in proc.stdout, tail
+    selection = ["-k", "parity and not other_backend", str(Path(__file__))]
+    stdout = run_pytest_on_backend(backend, selection, TESTS, tmp_path / "cache", timeout=900)
+    assert "2 passed" in stdout, stdout[-2000:]
 
 
 # --- checkpoint layouts, cache, errors ---------------------------------------------------------

@@ -7,15 +7,12 @@ installed Keras backends, each in its own process (:func:`test_parity_on_backend
 
 from __future__ import annotations
 
-import importlib.util
-import os
-import subprocess
-import sys
 from pathlib import Path
 
 import numpy as np
 import pytest
 import torch
+from helpers import run_pytest_on_backend
 from mobile_sam_oracle import import_mobile_sam, save_mobile_sam_checkpoint
 
 from napari_sam_keras import ModelLoadError, SAMAutomaticMaskGenerator, SAMPredictor, load_model
@@ -151,27 +148,9 @@ def test_automatic_generator_matches_mobile_sam(pair, checkpoint):
 @pytest.mark.parametrize("backend", ["jax", "tensorflow", "torch"])
 def test_parity_on_backend(backend, tmp_path):
     """The parity tests above, in a process of their own on each other Keras backend."""
-    import keras
-
-    if backend == keras.backend.backend():
-        pytest.skip("this process runs the parity tests on this backend")
-    if importlib.util.find_spec(backend) is None:
-        pytest.skip(f"{backend} is not installed")
-    env = dict(os.environ, KERAS_BACKEND=backend, NAPARI_SAM_KERAS_BACKEND=backend)
-    env["NAPARI_SAM_KERAS_CACHE_DIR"] = str(tmp_path / "cache")
-    selection = "parity and not on_backend"
-    proc = subprocess.run(
-        [sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", "-k", selection]
-        + [str(Path(__file__).relative_to(TESTS))],
-        cwd=TESTS,
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=1200,
-    )
-    tail = "\n".join((proc.stdout + proc.stderr).splitlines()[-40:])
-    assert proc.returncode == 0, f"{backend} backend failed:\n{tail}"
-    assert f"{1 + 2 * len(PROMPTS)} passed" in proc.stdout, tail
+    selection = ["-k", "parity and not on_backend", str(Path(__file__).relative_to(TESTS))]
+    stdout = run_pytest_on_backend(backend, selection, TESTS, tmp_path / "cache")
+    assert f"{1 + 2 * len(PROMPTS)} passed" in stdout, stdout[-2000:]
 
 
 # --- the encoder's pieces -------------------------------------------------------------------
