@@ -44,7 +44,7 @@ def test_second_load_uses_cache_without_torch(tiny_checkpoint, tiny_network, mon
     def no_torch(path):
         raise AssertionError("the converted cache should have been used")
 
-    monkeypatch.setattr(ml, "read_torch_checkpoint", no_torch)
+    monkeypatch.setattr(ml, "read_torch_file", no_torch)  # what every conversion reads with
     again = load_model(tiny_checkpoint)
     assert again.key == tiny_network.key
     assert same_weights(again, tiny_network)

@@ -33,7 +33,7 @@ def _no_torch(monkeypatch):
     def fail(path):
         raise AssertionError("the cached conversion should have been used")
 
-    monkeypatch.setattr(ml, "read_torch_checkpoint", fail)
+    monkeypatch.setattr(ml, "read_torch_file", fail)  # what every conversion reads with
 
 
 def _cache_warnings(records):
