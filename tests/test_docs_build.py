@@ -1,10 +1,14 @@
 """The documentation site builds strictly: a broken link or anchor, or a page left out of
 the nav, fails the build (``mkdocs.yml``: ``strict: true`` and ``validation:``).
+
+The README and CONTRIBUTING.md are read on GitHub, not in the site: their relative links
+are checked here against the files and the built pages' heading ids.
 """
 
 from __future__ import annotations
 
 import os
+import re
 import shutil
 import subprocess
 import sys
@@ -59,3 +63,23 @@ def test_broken_links_anchors_and_pages_left_out_fail_the_build(tmp_path):
     assert "does not contain an anchor '#no-such-heading'" in log
     assert "'#no-such-anchor', but there is no such anchor on this page" in log
     assert "forgotten.md" in log
+
+
+_LINK = re.compile(r"\]\(([^)\s]+)\)")
+
+
+@pytest.mark.parametrize("document", ["README.md", "CONTRIBUTING.md"])
+def test_repository_documents_link_to_existing_pages_and_headings(site, document):
+    text = (ROOT / document).read_text()
+    local = [t for t in _LINK.findall(text) if not re.match(r"[a-z]+:", t)]
+    assert local, f"{document} links to no page"
+    for target in local:
+        path, _, anchor = target.partition("#")
+        if path:
+            assert (ROOT / path).exists(), f"{document}: {target} does not exist"
+        if anchor:
+            assert path.startswith("docs/") and path.endswith(".md"), target
+            page = site / path.removeprefix("docs/").removesuffix(".md") / "index.html"
+            if page.parent == site / "index":
+                page = site / "index.html"
+            assert f'id="{anchor}"' in page.read_text(), f"{document}: no heading #{anchor}"
