@@ -7,6 +7,7 @@ are checked here against the files and the built pages' heading ids.
 
 from __future__ import annotations
 
+import importlib.util
 import os
 import re
 import shutil
@@ -20,6 +21,10 @@ ROOT = Path(__file__).resolve().parents[1]
 
 
 def _build(config: Path, site: Path) -> subprocess.CompletedProcess:
+    for module in ("mkdocs", "material"):
+        assert importlib.util.find_spec(module), (
+            f"{module} is missing: pip install -e '.[test]' (mkdocs-material builds the docs)"
+        )
     return subprocess.run(
         [sys.executable, "-m", "mkdocs", "build", "--strict", "-f", str(config), "-d", str(site)],
         capture_output=True,
