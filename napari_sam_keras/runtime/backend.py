@@ -16,7 +16,7 @@ from .tensorflow_loading import load_ml_stack
 SUPPORTED_BACKENDS = ("tensorflow", "jax", "torch")
 
 #: Backend used when the user chose none: JAX is on par with TensorFlow in our
-#: CPU benchmark (see the README) and keeps TensorFlow's XLA, which clashes with
+#: CPU benchmark (docs/benchmarks.md) and keeps TensorFlow's XLA, which clashes with
 #: the OpenGL driver's LLVM, out of napari's process.
 DEFAULT_BACKEND = "jax"
 
