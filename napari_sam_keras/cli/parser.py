@@ -47,8 +47,8 @@ def _shared_options() -> tuple[argparse.ArgumentParser, ...]:
         "--model",
         metavar="SRC",
         default=None,
-        help="preset name (sam_base_sa1b, sam_large_sa1b, sam_huge_sa1b) or a checkpoint "
-        "path (.pth, .keras, .weights.h5, preset folder); default: "
+        help="preset name (sam_base_sa1b, sam_large_sa1b, sam_huge_sa1b), demo_nuclei, or a "
+        "checkpoint path (.pth, .keras, .weights.h5, preset folder); default: "
         f"${MODEL_ENV_VAR} or {DEFAULT_MODEL}",
     )
 

@@ -34,7 +34,7 @@ from typing import Any
 
 import numpy as np
 
-from ..errors import ImageError, ModelLoadError, OperationCancelled, SAMError
+from ..errors import ImageError, OperationCancelled, SAMError
 from ..files.atomic_write import remove_leftover_partials
 from ..files.batch_files import (
     SUMMARY_NAME,
@@ -46,7 +46,7 @@ from ..files.batch_files import (
     write_summary,
 )
 from ..files.image_files import read_image, select_plane
-from ..model.config import DEFAULT_MODEL, MODEL_ENV_VAR, PRESETS
+from ..model.model_source import resolve_model
 
 #: Segmentation modes; the instance decoder and tiling add theirs here.
 MODES = ("amg",)
@@ -287,14 +287,9 @@ def _source_name(text: str) -> str:
 
 
 def _check_source(model: str | os.PathLike | None) -> str:
-    text = os.fspath(model) if model is not None else None
-    text = text or os.environ.get(MODEL_ENV_VAR) or DEFAULT_MODEL
-    if text not in PRESETS and not Path(text).expanduser().exists():
-        raise ModelLoadError(
-            f"Model {text!r} not found: it is neither an existing file or directory nor a "
-            f"preset name ({', '.join(PRESETS)})."
-        )
-    return _source_name(text)
+    """The name of the model each worker loads (``resolve_model``'s: presets by name, files
+    by absolute path), checked before any work."""
+    return resolve_model(model).name
 
 
 def _backend_name() -> str:
