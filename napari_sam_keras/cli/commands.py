@@ -158,14 +158,12 @@ def _source_note(predictor) -> str:
 
 
 def cmd_auto(args) -> int:
-    for name, low in (
-        ("points_per_side", 1),
-        ("points_per_batch", 1),
-        ("crop_n_layers", 0),
-        ("min_mask_region_area", 0),
-    ):
-        if getattr(args, name) < low:
-            raise SAMError(f"--{name.replace('_', '-')} must be at least {low}")
+    from ..segmentation.generator_settings import check_generator_options
+
+    check_generator_options(
+        {name: getattr(args, name) for name in GENERATOR_OPTIONS},
+        name=lambda name: "--" + name.replace("_", "-"),
+    )
     image = _load_image(args)
     out = _default_out(args)
     net = _load_model(args)
