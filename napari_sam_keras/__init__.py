@@ -45,6 +45,7 @@ _EXPORTS = {
     "EmbeddingError": ".errors",
     "PromptError": ".errors",
     "ModelLoadError": ".errors",
+    "NotAModelError": ".errors",
     "OperationCancelled": ".errors",
     "BackendError": ".errors",
 }
@@ -60,6 +61,7 @@ if TYPE_CHECKING:  # pragma: no cover
         EmbeddingStoreMismatch,
         ImageError,
         ModelLoadError,
+        NotAModelError,
         OperationCancelled,
         PromptError,
         SAMError,

@@ -23,6 +23,10 @@ class ModelLoadError(SAMError):
     """A model source could not be found, read, downloaded or converted."""
 
 
+class NotAModelError(ModelLoadError, TypeError):
+    """Something that is not a model was given where a model is expected."""
+
+
 class EmbeddingStoreError(SAMError):
     """An embedding store cannot be used (not a store, unreadable, read-only, ...)."""
 
@@ -51,6 +55,7 @@ __all__ = [
     "EmbeddingStoreMismatch",
     "ImageError",
     "ModelLoadError",
+    "NotAModelError",
     "OperationCancelled",
     "PromptError",
     "SAMError",

@@ -90,3 +90,23 @@ def run_pytest_on_backend(backend: str, args: list[str], cwd: Path, cache_dir: P
     tail = "\n".join((proc.stdout + proc.stderr).splitlines()[-40:])
     assert proc.returncode == 0, f"{backend} backend failed:\n{tail}"
     return proc.stdout
+
+
+class CountingEncoder:
+    """Counts the image encoder's forward passes of ``predictor`` (the real ones run)."""
+
+    def __init__(self, predictor) -> None:
+        self.encoder = predictor.image_encoder
+        self.call = self.encoder.compiled
+        self.calls = 0
+
+    def __enter__(self) -> CountingEncoder:
+        def counting(batch):
+            self.calls += 1
+            return self.call(batch)
+
+        self.encoder.compiled = counting
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.encoder.compiled = self.call

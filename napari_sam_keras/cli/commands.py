@@ -19,7 +19,7 @@ from ..files.image_files import (
     write_array,
     write_labels,
 )
-from ..model.config import DEFAULT_MODEL, MODEL_ENV_VAR
+from ..model.model_source import resolve_model
 from ..napari_adapter import INTERACTIVE_WIDGET, PLUGIN_NAME
 from ..processing.prompts import check_boxes, check_points
 from ..runtime.backend import import_ml_stack
@@ -54,13 +54,11 @@ def _tiled_or_stored(args) -> bool:
 def _load_model(args):
     from .. import load_model
 
-    # an empty --model (e.g. from an unset shell variable) is an error, not the default
-    source = args.model
-    if source is None:
-        source = os.environ.get(MODEL_ENV_VAR) or DEFAULT_MODEL
+    # no --model: the default; an empty one (e.g. from an unset shell variable) is an error
+    source = resolve_model(args.model)
     t0 = time.perf_counter()
     net = load_model(source, decoder=getattr(args, "decoder", None))
-    _info(f"model {source} loaded in {time.perf_counter() - t0:.1f} s")
+    _info(f"model {source.name} loaded in {time.perf_counter() - t0:.1f} s")
     return net
 
 
@@ -160,14 +158,12 @@ def _source_note(predictor) -> str:
 
 
 def cmd_auto(args) -> int:
-    for name, low in (
-        ("points_per_side", 1),
-        ("points_per_batch", 1),
-        ("crop_n_layers", 0),
-        ("min_mask_region_area", 0),
-    ):
-        if getattr(args, name) < low:
-            raise SAMError(f"--{name.replace('_', '-')} must be at least {low}")
+    from ..segmentation.generator_settings import check_generator_options
+
+    check_generator_options(
+        {name: getattr(args, name) for name in GENERATOR_OPTIONS},
+        name=lambda name: "--" + name.replace("_", "-"),
+    )
     image = _load_image(args)
     out = _default_out(args)
     net = _load_model(args)

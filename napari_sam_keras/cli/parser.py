@@ -47,8 +47,8 @@ def _shared_options() -> tuple[argparse.ArgumentParser, ...]:
         "--model",
         metavar="SRC",
         default=None,
-        help="preset name (sam_base_sa1b, sam_large_sa1b, sam_huge_sa1b) or a checkpoint "
-        "path (.pth, .keras, .weights.h5, preset folder); default: "
+        help="preset name (sam_base_sa1b, sam_large_sa1b, sam_huge_sa1b), demo_nuclei, or a "
+        "checkpoint path (.pth, .keras, .weights.h5, preset folder); default: "
         f"${MODEL_ENV_VAR} or {DEFAULT_MODEL}",
     )
 
@@ -220,52 +220,26 @@ def _add_instance_decoder_options(p) -> None:
 
 
 def _add_generator_options(p) -> None:
-    """The automatic mask generator's options (``auto`` and ``batch``)."""
-    p.add_argument(
-        "--points-per-side", type=int, default=32, metavar="N", help="grid size (default 32)"
-    )
-    p.add_argument(
-        "--points-per-batch",
-        type=int,
-        default=64,
-        metavar="N",
-        help="points decoded together (default 64)",
-    )
-    p.add_argument(
-        "--pred-iou-thresh",
-        type=float,
-        default=0.88,
-        metavar="F",
-        help="keep masks whose predicted IoU is at least F (default 0.88)",
-    )
-    p.add_argument(
-        "--stability-score-thresh",
-        type=float,
-        default=0.95,
-        metavar="F",
-        help="keep masks whose stability score is at least F (default 0.95)",
-    )
-    p.add_argument(
-        "--box-nms-thresh",
-        type=float,
-        default=0.7,
-        metavar="F",
-        help="IoU above which overlapping masks are merged away (default 0.7)",
-    )
-    p.add_argument(
-        "--crop-n-layers",
-        type=int,
-        default=0,
-        metavar="N",
-        help="also segment N layers of zoomed-in crops (default 0)",
-    )
-    p.add_argument(
-        "--min-mask-region-area",
-        type=int,
-        default=0,
-        metavar="PX",
-        help="remove holes and islands smaller than PX pixels (default 0)",
-    )
+    """The automatic mask generator's options (``auto`` and ``batch``), with its defaults."""
+    from ..segmentation.generator_settings import DEFAULTS
+
+    for name, kind, metavar, what in (
+        ("points_per_side", int, "N", "grid size"),
+        ("points_per_batch", int, "N", "points decoded together"),
+        ("pred_iou_thresh", float, "F", "keep masks whose predicted IoU is at least F"),
+        ("stability_score_thresh", float, "F", "keep masks whose stability score is at least F"),
+        ("box_nms_thresh", float, "F", "IoU above which overlapping masks are merged away"),
+        ("crop_n_layers", int, "N", "also segment N layers of zoomed-in crops"),
+        ("min_mask_region_area", int, "PX", "remove holes and islands smaller than PX pixels"),
+    ):
+        default = getattr(DEFAULTS, name)
+        p.add_argument(
+            "--" + name.replace("_", "-"),
+            type=kind,
+            default=default,
+            metavar=metavar,
+            help=f"{what} (default {default})",
+        )
 
 
 def _add_batch(sub, parents) -> None:

@@ -20,7 +20,7 @@ from .checkpoint_conversion import (
     unwrap_state_dict,
     weight_pairs,
 )
-from .config import PRESETS, SAMConfig
+from .config import SAMConfig
 from .decoder_conversion import (
     MISSING,
     cache_decoder,
@@ -30,6 +30,13 @@ from .decoder_conversion import (
     load_cached_decoder,
     load_decoder_file,
 )
+from .model_source import (  # noqa: F401 (DEMO_MODELS, CHECKPOINT_SUFFIXES: their old home)
+    CHECKPOINT_SUFFIXES,
+    DEMO_MODELS,
+    ModelSource,
+    config_beside,
+    resolve_model,
+)
 from .network import SAMNetwork, build_keras_cv_sam, config_from_serialized, dtype_policy_scope
 from .weights_cache import (
     discard_converted,
@@ -38,12 +45,6 @@ from .weights_cache import (
     read_converted,
     store_converted,
 )
-
-CHECKPOINT_SUFFIXES = (".pth", ".pt", ".bin")
-
-#: Models shipped inside the package (Keras preset directories under ``data/``).
-#: ``demo_nuclei``: a tiny SAM trained on synthetic nuclei only (scripts/train_demo_model.py).
-DEMO_MODELS = {"demo_nuclei": Path(__file__).parents[1] / "data" / "demo_nuclei"}
 
 HUBS = ("keras_cv", "keras_hub")
 
@@ -55,7 +56,7 @@ _OFFLINE_HINT = (
 
 
 def load_model(
-    source: str | os.PathLike,
+    source: str | os.PathLike | ModelSource,
     hub: str = "keras_cv",
     config: SAMConfig | None = None,
     dtype_policy: str | None = None,
@@ -75,7 +76,8 @@ def load_model(
       written by :func:`save_preset` or keras-cv's ``save_to_preset``);
     * a ``.keras`` file of a keras-cv ``SegmentAnythingModel``;
     * a ``.weights.h5`` file with its architecture: ``config`` or a
-      ``<name>.json`` beside it (a :class:`SAMConfig` as JSON);
+      ``<name>.json`` beside it (a :class:`SAMConfig` as JSON); without one,
+      inside a Keras preset directory, it means that directory;
     * an official PyTorch checkpoint (``.pth``/``.pt``), plain or wrapped in a
       dict; its architecture is read from its tensors.  It is converted once
       (this needs torch, CPU is enough) and cached by content hash, so later
@@ -86,6 +88,10 @@ def load_model(
       decoder, stored inside or as ``<name>_decoder.pt`` beside it, is loaded
       too (converted and cached likewise) and set as ``instance_decoder``.
 
+    What a name means is decided by
+    :func:`~napari_sam_keras.model.model_source.resolve_model`, the rule the
+    command line, ``segment_batch`` and the widgets share.
+
     ``decoder`` names a micro-sam decoder file (``*_decoder.pt``) to use
     instead; the network's ``instance_decoder`` is ``None`` without one.
 
@@ -93,24 +99,18 @@ def load_model(
     float32): faster on GPUs and on CPUs with AVX512-BF16/AMX, at a small cost
     in accuracy.  Off by default.
     """
+    if hub not in HUBS:
+        raise ModelLoadError(f"Unknown hub {hub!r}; use one of {HUBS}.")
+    resolved = resolve_model(source, config)
     with dtype_policy_scope(dtype_policy):
-        network = _load_model(source, hub, config)
+        network = _load_model(resolved, hub, config)
         if decoder is not None:
             network.instance_decoder = _load_decoder(Path(os.fspath(decoder)).expanduser())
         elif network.instance_decoder is None:
-            beside = _checkpoint_file(source) and decoder_path_beside(Path(os.fspath(source)))
+            beside = resolved.kind == "checkpoint" and decoder_path_beside(resolved.path)
             if beside:
                 network.instance_decoder = _load_decoder(beside)
         return network
-
-
-def _checkpoint_file(source: str | os.PathLike) -> bool:
-    """Whether ``source`` is a PyTorch checkpoint file (micro-sam's cache names lack a suffix)."""
-    path = Path(os.fspath(source)).expanduser()
-    if not path.is_file():
-        return False
-    name = path.name.lower()
-    return name.endswith(CHECKPOINT_SUFFIXES) or (not path.suffix and zipfile.is_zipfile(path))
 
 
 def _load_decoder(path: Path):
@@ -119,41 +119,20 @@ def _load_decoder(path: Path):
     return load_decoder_file(path, file_sha256(path), read_torch_file)
 
 
-def _load_model(source: str | os.PathLike, hub: str, config: SAMConfig | None) -> SAMNetwork:
-    if hub not in HUBS:
-        raise ModelLoadError(f"Unknown hub {hub!r}; use one of {HUBS}.")
-    text = os.fspath(source)
-    if not text.strip():
-        raise ModelLoadError(
-            "No model given (an empty path): give a preset name, a checkpoint file, a .keras "
-            "file or a Keras preset directory."
-        )
-    if text in PRESETS and not Path(text).exists():
-        return _load_preset(text, hub)
-    if text in DEMO_MODELS and not Path(text).exists():
-        network = _load_preset_dir(DEMO_MODELS[text])
-        network.name = text
+def _load_model(resolved: ModelSource, hub: str, config: SAMConfig | None) -> SAMNetwork:
+    if resolved.kind == "preset":
+        return _load_preset(resolved.name, hub)
+    if resolved.kind == "demo":
+        network = _load_preset_dir(resolved.path)
+        network.name = resolved.name
         return network
-    path = Path(text).expanduser()
-    if not path.exists():
-        presets = ", ".join([*PRESETS, *DEMO_MODELS])
-        raise ModelLoadError(
-            f"Model {text!r} not found: it is neither an existing file or directory nor a "
-            f"preset name ({presets})."
-        )
-    if path.is_dir():
-        return _load_preset_dir(path)
-    name = path.name.lower()
-    if name.endswith(".weights.h5"):
-        return _load_weights_file(path, config)
-    if name.endswith(".keras"):
-        return _load_keras_file(path)
-    if _checkpoint_file(path):
-        return _load_official_checkpoint(path)
-    raise ModelLoadError(
-        f"Don't know how to load {path.name!r}: expected a .pth/.pt official checkpoint, a "
-        ".keras file, a .weights.h5 file with its config, or a Keras preset directory."
-    )
+    load = {
+        "preset_dir": _load_preset_dir,
+        "weights_file": lambda path: _load_weights_file(path, config),
+        "keras_file": _load_keras_file,
+        "checkpoint": _load_official_checkpoint,
+    }[resolved.kind]
+    return load(resolved.path)
 
 
 # --- presets -----------------------------------------------------------------------------
@@ -348,14 +327,8 @@ def _load_keras_file(path: Path) -> SAMNetwork:
 
 
 def _load_weights_file(path: Path, config: SAMConfig | None) -> SAMNetwork:
-    if config is None:
-        config_path = path.with_name(path.name[: -len(".weights.h5")] + ".json")
-        if not config_path.is_file():
-            raise ModelLoadError(
-                f"{path.name} holds weights only; give its architecture as load_model(..., "
-                f"config=SAMConfig(...)) or put a {config_path.name} beside it."
-            )
-        config = _read_config(config_path)
+    if config is None:  # resolve_model made sure that it is there
+        config = _read_config(config_beside(path))
     model = _build_with_weights(config, path)
     return SAMNetwork(model=model, config=config, name=str(path), key=_weights_key(path))
 

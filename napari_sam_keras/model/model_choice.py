@@ -15,9 +15,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from .config import DEFAULT_MODEL, MODEL_ENV_VAR, PRESETS
-
-#: The model shipped inside the package (see ``load_model("demo_nuclei")``).
-DEMO_MODEL = "demo_nuclei"
+from .model_source import DEMO_MODEL, configured_model
 
 DEMO_NOTE = (
     f"{DEMO_MODEL} is proposed because no SAM weights are on this machine ({DEFAULT_MODEL} is "
@@ -68,7 +66,7 @@ def preset_weights_cached(name: str) -> bool:
 
 def proposed_default() -> ModelChoice:
     """The model to propose when none was chosen (see the module docstring)."""
-    named = os.environ.get(MODEL_ENV_VAR, "").strip()
+    named = configured_model()
     if named:
         return ModelChoice(named)
     if preset_weights_cached(DEFAULT_MODEL):

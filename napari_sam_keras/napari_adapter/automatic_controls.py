@@ -7,6 +7,7 @@ from dataclasses import dataclass
 from magicgui.widgets import CheckBox, ComboBox, FloatSpinBox, SpinBox
 
 from ..processing.instance_watershed import WatershedSettings
+from ..segmentation.generator_settings import DEFAULTS
 from ..segmentation.volume_linking import LINK_IOU_THRESHOLD
 from .segmentation_jobs import DECODER, GENERATOR
 
@@ -77,29 +78,32 @@ def generator_controls() -> tuple:
     """The automatic mask generator's options, with the official defaults."""
     points_per_side = SpinBox(
         name="points_per_side",
-        value=32,
+        value=DEFAULTS.points_per_side,
         min=1,
         max=128,
         tooltip="Grid of points per image side; more finds smaller objects, slower.",
     )
     iou = _fraction(
-        "pred_iou_thresh", 0.88, "Keep masks whose predicted quality is at least this.", 0.01
+        "pred_iou_thresh",
+        DEFAULTS.pred_iou_thresh,
+        "Keep masks whose predicted quality is at least this.",
+        0.01,
     )
     stability = _fraction(
         "stability_score_thresh",
-        0.95,
+        DEFAULTS.stability_score_thresh,
         "Keep masks that change little when the threshold moves.",
         0.01,
     )
     nms = _fraction(
         "box_nms_thresh",
-        0.7,
+        DEFAULTS.box_nms_thresh,
         "Drop masks whose box overlaps a better one by more than this IoU.",
         0.01,
     )
     area = SpinBox(
         name="min_mask_region_area",
-        value=0,
+        value=DEFAULTS.min_mask_region_area,
         min=0,
         max=10_000_000,
         tooltip="Remove holes and islands smaller than this many pixels (0: off).",

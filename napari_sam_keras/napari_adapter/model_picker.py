@@ -12,6 +12,7 @@ from magicgui.widgets import ComboBox, Container, LineEdit, PushButton
 
 from ..errors import ModelLoadError
 from ..model.config import PRESETS
+from ..model.model_source import resolve_model
 from .loaded_models import proposed_model, proposed_model_note, source_text
 from .settings import recent_models, remember_model
 
@@ -22,21 +23,25 @@ _PLACEHOLDER = "recent and preset models\u2026"
 def model_source(value) -> str:
     """The model field's text as a ``load_model`` source, in words a GUI user can act on.
 
-    Raises :class:`ModelLoadError` for a weights-only file outside a preset folder.
+    A file is read as :func:`~napari_sam_keras.model.model_source.resolve_model` reads it
+    (a ``*.weights.h5`` inside a Keras preset folder means the folder); other text is kept
+    as typed (a preset name, or a name registered with ``ModelStore.add``) and resolved
+    when the model is loaded.  Raises :class:`ModelLoadError` for a weights-only file
+    outside a preset folder.
     """
     text = source_text(value)
     path = Path(text).expanduser()
-    if path.is_file() and path.name.endswith(".weights.h5"):
-        if (path.parent / "config.json").is_file():
-            return str(path.parent)  # a Keras preset folder: load the folder
-        config = path.with_name(path.name[: -len(".weights.h5")] + ".json")
-        if not config.is_file():
-            raise ModelLoadError(
-                f"{path.name} holds weights only, without the model's architecture. Choose the "
-                "folder it belongs to (a Keras preset folder with config.json) with 'Folder\u2026', "
-                "or a .keras or official .pth file."
-            )
-    return text
+    if not (path.is_file() and path.name.endswith(".weights.h5")):
+        return text
+    try:
+        resolved = resolve_model(path)
+    except ModelLoadError as error:
+        raise ModelLoadError(
+            f"{path.name} holds weights only, without the model's architecture. Choose the "
+            "folder it belongs to (a Keras preset folder with config.json) with 'Folder\u2026', "
+            "or a .keras or official .pth file."
+        ) from error
+    return str(resolved.path) if resolved.kind == "preset_dir" else text
 
 
 class ModelPicker(Container):
@@ -124,9 +129,11 @@ class ModelPicker(Container):
             self.native, "Choose a SAM model file", self._start_folder(), MODEL_FILTER
         )
         if name:
-            path = Path(name)
-            is_preset = path.name.endswith(".weights.h5") and (path.parent / "config.json").exists()
-            self.set_source(str(path.parent) if is_preset else name)
+            try:
+                name = model_source(name)
+            except ModelLoadError:
+                pass  # shown when the model is used
+            self.set_source(name)
 
     def choose_folder(self, _value=None) -> None:
         """Ask for a Keras preset folder (a dialog)."""

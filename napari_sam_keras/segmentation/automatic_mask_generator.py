@@ -20,7 +20,6 @@ the work is done:
 from __future__ import annotations
 
 import math
-import os
 from collections.abc import Callable
 from dataclasses import dataclass
 from functools import lru_cache
@@ -28,15 +27,17 @@ from typing import Any
 
 import numpy as np
 
-from ..errors import ImageError
+from ..errors import ImageError, SAMError
+from ..model.as_network import as_network
 from ..model.embedding import ImageEmbedding
 from ..model.embedding_store import EmbeddingStore
 from ..processing import masks as mu
 from ..processing.images import to_rgb_uint8
 from ..processing.mask_upscaling import upscale_matrices
 from ..processing.prompts import to_input_frame
-from .precompute import PlaneEmbeddings, as_store
-from .predictor import MASK_THRESHOLD, SAMPredictor, as_network
+from .generator_settings import DEFAULTS, check_generator_options
+from .precompute import EmbeddingMemory, Embeddings, EmbeddingSource, image_key, split_embeddings
+from .predictor import MASK_THRESHOLD, SAMPredictor
 from .tiling import as_pair
 
 OUTPUT_MODES = ("binary_mask", "uncompressed_rle", "coco_rle")
@@ -194,60 +195,63 @@ class SAMAutomaticMaskGenerator:
             zarr): it is read one tile at a time.  Not combined with
             ``crop_n_layers``.
         halo: (rows, columns) added to each side of a tile (default 0).
-        embeddings: an :class:`~napari_sam_keras.EmbeddingStore` or its path
-            (default: the predictor's): embeddings of the image (or its tiles)
-            are read from it and what is computed is written to it.
+        embeddings: an :class:`~napari_sam_keras.EmbeddingStore` or its path,
+            or an in-memory :class:`~napari_sam_keras.EmbeddingCache` (or a
+            dict), as every ``embeddings=`` of the package accepts (default:
+            the predictor's): embeddings of the image (or its tiles) are read
+            from it and what is computed is put into it.
     """
 
     def __init__(
         self,
         model_or_predictor: Any,
-        points_per_side: int | None = 32,
-        points_per_batch: int = 64,
-        pred_iou_thresh: float = 0.88,
-        stability_score_thresh: float = 0.95,
-        stability_score_offset: float = 1.0,
-        box_nms_thresh: float = 0.7,
-        crop_n_layers: int = 0,
-        crop_nms_thresh: float = 0.7,
-        crop_overlap_ratio: float = 512 / 1500,
-        crop_n_points_downscale_factor: int = 1,
+        points_per_side: int | None = DEFAULTS.points_per_side,
+        points_per_batch: int = DEFAULTS.points_per_batch,
+        pred_iou_thresh: float = DEFAULTS.pred_iou_thresh,
+        stability_score_thresh: float = DEFAULTS.stability_score_thresh,
+        stability_score_offset: float = DEFAULTS.stability_score_offset,
+        box_nms_thresh: float = DEFAULTS.box_nms_thresh,
+        crop_n_layers: int = DEFAULTS.crop_n_layers,
+        crop_nms_thresh: float = DEFAULTS.crop_nms_thresh,
+        crop_overlap_ratio: float = DEFAULTS.crop_overlap_ratio,
+        crop_n_points_downscale_factor: int = DEFAULTS.crop_n_points_downscale_factor,
         point_grids: list[np.ndarray] | None = None,
-        min_mask_region_area: int = 0,
+        min_mask_region_area: int = DEFAULTS.min_mask_region_area,
         output_mode: str = "binary_mask",
         tile_shape: int | tuple[int, int] | None = None,
         halo: int | tuple[int, int] | None = None,
-        embeddings: EmbeddingStore | str | os.PathLike | None = None,
+        embeddings: Embeddings | None = None,
     ) -> None:
         if (points_per_side is None) == (point_grids is None):
-            raise ValueError("Give exactly one of points_per_side and point_grids.")
-        if crop_n_layers < 0:
-            raise ValueError(f"crop_n_layers must be >= 0, got {crop_n_layers}.")
+            raise SAMError("Give exactly one of points_per_side and point_grids.")
+        check_generator_options(
+            {
+                "crop_n_layers": crop_n_layers,
+                "points_per_batch": points_per_batch,
+                "min_mask_region_area": min_mask_region_area,
+                "points_per_side": points_per_side,
+                "crop_n_points_downscale_factor": crop_n_points_downscale_factor,
+            }
+        )
         if points_per_side is not None:
-            if points_per_side < 1:
-                raise ValueError(f"points_per_side must be >= 1, got {points_per_side}.")
-            if crop_n_points_downscale_factor < 1:
-                raise ValueError("crop_n_points_downscale_factor must be >= 1.")
             grids = mu.build_all_layer_point_grids(
                 points_per_side, crop_n_layers, crop_n_points_downscale_factor
             )
         else:
             grids = [np.asarray(g, np.float64).reshape(-1, 2) for g in point_grids]
             if len(grids) < crop_n_layers + 1:
-                raise ValueError(
+                raise SAMError(
                     f"point_grids has {len(grids)} grid(s); crop_n_layers={crop_n_layers} "
                     f"needs one per layer ({crop_n_layers + 1})."
                 )
-        if points_per_batch < 1:
-            raise ValueError(f"points_per_batch must be >= 1, got {points_per_batch}.")
         if output_mode not in OUTPUT_MODES:
-            raise ValueError(f"output_mode must be one of {OUTPUT_MODES}, got {output_mode!r}.")
+            raise SAMError(f"output_mode must be one of {OUTPUT_MODES}, got {output_mode!r}.")
         if output_mode == "coco_rle":
             mu.import_pycocotools_mask()
         if tile_shape is not None and crop_n_layers > 0:
-            raise ValueError("tile_shape and crop_n_layers > 0 cannot be combined.")
+            raise SAMError("tile_shape and crop_n_layers > 0 cannot be combined.")
         if tile_shape is None and halo is not None:
-            raise ValueError("halo was given without tile_shape.")
+            raise ImageError("halo was given without tile_shape.")
         self.tile_shape = as_pair(tile_shape, "tile_shape", 1)
         self.halo = as_pair(halo, "halo", 0)
 
@@ -255,8 +259,12 @@ class SAMAutomaticMaskGenerator:
             self.predictor = model_or_predictor
         else:
             self.predictor = SAMPredictor(as_network(model_or_predictor))
-        store = as_store(embeddings)
-        self.store: EmbeddingStore | None = self.predictor.store if store is None else store
+        self.memory: EmbeddingMemory | None
+        self.store: EmbeddingStore | None
+        if embeddings is None:
+            self.memory, self.store = self.predictor.memory, self.predictor.store
+        else:
+            self.memory, self.store = split_embeddings(embeddings)
         self.point_grids = grids
         self.points_per_batch = int(points_per_batch)
         self.pred_iou_thresh = pred_iou_thresh
@@ -348,21 +356,23 @@ class SAMAutomaticMaskGenerator:
 
     # --- steps -----------------------------------------------------------------------
 
-    def _plane_embeddings(self, image, contrast_limits, embedding) -> PlaneEmbeddings | None:
-        """Where the image's (or its tiles') embeddings come from, when a store or tiles are used.
+    def _plane_embeddings(self, image, contrast_limits, embedding) -> EmbeddingSource | None:
+        """Where the image's (or its tiles') embeddings come from, when a store, a cache or
+        tiles are used.
 
         None: the whole image is embedded as before (or ``embedding`` is used).
         """
-        if self.tile_shape is None and (self.store is None or embedding is not None):
+        unsourced = self.store is None and self.memory is None
+        if self.tile_shape is None and (unsourced or embedding is not None):
             return None
         if embedding is not None:
             raise ImageError("embedding= cannot be combined with tile_shape.")
         tile_shape, halo = self.tile_shape, self.halo
-        if tile_shape is None and self.store.spec is not None:
+        if tile_shape is None and self.store is not None and self.store.spec is not None:
             tile_shape, halo = self.store.spec.tile_shape, self.store.spec.halo
             if tile_shape is not None and self.crop_n_layers > 0:
-                raise ValueError("This store is tiled: tiles and crop_n_layers > 0 do not mix.")
-        return PlaneEmbeddings(
+                raise SAMError("This store is tiled: tiles and crop_n_layers > 0 do not mix.")
+        return EmbeddingSource(
             self.predictor.image_encoder,
             image,
             tile_shape,
@@ -370,6 +380,10 @@ class SAMAutomaticMaskGenerator:
             contrast_limits,
             store=self.store,
             cache_bytes=1,  # keep only the newest embedding in memory
+            memory=self.memory,
+            key=None
+            if self.memory is None
+            else image_key(image, contrast_limits, "RGB", self.predictor.network),
         )
 
     def _predictor_state(self):

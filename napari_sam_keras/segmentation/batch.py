@@ -34,7 +34,7 @@ from typing import Any
 
 import numpy as np
 
-from ..errors import ImageError, ModelLoadError, OperationCancelled, SAMError
+from ..errors import ImageError, OperationCancelled, SAMError
 from ..files.atomic_write import remove_leftover_partials
 from ..files.batch_files import (
     SUMMARY_NAME,
@@ -46,12 +46,11 @@ from ..files.batch_files import (
     write_summary,
 )
 from ..files.image_files import read_image, select_plane
-from ..model.config import DEFAULT_MODEL, MODEL_ENV_VAR, PRESETS
+from ..model.model_source import resolve_model
+from .generator_settings import DEFAULTS, check_generator_options
 
 #: Segmentation modes; the instance decoder and tiling add theirs here.
 MODES = ("amg",)
-#: Generator options that are not plain numbers cannot be stored with the output.
-_NOT_BATCH_OPTIONS = ("model_or_predictor", "point_grids", "output_mode")
 #: Seconds between rewrites of summary.csv while a run goes on (and once at its end).
 SUMMARY_INTERVAL_S = 2.0
 
@@ -115,13 +114,13 @@ def segment_batch(
     model: Any = None,
     mode: str = "amg",
     *,
-    points_per_side: int = 32,
-    points_per_batch: int = 64,
-    pred_iou_thresh: float = 0.88,
-    stability_score_thresh: float = 0.95,
-    box_nms_thresh: float = 0.7,
-    crop_n_layers: int = 0,
-    min_mask_region_area: int = 0,
+    points_per_side: int = DEFAULTS.points_per_side,
+    points_per_batch: int = DEFAULTS.points_per_batch,
+    pred_iou_thresh: float = DEFAULTS.pred_iou_thresh,
+    stability_score_thresh: float = DEFAULTS.stability_score_thresh,
+    box_nms_thresh: float = DEFAULTS.box_nms_thresh,
+    crop_n_layers: int = DEFAULTS.crop_n_layers,
+    min_mask_region_area: int = DEFAULTS.min_mask_region_area,
     contrast_limits: tuple[float, float] | None = None,
     all_planes: bool = False,
     output_format: str = "tiff",
@@ -255,30 +254,7 @@ def _plan_tasks(
 
 def _generator_settings(**options: Any) -> dict[str, Any]:
     """The generator's options, checked before any work (``auto``'s limits)."""
-    import inspect
-
-    from .automatic_mask_generator import SAMAutomaticMaskGenerator
-
-    known = set(inspect.signature(SAMAutomaticMaskGenerator).parameters) - set(_NOT_BATCH_OPTIONS)
-    unknown = sorted(set(options) - known)
-    if unknown:
-        raise SAMError(f"unknown generator option(s): {', '.join(unknown)}")
-    for name, low in (
-        ("points_per_side", 1),
-        ("points_per_batch", 1),
-        ("crop_n_layers", 0),
-        ("min_mask_region_area", 0),
-        ("crop_n_points_downscale_factor", 1),
-    ):
-        if name in options and options[name] < low:
-            raise SAMError(f"{name} must be at least {low}")
-    for name, value in options.items():
-        if isinstance(value, bool) or not isinstance(value, (int, float, np.integer, np.floating)):
-            raise SAMError(f"generator option {name} must be a number, got {value!r}")
-    return {
-        name: int(value) if isinstance(value, (int, np.integer)) else float(value)
-        for name, value in sorted(options.items())
-    }
+    return check_generator_options(options)
 
 
 def _source_name(text: str) -> str:
@@ -287,14 +263,9 @@ def _source_name(text: str) -> str:
 
 
 def _check_source(model: str | os.PathLike | None) -> str:
-    text = os.fspath(model) if model is not None else None
-    text = text or os.environ.get(MODEL_ENV_VAR) or DEFAULT_MODEL
-    if text not in PRESETS and not Path(text).expanduser().exists():
-        raise ModelLoadError(
-            f"Model {text!r} not found: it is neither an existing file or directory nor a "
-            f"preset name ({', '.join(PRESETS)})."
-        )
-    return _source_name(text)
+    """The name of the model each worker loads (``resolve_model``'s: presets by name, files
+    by absolute path), checked before any work."""
+    return resolve_model(model).name
 
 
 def _backend_name() -> str:

@@ -16,6 +16,7 @@ from typing import Any
 import numpy as np
 
 from ..errors import ImageError, SAMError
+from ..model.as_network import as_network
 from ..model.embedding import ImageEmbedding
 from ..processing.instance_watershed import (
     WatershedSettings,
@@ -23,7 +24,8 @@ from ..processing.instance_watershed import (
     settings_for_model,
 )
 from ..processing.mask_upscaling import upscale_logits
-from .predictor import SAMPredictor, as_network
+from .precompute import Embeddings
+from .predictor import SAMPredictor
 from .tiling import TiledImage, TileGrid
 
 
@@ -40,6 +42,11 @@ class InstanceSegmenter:
             when its file name says which it is (``vit_b_lm`` ...), else
             micro-sam's general defaults.
         jit_compile: compile with XLA (jax, tensorflow).
+        embeddings: where a new predictor finds and keeps the images' embeddings: an
+            :class:`~napari_sam_keras.EmbeddingCache` (or a dict), an
+            :class:`~napari_sam_keras.EmbeddingStore` or its path, as every
+            ``embeddings=`` of the package (with ``predictor``: that predictor's).
+            Tiled segmentation embeds its tiles without them.
 
     Raises:
         SAMError: the model has no instance decoder.
@@ -56,6 +63,7 @@ class InstanceSegmenter:
         predictor: SAMPredictor | None = None,
         settings: WatershedSettings | None = None,
         jit_compile: bool = True,
+        embeddings: Embeddings | None = None,
     ) -> None:
         self.network = as_network(model)
         decoder = getattr(self.network, "instance_decoder", None)
@@ -75,8 +83,10 @@ class InstanceSegmenter:
         self.decoder = decoder
         if predictor is not None and predictor.network is not self.network:
             raise SAMError("The predictor belongs to another network than the segmenter.")
+        if predictor is not None and embeddings is not None:
+            raise SAMError("Give embeddings to the predictor, not beside it.")
         self.predictor = predictor or SAMPredictor(
-            self.network, jit_compile=jit_compile, warm_up=False
+            self.network, jit_compile=jit_compile, warm_up=False, embeddings=embeddings
         )
         self.settings = settings or settings_for_model(self.network.name)
         self._compiled = decoder.runner(jit_compile)

@@ -1,21 +1,25 @@
 """Where embeddings come from: memory, an :class:`EmbeddingStore`, or the image encoder.
 
-:class:`PlaneEmbeddings` serves the embeddings of one 2D image (every tile of
-it, or the whole image as one tile) to the predictor and the automatic mask
-generator; :func:`precompute_embeddings` fills a store for an image or a whole
-stack ahead of time (``napari-sam-keras embed``).
+:class:`EmbeddingSource` serves the embeddings of one 2D image (every tile of
+it, or the whole image as one tile) to the predictor, the automatic mask
+generator, volumes and tracking: from its own memory, else a shared in-memory
+cache, else the store, else the encoder (what it computes goes back into the
+cache and the store).  :func:`split_embeddings` reads what every ``embeddings=``
+parameter accepts (:data:`Embeddings`); :func:`precompute_embeddings` fills a
+store for an image or a whole stack ahead of time (``napari-sam-keras embed``).
 """
 
 from __future__ import annotations
 
 import os
 import warnings
-from collections.abc import Callable, Hashable, Iterable, Sequence
+from collections.abc import Callable, Hashable, Iterable, MutableMapping, Sequence
 from typing import Any
 
 import numpy as np
 
-from ..errors import ImageError
+from ..errors import EmbeddingError, ImageError
+from ..model.as_network import as_network
 from ..model.embedding import EmbeddingCache, ImageEmbedding
 from ..model.embedding_store import (
     CorruptEmbeddingError,
@@ -31,9 +35,21 @@ from .tiling import Tile, TiledImage, TileGrid, as_pair, plane_of
 #: ``progress(done, total)``: called after each embedding (computed or found stored).
 ProgressCallback = Callable[[int, int], Any]
 
+#: Embeddings kept in memory between calls: an :class:`EmbeddingCache` or any mutable mapping
+#: (keys name the image and the model, see :func:`tile_key` for tiles).
+EmbeddingMemory = EmbeddingCache | MutableMapping
+
+#: What every ``embeddings=`` parameter accepts: an in-memory cache, an
+#: :class:`EmbeddingStore`, or a store's path (opened, or created on first use).
+Embeddings = EmbeddingCache | MutableMapping | EmbeddingStore | str | os.PathLike
+
 __all__ = [
+    "EmbeddingMemory",
+    "EmbeddingSource",
+    "Embeddings",
     "PlaneEmbeddings",
     "as_store",
+    "split_embeddings",
     "is_stack",
     "keep_tiles",
     "precompute_embeddings",
@@ -48,6 +64,33 @@ def as_store(embeddings: EmbeddingStore | str | os.PathLike | None) -> Embedding
     if embeddings is None or isinstance(embeddings, EmbeddingStore):
         return embeddings
     return EmbeddingStore(embeddings)
+
+
+def split_embeddings(
+    embeddings: Embeddings | None,
+) -> tuple[EmbeddingMemory | None, EmbeddingStore | None]:
+    """(in-memory cache, store) from an ``embeddings=`` argument; one of them is None.
+
+    Raises:
+        EmbeddingError: ``embeddings`` is none of :data:`Embeddings`.
+    """
+    if embeddings is None:
+        return None, None
+    if isinstance(embeddings, EmbeddingStore | str | os.PathLike):
+        return None, as_store(embeddings)
+    if isinstance(embeddings, EmbeddingCache | MutableMapping):
+        return embeddings, None
+    raise EmbeddingError(
+        "embeddings must be an EmbeddingCache (or a dict), an EmbeddingStore or a store's "
+        f"path, not {type(embeddings).__name__}."
+    )
+
+
+def image_key(image: Any, contrast_limits, image_format: str, network) -> tuple:
+    """The key of an image's embedding in an in-memory cache: its pixels (a signature), its
+    conversion and the model."""
+    limits = None if contrast_limits is None else tuple(float(v) for v in contrast_limits)
+    return ("image", image_signature(image), limits, image_format, network.key)
 
 
 def _shape_dtype(image: Any) -> tuple[tuple[int, ...], np.dtype]:
@@ -86,8 +129,12 @@ def store_spec(
     )
 
 
-class PlaneEmbeddings:
+class EmbeddingSource:
     """The embeddings of one 2D image, tile by tile: from memory, a store, or the encoder.
+
+    The one look-up chain of the package: this object's own memory, then
+    ``memory`` (shared between calls, under ``key``), then ``store``, then the
+    encoder; an embedding found later in the chain is put into the earlier ones.
 
     Args:
         encoder: the network's :class:`~napari_sam_keras.model.image_encoder.ImageEncoder`.
@@ -101,6 +148,10 @@ class PlaneEmbeddings:
             content signature (a new store is bound to this image).
         cache_bytes: how many bytes of embeddings to keep in memory (the newest one is
             always kept).
+        memory, key: an in-memory cache shared between calls (an :class:`EmbeddingCache`
+            or a dict) and the image's key there (naming its pixels, conversion and
+            model): the whole image's embedding is kept under ``key``, a tile's under
+            :func:`tile_key`.
     """
 
     def __init__(
@@ -114,7 +165,11 @@ class PlaneEmbeddings:
         store: EmbeddingStore | None = None,
         plane: int | None = None,
         cache_bytes: int = 1024**3,
+        memory: EmbeddingMemory | None = None,
+        key: Hashable | None = None,
     ) -> None:
+        if (memory is None) != (key is None):
+            raise ValueError("memory and key go together")  # a programming error, not a user's
         if not hasattr(image, "shape") or not hasattr(image, "dtype"):
             image = np.asarray(image)
         shape, dtype = _shape_dtype(image)
@@ -129,6 +184,8 @@ class PlaneEmbeddings:
         self.cache = EmbeddingCache(max_items=1 << 20, max_bytes=cache_bytes)
         self.store = store
         self.plane = plane
+        self.memory = memory
+        self.key = key
         #: How many embeddings were computed by the encoder, and how many read from the store.
         self.computed = 0
         self.read = 0
@@ -163,11 +220,29 @@ class PlaneEmbeddings:
         """The embedding of tile ``index`` (0 when untiled): cached, stored, or computed now."""
         emb = self.cache.get(index)
         if emb is None:
-            emb = self._stored(index)
+            emb = self._remembered(index)
             if emb is None:
-                emb = self._compute_and_store(index)
+                emb = self._stored(index)
+                if emb is None:
+                    emb = self._compute_and_store(index)
+                self._remember(index, emb)
             self.cache.put(index, emb)
         return emb
+
+    def memory_key(self, index: int) -> Hashable:
+        """The key of tile ``index`` in ``memory`` (the image's key when untiled)."""
+        return tile_key(self.key, self, index) if self.tiled else self.key
+
+    def _remembered(self, index: int) -> ImageEmbedding | None:
+        return None if self.memory is None else self.memory.get(self.memory_key(index))
+
+    def _remember(self, index: int, emb: ImageEmbedding) -> None:
+        if self.memory is None:
+            return
+        if hasattr(self.memory, "put"):
+            self.memory.put(self.memory_key(index), emb)
+        else:
+            self.memory[self.memory_key(index)] = emb
 
     def _stored(self, index: int) -> ImageEmbedding | None:
         if self.store is None:
@@ -212,7 +287,11 @@ class PlaneEmbeddings:
         return counts
 
 
-def tile_key(key: Hashable, tiles: PlaneEmbeddings, index: int) -> tuple:
+#: The former name of :class:`EmbeddingSource`.
+PlaneEmbeddings = EmbeddingSource
+
+
+def tile_key(key: Hashable, tiles: EmbeddingSource, index: int) -> tuple:
     """The key of tile ``index`` of an image whose (untiled) embedding key is ``key``.
 
     It holds the tiling, so an untiled embedding is never handed out for a tile
@@ -221,7 +300,7 @@ def tile_key(key: Hashable, tiles: PlaneEmbeddings, index: int) -> tuple:
     return (key, "tile", tiles.grid.tile_shape, tiles.grid.halo, int(index))
 
 
-def take_tiles(tiles: PlaneEmbeddings, cache: Any, key: Hashable) -> int:
+def take_tiles(tiles: EmbeddingSource, cache: Any, key: Hashable) -> int:
     """Give ``tiles`` the tile embeddings ``cache`` holds for the image ``key``; how many.
 
     ``cache`` is an :class:`EmbeddingCache` or a dict (see :func:`tile_key`).
@@ -237,7 +316,7 @@ def take_tiles(tiles: PlaneEmbeddings, cache: Any, key: Hashable) -> int:
     return found
 
 
-def keep_tiles(tiles: PlaneEmbeddings, cache: Any, key: Hashable) -> None:
+def keep_tiles(tiles: EmbeddingSource, cache: Any, key: Hashable) -> None:
     """Put the tile embeddings ``tiles`` holds into ``cache`` (those not there yet)."""
     for index in range(len(tiles.grid)):
         k = tile_key(key, tiles, index)
@@ -271,6 +350,40 @@ def _bind_plane(store: EmbeddingStore, spec: StoreSpec) -> int:
             "is not in it. Choose another store, or delete this one to compute it again."
         )
     return plane
+
+
+def bind_planes(
+    store: EmbeddingStore,
+    network,
+    planes: Sequence[Any],
+    stack: bool,
+    contrast_limits: tuple[float, float] | None,
+    image_format: str,
+    tile_shape: int | tuple[int, int] | None,
+    halo: int | tuple[int, int] | None,
+) -> TileGrid:
+    """Bind ``store`` to these 2D planes (a stack, or one image), or check that it was made
+    for them; the tiling of every plane.
+
+    Raises:
+        EmbeddingStoreMismatch: the store was made for other data, another model, tiling
+            or conversion.
+    """
+    shape, dtype = _shape_dtype(planes[0])
+    grid = TileGrid(shape[:2], tile_shape if tile_shape is not None else shape[:2], halo)
+    spec = store_spec(
+        network,
+        [image_signature(p) for p in planes],
+        shape,
+        dtype,
+        stack,
+        contrast_limits,
+        image_format,
+        grid.tile_shape if tile_shape is not None else None,
+        grid.halo if tile_shape is not None else None,
+    )
+    store.bind(spec)
+    return grid
 
 
 def is_stack(data: Any) -> bool:
@@ -330,34 +443,21 @@ def precompute_embeddings(
         EmbeddingStoreMismatch: the store was made for other data, another
             model, tiling or conversion.
     """
-    from .predictor import as_network
-
     network = as_network(model)
     store = as_store(store)
     if not hasattr(data, "shape") or not hasattr(data, "dtype"):
         data = np.asarray(data)
     stack = is_stack(data) if stack is None else bool(stack)
     plane_arrays = [plane_of(data, z) for z in range(data.shape[0])] if stack else [data]
-    shape, dtype = _shape_dtype(plane_arrays[0])
     if stack:
         chosen = range(len(plane_arrays)) if planes is None else _plane_list(planes, data.shape[0])
     elif planes not in (None, 0, [0], (0,)):
         raise ImageError("planes was given, but the data is a single 2D image.")
     else:
         chosen = [0]
-    grid = TileGrid(shape[:2], tile_shape if tile_shape is not None else shape[:2], halo)
-    spec = store_spec(
-        network,
-        [image_signature(p) for p in plane_arrays],
-        shape,
-        dtype,
-        stack,
-        contrast_limits,
-        image_format,
-        grid.tile_shape if tile_shape is not None else None,
-        grid.halo if tile_shape is not None else None,
+    grid = bind_planes(
+        store, network, plane_arrays, stack, contrast_limits, image_format, tile_shape, halo
     )
-    store.bind(spec)
     encoder = network.image_encoder(jit_compile)
     total = len(chosen) * len(grid)
     done = 0
@@ -372,7 +472,7 @@ def precompute_embeddings(
 
     counts = {"computed": 0, "reused": 0, "repaired": 0}
     for z in chosen:
-        source = PlaneEmbeddings(
+        source = EmbeddingSource(
             encoder,
             plane_arrays[z],
             tile_shape,

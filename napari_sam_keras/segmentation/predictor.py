@@ -2,36 +2,25 @@
 
 from __future__ import annotations
 
-import os
 from typing import Any
 
 import numpy as np
 
 from ..errors import ImageError, PromptError
+from ..model.as_network import as_network
 from ..model.embedding import ImageEmbedding
 from ..model.embedding_store import EmbeddingStore
 from ..model.image_encoder import ImageEncoder
-from ..model.network import SAMNetwork
 from ..model.prompt_path import DEFAULT_POINT_SLOTS, PromptPath
 from ..processing.images import resized_rgb_uint8
 from ..processing.mask_upscaling import upscale_logits
 from ..processing.prompts import check_boxes, check_mask_input, check_points, to_input_frame
-from .precompute import PlaneEmbeddings, as_store
+from .precompute import EmbeddingMemory, Embeddings, EmbeddingSource, image_key, split_embeddings
 from .tiling import Tile, centroid_points, paste, prompts_into_tile
 
 MASK_THRESHOLD = 0.0
 
-
-def as_network(model: Any) -> SAMNetwork:
-    """Accept a :class:`SAMNetwork` or a keras-cv ``SegmentAnythingModel``."""
-    if isinstance(model, SAMNetwork):
-        return model
-    if hasattr(model, "backbone") and hasattr(model, "mask_decoder"):
-        return SAMNetwork.from_keras_cv(model)
-    raise TypeError(
-        "Expected a SAMNetwork (from napari_sam_keras.load_model) or a keras-cv "
-        f"SegmentAnythingModel, got {type(model).__name__}."
-    )
+__all__ = ["MASK_THRESHOLD", "SAMPredictor", "as_network"]  # as_network: its former home
 
 
 class SAMPredictor:
@@ -48,12 +37,14 @@ class SAMPredictor:
         jit_compile: compile with XLA (jax, tensorflow); off is for debugging.
         warm_up: compile the prompt path in a background thread right away, so
             that it is ready when the first embedding is.
-        embeddings: an :class:`~napari_sam_keras.EmbeddingStore` or its path:
+        embeddings: an :class:`~napari_sam_keras.EmbeddingStore` or its path,
+            or an in-memory :class:`~napari_sam_keras.EmbeddingCache` (or a
+            dict), as every ``embeddings=`` of the package accepts:
             :meth:`set_image` reads the image's embeddings from it instead of
-            running the encoder, and writes there what it computes.  The image
-            is found in the store by its content (a plane of a stored stack
-            is found too); a store made for other data or another model
-            raises :class:`~napari_sam_keras.EmbeddingStoreMismatch`.
+            running the encoder, and puts there what it computes.  The image
+            is found by its content (in a store, a plane of a stored stack is
+            found too); a store made for other data or another model raises
+            :class:`~napari_sam_keras.EmbeddingStoreMismatch`.
     """
 
     def __init__(
@@ -62,20 +53,22 @@ class SAMPredictor:
         point_slots: int = DEFAULT_POINT_SLOTS,
         jit_compile: bool = True,
         warm_up: bool = True,
-        embeddings: EmbeddingStore | str | os.PathLike | None = None,
+        embeddings: Embeddings | None = None,
     ) -> None:
         self.network = as_network(model)
         self.config = self.network.config
         self.point_slots = point_slots
         self.image_encoder: ImageEncoder = self.network.image_encoder(jit_compile)
         self.prompt_path: PromptPath = self.network.prompt_path(jit_compile)
-        self.store: EmbeddingStore | None = as_store(embeddings)
+        self.memory: EmbeddingMemory | None
+        self.store: EmbeddingStore | None
+        self.memory, self.store = split_embeddings(embeddings)
         if warm_up:
             self.prompt_path.start_warm_up()
         self._embedding: ImageEmbedding | None = None
-        self._tiles: PlaneEmbeddings | None = None
-        #: Where the current image's embeddings came from (tiles or a store), else None.
-        self.embedding_source: PlaneEmbeddings | None = None
+        self._tiles: EmbeddingSource | None = None
+        #: Where the current image's embeddings came from (tiles, a store or a cache), else None.
+        self.embedding_source: EmbeddingSource | None = None
 
     # --- the image -------------------------------------------------------------------
 
@@ -112,14 +105,14 @@ class SAMPredictor:
         if tile_shape is None and self.store is not None and self.store.spec is not None:
             tile_shape, halo = self.store.spec.tile_shape, self.store.spec.halo
         self._embedding = self._tiles = self.embedding_source = None
-        if tile_shape is None and self.store is None:
+        if tile_shape is None and self.store is None and self.memory is None:
             # converted and resized channel by channel: memory stays near the resized image's
             resized = resized_rgb_uint8(image, self.config.image_size, contrast_limits)
             if image_format == "BGR":
                 resized = np.ascontiguousarray(resized[..., ::-1])
             self._embedding = self.image_encoder.embed_resized(resized, np.shape(image)[:2])
             return
-        source = PlaneEmbeddings(
+        source = EmbeddingSource(
             self.image_encoder,
             image,
             tile_shape,
@@ -127,6 +120,10 @@ class SAMPredictor:
             contrast_limits,
             image_format,
             store=self.store,
+            memory=self.memory,
+            key=None
+            if self.memory is None
+            else image_key(image, contrast_limits, image_format, self.network),
         )
         self.embedding_source = source
         if tile_shape is None:
@@ -134,7 +131,7 @@ class SAMPredictor:
         else:
             self._tiles = source
 
-    def set_tiles(self, tiles: PlaneEmbeddings) -> None:
+    def set_tiles(self, tiles: EmbeddingSource) -> None:
         """Use a tiled image's embeddings prepared elsewhere (as :attr:`tiles` returns them)."""
         if tiles.encoder.network is not self.network:
             raise ImageError("These tile embeddings belong to another model.")
@@ -142,7 +139,7 @@ class SAMPredictor:
         self._tiles = self.embedding_source = tiles
 
     @property
-    def tiles(self) -> PlaneEmbeddings | None:
+    def tiles(self) -> EmbeddingSource | None:
         """The tiled image's embeddings (its ``grid`` holds the tiles); None when untiled."""
         return self._tiles
 

@@ -16,8 +16,8 @@ import numpy as np
 
 from ..errors import SAMError
 from ..processing.mask_prompts import shift_mask
+from .precompute import Embeddings
 from .volume import (
-    EmbeddingStore,
     ProgressCallback,
     SlicePropagator,
     accept,
@@ -41,7 +41,7 @@ def track_object(
     iou_threshold: float = 0.5,
     box_extension: float = 0.05,
     motion_smoothing: float = 0.5,
-    embeddings: EmbeddingStore | None = None,
+    embeddings: Embeddings | None = None,
     progress: ProgressCallback | None = None,
     contrast_limits: tuple[float, float] | None = None,
     frame_key: Callable[[int], Hashable] | None = None,

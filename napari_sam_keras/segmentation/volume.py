@@ -18,13 +18,14 @@ from __future__ import annotations
 
 import hashlib
 import logging
-from collections.abc import Callable, Hashable, Mapping, MutableMapping
+from collections.abc import Callable, Hashable, Mapping
 from typing import Any
 
 import numpy as np
 
 from ..errors import ImageError, PromptError, SAMError
-from ..model.embedding import EmbeddingCache, ImageEmbedding
+from ..model.as_network import as_network
+from ..model.embedding import ImageEmbedding
 from ..processing.mask_prompts import (
     interior_point,
     mask_box,
@@ -33,8 +34,8 @@ from ..processing.mask_prompts import (
     mask_to_low_res_logits,
 )
 from ..processing.prompts import check_boxes, check_points
-from .precompute import keep_tiles, take_tiles
-from .predictor import SAMPredictor, as_network
+from .precompute import EmbeddingMemory, Embeddings, EmbeddingSource, bind_planes, split_embeddings
+from .predictor import SAMPredictor
 from .tiling import as_pair, centroid_points
 
 logger = logging.getLogger(__name__)
@@ -44,9 +45,6 @@ PROJECTIONS = ("mask", "box", "points", "single_point", "points_and_mask")
 
 #: ``progress(done, total)``: slices (or frames) done out of those that may be visited.
 ProgressCallback = Callable[[int, int], Any]
-
-#: Where embeddings are kept between runs: an :class:`EmbeddingCache` or any mutable mapping.
-EmbeddingStore = EmbeddingCache | MutableMapping
 
 _PROMPT_KEYS = ("point_coords", "point_labels", "box")
 
@@ -170,13 +168,16 @@ class SlicePropagator:
     """Segments slices of one stack with one predictor: from prompts or from a mask.
 
     Embeddings are computed only for the slices asked for, and taken from /
-    put into ``embeddings`` when given.  The key of slice ``i`` is
-    ``slice_key(i)`` when given, else a digest of the slice's pixels, its
-    contrast limits and the model, so that the same data under the same model
-    finds its embedding again whatever stack it is part of.  With a
-    ``tile_shape``, every slice is tiled (see ``SAMPredictor.set_image``) and
-    ``embeddings`` holds one embedding per tile, under keys that include the
-    tiling (:func:`~napari_sam_keras.segmentation.precompute.tile_key`).
+    put into ``embeddings`` when given (see :data:`~.precompute.Embeddings`).
+    In an in-memory cache the key of slice ``i`` is ``slice_key(i)`` when
+    given, else a digest of the slice's pixels, its contrast limits and the
+    model, so that the same data under the same model finds its embedding
+    again whatever stack it is part of.  An :class:`EmbeddingStore` (or its
+    path) is bound to the whole stack, slice ``i`` being its plane ``i``; with
+    none, a predictor's own store is used.  With a ``tile_shape``, every slice
+    is tiled (see ``SAMPredictor.set_image``) and ``embeddings`` holds one
+    embedding per tile, under keys that include the tiling
+    (:func:`~napari_sam_keras.segmentation.precompute.tile_key`).
 
     Progress: :meth:`advance` counts slices done and calls ``progress(done,
     total)``; an :class:`~napari_sam_keras.OperationCancelled` raised there
@@ -188,7 +189,7 @@ class SlicePropagator:
         model: Any,
         stack: np.ndarray,
         contrast_limits: tuple[float, float] | None,
-        embeddings: EmbeddingStore | None,
+        embeddings: Embeddings | None,
         progress: ProgressCallback | None,
         slice_key: Callable[[int], Hashable] | None,
         total: int,
@@ -202,7 +203,9 @@ class SlicePropagator:
         )
         self.stack = stack
         self.contrast_limits = contrast_limits
-        self.embeddings = embeddings
+        self.embeddings: EmbeddingMemory | None
+        self.embeddings, store = split_embeddings(embeddings)
+        self.store = self.predictor.store if store is None else store
         self.progress = progress
         self.slice_key = slice_key
         self.tile_shape = as_pair(tile_shape, "tile_shape", 1)
@@ -211,8 +214,20 @@ class SlicePropagator:
         self.done = 0
         self.size = tuple(int(v) for v in stack.shape[1:3])
         self._current: int | None = None
-        self._counted = 0  # of the current tiled slice's computed tiles, those in ``computed``
+        self._source: EmbeddingSource | None = None  # the current slice's, with a store or tiles
+        self._counted = 0  # of the current slice's computed embeddings, those in ``computed``
         self.computed = 0  # embeddings computed (not found in the store); tiles count one each
+        if self.store is not None:
+            bind_planes(
+                self.store,
+                self.predictor.network,
+                list(stack),
+                True,
+                contrast_limits,
+                "RGB",
+                self.tile_shape,
+                self.halo,
+            )
 
     # work accounting
     def start(self) -> None:
@@ -241,12 +256,17 @@ class SlicePropagator:
         return ("slice", digest.hexdigest(), self.predictor.network.key)
 
     def select(self, index: int) -> None:
-        """Make slice ``index`` the predictor's image (from the store, or computed and stored)."""
+        """Make slice ``index`` the predictor's image (from memory or the store, or computed)."""
         if self._current == index:
             return
-        if self.tile_shape is not None:
-            self._select_tiled(index)
-            return
+        if self.tile_shape is None and self.store is None:
+            self._select_plain(index)
+        else:
+            self._select_source(index)
+        self._current = index
+
+    def _select_plain(self, index: int) -> None:
+        """The whole slice, from ``embeddings`` (memory) or computed and kept there."""
         key = self.key(index) if self.embeddings is not None else None
         embedding: ImageEmbedding | None = None
         if key is not None:
@@ -262,30 +282,38 @@ class SlicePropagator:
                     self.embeddings.put(key, embedding)
                 else:
                     self.embeddings[key] = embedding
-        self._current = index
 
-    def _select_tiled(self, index: int) -> None:
-        """Slice ``index`` tiled; its tiles are embedded when a prompt needs them."""
-        self.predictor.set_image(
+    def _select_source(self, index: int) -> None:
+        """Slice ``index`` through an :class:`EmbeddingSource` (memory, store, encoder); a
+        tiled slice's tiles are embedded when a prompt needs them."""
+        source = EmbeddingSource(
+            self.predictor.image_encoder,
             self.stack[index],
-            contrast_limits=self.contrast_limits,
-            tile_shape=self.tile_shape,
-            halo=self.halo,
+            self.tile_shape,
+            self.halo,
+            self.contrast_limits,
+            store=self.store,
+            plane=None if self.store is None else index,
+            memory=self.embeddings,
+            key=None if self.embeddings is None else self.key(index),
         )
-        self._counted = 0
-        if self.embeddings is not None:
-            take_tiles(self.predictor.tiles, self.embeddings, self.key(index))
-        self._current = index
+        self._source, self._counted = source, 0
+        if self.tile_shape is None:
+            self.predictor.set_embedding(source.embedding(0))
+            self._count_computed()
+        else:
+            self.predictor.set_tiles(source)
+
+    def _count_computed(self) -> None:
+        """Count the embeddings the current slice's source computed since the last count."""
+        if self._source is not None:
+            self.computed += self._source.computed - self._counted
+            self._counted = self._source.computed
 
     def _after_predict(self) -> None:
-        """Count the tiles just computed and put them into ``embeddings``."""
-        tiles = self.predictor.tiles
-        if tiles is None:
-            return
-        self.computed += tiles.computed - self._counted
-        self._counted = tiles.computed
-        if self.embeddings is not None:
-            keep_tiles(tiles, self.embeddings, self.key(self._current))
+        """Count the tiles a prediction just computed."""
+        if self.predictor.tiles is not None:
+            self._count_computed()
 
     def _tile_mask_input(self, mask: np.ndarray, prompt: Mapping[str, Any]) -> np.ndarray:
         """``mask`` as the mask input of the tile that will answer ``prompt``, in its frame."""
@@ -386,7 +414,7 @@ def segment_volume(
     projection: str = "mask",
     iou_threshold: float = 0.5,
     box_extension: float = 0.05,
-    embeddings: EmbeddingStore | None = None,
+    embeddings: Embeddings | None = None,
     progress: ProgressCallback | None = None,
     contrast_limits: tuple[float, float] | None = None,
     slice_key: Callable[[int], Hashable] | None = None,
@@ -414,9 +442,16 @@ def segment_volume(
             IoU below this with its neighbour's mask.
         box_extension: the box of ``"mask"``/``"box"`` is grown by this
             fraction of its size on each side.
-        embeddings: an :class:`~napari_sam_keras.EmbeddingCache` or a dict:
-            embeddings are taken from it and the ones computed are put into it,
-            so a second run over the same slices computes none.
+        embeddings: an :class:`~napari_sam_keras.EmbeddingCache` or a dict, an
+            :class:`~napari_sam_keras.EmbeddingStore` or a store's path (the
+            same choices as every ``embeddings=`` of the package): embeddings
+            are taken from it and the ones computed are put into it, so a
+            second run over the same slices computes none.  A store is bound
+            to the whole stack (slice z is its plane z, with these contrast
+            limits and tiling); one made for other data, another model, tiling
+            or contrast limits raises
+            :class:`~napari_sam_keras.EmbeddingStoreMismatch`.  Default: the
+            predictor's store, if ``model`` is a predictor made with one.
         progress: ``progress(done, total)``, called with (0, total) first and
             after every slice; ``total`` counts every slice the object could
             reach, those it does not reach are counted done when it stops.

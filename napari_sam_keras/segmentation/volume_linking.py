@@ -19,8 +19,8 @@ import numpy as np
 from ..errors import ImageError, SAMError
 from .automatic_mask_generator import SAMAutomaticMaskGenerator
 from .labels import masks_to_labels
+from .precompute import Embeddings
 from .volume import (
-    EmbeddingStore,
     ProgressCallback,
     SlicePropagator,
     check_volume,
@@ -141,7 +141,7 @@ def segment_volume_automatic(
     link_iou_threshold: float = LINK_IOU_THRESHOLD,
     min_slices: int = 1,
     overlap: str = "larger_first",
-    embeddings: EmbeddingStore | None = None,
+    embeddings: Embeddings | None = None,
     progress: ProgressCallback | None = None,
     contrast_limits: tuple[float, float] | None = None,
     slice_key: Callable[[int], Hashable] | None = None,

@@ -17,7 +17,7 @@ from helpers import write_cell_images
 from napari_sam_keras import cli
 from napari_sam_keras.cli.commands import BatchDisplay
 from napari_sam_keras.files.atomic_write import leftover_partials
-from napari_sam_keras.files.batch_files import read_summary
+from napari_sam_keras.files.batch_files import read_output_record, read_summary
 from napari_sam_keras.segmentation.batch import BatchProgress, segment_batch
 
 OPTIONS = ["--points-per-side", "4", "--pred-iou-thresh", "0", "--stability-score-thresh", "0"]
@@ -210,3 +210,18 @@ def test_ctrl_c_writes_the_summary_and_exits_130(tmp_path):
     assert done.returncode == 130, done.stderr
     assert "interrupted" in done.stderr
     assert [r["status"] for r in read_summary(out / "summary.csv")] == ["pending", "pending"]
+
+
+def test_batch_takes_the_shipped_demo_model_by_name(capsys, tmp_path):
+    """The batch runner names models as load_model does (one resolver): demo_nuclei works."""
+    folder = tmp_path / "images"
+    write_cell_images(folder, 1)
+    out = tmp_path / "labels"
+    status, stdout, err = run(capsys, "batch", folder, "--out", out, "--model", "demo_nuclei",
+                              *OPTIONS)  # fmt: skip
+    assert status == 0, err
+    assert "1 inputs: 1 done" in stdout
+    (row,) = read_summary(out / "summary.csv")
+    assert row["status"] == "done"
+    assert tifffile.imread(out / "cells_00-labels.tif").shape == (48, 64)
+    assert read_output_record(out / "cells_00-labels.tif")["settings"]["model"] == "demo_nuclei"

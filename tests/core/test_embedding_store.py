@@ -16,7 +16,13 @@ import numpy as np
 import pytest
 from helpers import TINY
 
-from napari_sam_keras import SAMAutomaticMaskGenerator, SAMPredictor, build_sam
+from napari_sam_keras import (
+    EmbeddingCache,
+    EmbeddingError,
+    SAMAutomaticMaskGenerator,
+    SAMPredictor,
+    build_sam,
+)
 from napari_sam_keras.model.embedding_store import (
     CorruptEmbeddingError,
     EmbeddingStore,
@@ -89,6 +95,35 @@ def test_a_second_run_computes_no_embedding_and_gives_identical_masks(
     assert second.embedding_source.read == 1 and second.embedding_source.computed == 0
     for a, b in zip(expected, again, strict=True):
         np.testing.assert_array_equal(a, b)
+
+
+@pytest.mark.parametrize("tiling", [{}, {"tile_shape": 64, "halo": 16}])
+def test_an_in_memory_cache_is_accepted_as_a_store_is(tiny_network, calls, tiling):
+    """embeddings= takes an EmbeddingCache (or a dict) everywhere, with the same masks."""
+    image = _stack(1)[0]
+    plain = SAMPredictor(tiny_network)
+    plain.set_image(image, **tiling)
+    expected = plain.predict(POINT, LABEL)
+    calls[0] = 0
+    for cache in (EmbeddingCache(), {}):
+        for _ in range(2):
+            predictor = SAMPredictor(tiny_network, embeddings=cache)
+            predictor.set_image(image, **tiling)
+            for a, b in zip(expected, predictor.predict(POINT, LABEL), strict=True):
+                np.testing.assert_array_equal(a, b)
+    assert calls[0] == 2  # once per cache: the second predictor found it there
+    generator = SAMAutomaticMaskGenerator(
+        tiny_network, points_per_side=2, embeddings=cache, **tiling
+    )
+    first = generator.generate(image)
+    computed = calls[0]
+    if not tiling:  # the predictors' embedding is the generator's
+        assert computed == 2
+    second = generator.generate(image)
+    assert calls[0] == computed  # every tile is in the cache now
+    assert [m["area"] for m in first] == [m["area"] for m in second]
+    with pytest.raises(EmbeddingError, match="EmbeddingCache"):
+        SAMPredictor(tiny_network, embeddings=42)
 
 
 def test_a_precomputed_stack_serves_every_plane_without_the_encoder(tiny_network, calls, tmp_path):

@@ -10,10 +10,13 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
+from helpers import CountingEncoder
 from scipy import ndimage
 
 from napari_sam_keras import (
     EmbeddingCache,
+    EmbeddingStore,
+    EmbeddingStoreMismatch,
     ImageError,
     OperationCancelled,
     PromptError,
@@ -23,6 +26,7 @@ from napari_sam_keras import (
     load_model,
     segment_volume,
     segment_volume_automatic,
+    track_object,
 )
 from napari_sam_keras.processing.mask_prompts import interior_point, mask_iou
 from napari_sam_keras.sample_data import sample_stack
@@ -207,6 +211,29 @@ def test_a_rerun_with_the_same_cache_embeds_nothing(predictor, stack):
             assert np.array_equal(first, second)
     finally:
         encoder.compiled = network_call
+
+
+def test_a_store_or_its_path_is_accepted_and_changes_no_result(predictor, stack, tmp_path):
+    """embeddings= takes what SAMPredictor takes: a store's path or an EmbeddingStore too."""
+    image, labels = stack
+    predictor = SAMPredictor(predictor.network)  # its own image; the compiled parts are shared
+    truth = labels == objects_over(labels, 6)[0]
+    z, prompt = click(truth)
+    plain = segment_volume(predictor, image, {z: prompt})
+    path = tmp_path / "stack.zarr"
+    with CountingEncoder(predictor) as count:
+        stored = segment_volume(predictor, image, {z: prompt}, embeddings=path)
+        computed = count.calls
+        assert computed >= 3
+        again = segment_volume(predictor, image, {z: prompt}, embeddings=EmbeddingStore(path))
+        assert count.calls == computed  # every slice came from the store
+        # tracking reads the same store (the same stack, the same conversion)
+        tracked = track_object(predictor, image, {z: prompt}, embeddings=path)
+    np.testing.assert_array_equal(stored, plain)
+    np.testing.assert_array_equal(again, plain)
+    np.testing.assert_array_equal(tracked, track_object(predictor, image, {z: prompt}))
+    with pytest.raises(EmbeddingStoreMismatch):  # bound to this stack, not another one
+        segment_volume(predictor, image[::-1], {z: prompt}, embeddings=path)
 
 
 def test_cancel_stops_and_restores_the_predictor_image(predictor, stack, cache):

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
+from helpers import CountingEncoder
 
 from napari_sam_keras import (
     EmbeddingCache,
@@ -49,26 +50,6 @@ def crossing(labels: np.ndarray) -> list[int]:
         if ys.min() < TILE <= ys.max() or xs.min() < TILE <= xs.max():
             out.append(int(i))
     return out
-
-
-class CountingEncoder:
-    """Counts the image encoder's forward passes of ``predictor`` (the real ones run)."""
-
-    def __init__(self, predictor: SAMPredictor) -> None:
-        self.encoder = predictor.image_encoder
-        self.call = self.encoder.compiled
-        self.calls = 0
-
-    def __enter__(self) -> CountingEncoder:
-        def counting(batch):
-            self.calls += 1
-            return self.call(batch)
-
-        self.encoder.compiled = counting
-        return self
-
-    def __exit__(self, *exc) -> None:
-        self.encoder.compiled = self.call
 
 
 def test_tiled_volume_gives_the_untiled_object(predictor, stack):
