@@ -55,11 +55,11 @@ def enable_compilation_cache() -> Path | None:
 
 
 def _enable() -> Path | None:
-    import jax
-
     setting = os.environ.get(ENV_VAR)
     if setting is not None and setting.strip().lower() in _OFF:
         return None
+    import jax
+
     if jax.config.jax_compilation_cache_dir:  # the user's own choice
         return Path(jax.config.jax_compilation_cache_dir)
     if setting:
