@@ -16,13 +16,20 @@ ensure_backend()
 
 
 def pytest_configure(config):
-    """Load TensorFlow the OpenGL-safe way before any test module (keras_hub) imports it.
+    """Import Keras, and TensorFlow the OpenGL-safe way before any test module (keras_hub)
+    imports it.
 
     The GUI tests open napari viewers (Mesa's OpenGL, with its own LLVM) in the
-    same process; see :mod:`napari_sam_keras.runtime.tensorflow_loading`.
+    same process; see :mod:`napari_sam_keras.runtime.tensorflow_loading`.  The package
+    itself imports TensorFlow only on the tensorflow backend; keras-hub imports it always.
     """
-    from napari_sam_keras.runtime.backend import import_ml_stack
+    import importlib.util
 
+    from napari_sam_keras.runtime.backend import import_ml_stack
+    from napari_sam_keras.runtime.tensorflow_loading import load_tensorflow
+
+    if importlib.util.find_spec("keras_hub") is not None:
+        load_tensorflow()
     import_ml_stack()
 
 

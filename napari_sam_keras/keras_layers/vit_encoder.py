@@ -1,4 +1,4 @@
-"""The image encoder's forward pass over keras-cv's ViTDet backbone layers.
+"""The image encoder's forward pass over the ViTDet backbone's layers (:mod:`.vit_det`).
 
 It runs the backbone's own layers (patch embedding, layer norms, MLPs, the
 attention projections, the neck) in the backbone's order, and computes the
@@ -17,7 +17,6 @@ from typing import Any
 
 import keras
 from keras import ops
-from keras_cv.layers import WindowedTransformerEncoder
 
 from ..model.config import SAMConfig
 
@@ -65,7 +64,8 @@ class BackboneForward(keras.Model):
         self.sam_config = config
         self.query_chunk = int(query_chunk)
         layers = backbone.layers[1:]  # without the input layer
-        self.blocks = [la for la in layers if isinstance(la, WindowedTransformerEncoder)]
+        # by class name: our blocks (.vit_det) and keras-cv's have the same layout
+        self.blocks = [la for la in layers if type(la).__name__ == "WindowedTransformerEncoder"]
         first = layers.index(self.blocks[0])
         self.front = layers[:first]
         self.neck = layers[first + len(self.blocks) :]

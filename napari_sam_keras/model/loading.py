@@ -158,9 +158,9 @@ def _load_preset(name: str, hub: str) -> SAMNetwork:
 
 def _download_keras_cv_preset(name: str) -> tuple[str, str]:
     """Fetch (or find in kagglehub's cache) a keras-cv preset's config and weights files."""
-    from .network import _keras_cv_parts
+    from ..runtime.backend import import_keras_cv
 
-    keras_cv = _keras_cv_parts()[0]
+    keras_cv = import_keras_cv()  # the one path that needs keras-cv (and so TensorFlow)
     from keras_cv.src.utils.preset_utils import get_file
 
     handle = keras_cv.models.SegmentAnythingModel.presets[name]["kaggle_handle"]
@@ -248,7 +248,7 @@ def save_preset(network: SAMNetwork, directory: str | os.PathLike, overwrite: bo
     renamed when complete, so an interruption never leaves half a preset.  An
     existing ``directory`` is replaced only with ``overwrite=True``.
     """
-    from keras_cv.src.utils.preset_utils import save_to_preset
+    from .preset_files import save_to_preset
 
     directory = Path(directory)
     if directory.exists() and not overwrite:
@@ -263,7 +263,7 @@ def save_preset(network: SAMNetwork, directory: str | os.PathLike, overwrite: bo
         tempfile.mkdtemp(prefix=f".{directory.name}.", suffix=".partial", dir=directory.parent)
     )
     try:
-        save_to_preset(network.model, str(tmp))
+        save_to_preset(network.model, tmp)
         if directory.exists():  # overwrite: move the old preset aside, then remove it
             old = Path(
                 tempfile.mkdtemp(prefix=f".{directory.name}.", suffix=".old", dir=directory.parent)

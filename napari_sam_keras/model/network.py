@@ -1,8 +1,11 @@
-"""The SAM network: a keras-cv ``SegmentAnythingModel`` plus its architecture.
+"""The SAM network: the project's own Keras ``SegmentAnythingModel`` plus its architecture.
 
 :func:`build_sam` makes one of any size with random weights (tests use tiny
 ones); :class:`SAMNetwork` is what :func:`napari_sam_keras.load_model` returns
-and what the predictor consumes.
+and what the predictor consumes.  The network is built from
+:mod:`napari_sam_keras.keras_layers` (laid out like keras-cv's, whose weight
+files it reads and writes), so neither keras-cv nor TensorFlow is imported on
+the jax and torch backends.
 """
 
 from __future__ import annotations
@@ -23,35 +26,25 @@ from ..runtime.backend import import_keras
 from .config import SAMConfig
 
 
-def _keras_cv_parts():
-    import_keras()
-    import keras_cv
-    from keras_cv.src.models.segmentation.segment_anything.sam_mask_decoder import (
-        SAMMaskDecoder,
-    )
-    from keras_cv.src.models.segmentation.segment_anything.sam_prompt_encoder import (
-        SAMPromptEncoder,
-    )
-    from keras_cv.src.models.segmentation.segment_anything.sam_transformer import (
-        TwoWayTransformer,
-    )
-
-    return keras_cv, SAMPromptEncoder, SAMMaskDecoder, TwoWayTransformer
-
-
-def build_keras_cv_sam(
+def build_sam_model(
     config: SAMConfig, seed: int | None = None, dtype_policy: str | None = None
 ) -> Any:
-    """Build a keras-cv ``SegmentAnythingModel`` of the given architecture with random weights.
+    """Build a Keras ``SegmentAnythingModel`` of the given architecture with random weights.
 
-    Its backbone is keras-cv's ViTDet, or MobileSAM's TinyViT when ``config.encoder`` is
-    ``"tiny_vit"`` (:func:`napari_sam_keras.keras_layers.tiny_vit.tiny_vit_backbone`).
+    Its backbone is SAM's ViT (:class:`~napari_sam_keras.keras_layers.vit_det.ViTDetBackbone`),
+    or MobileSAM's TinyViT when ``config.encoder`` is ``"tiny_vit"``
+    (:func:`napari_sam_keras.keras_layers.tiny_vit.tiny_vit_backbone`).  The layout is
+    keras-cv's, so keras-cv weight files load into it.
 
     ``dtype_policy`` (e.g. ``"mixed_bfloat16"``) sets the Keras dtype policy of its layers;
     the default is Keras' global policy (float32).
     """
     with dtype_policy_scope(dtype_policy):
-        return _build_keras_cv_sam(config, seed)
+        return _build_sam_model(config, seed)
+
+
+#: The name of :func:`build_sam_model` when the networks were keras-cv's.
+build_keras_cv_sam = build_sam_model
 
 
 @contextmanager
@@ -74,9 +67,13 @@ def dtype_policy_scope(dtype_policy: str | None) -> Iterator[None]:
         keras.config.set_dtype_policy(previous)
 
 
-def _build_keras_cv_sam(config: SAMConfig, seed: int | None) -> Any:
-    keras_cv, SAMPromptEncoder, SAMMaskDecoder, TwoWayTransformer = _keras_cv_parts()
+def _build_sam_model(config: SAMConfig, seed: int | None) -> Any:
     keras = import_keras()
+    from ..keras_layers.sam_mask_decoder import SAMMaskDecoder, TwoWayTransformer
+    from ..keras_layers.sam_model import SegmentAnythingModel
+    from ..keras_layers.sam_prompt_encoder import SAMPromptEncoder
+    from ..keras_layers.vit_det import ViTDetBackbone
+
     if seed is not None:
         keras.utils.set_random_seed(seed)
     if config.encoder == "tiny_vit":
@@ -84,7 +81,7 @@ def _build_keras_cv_sam(config: SAMConfig, seed: int | None) -> Any:
 
         backbone = tiny_vit_backbone(config)
     else:
-        backbone = keras_cv.models.ViTDetBackbone(
+        backbone = ViTDetBackbone(
             include_rescaling=True,
             input_shape=(config.image_size, config.image_size, 3),
             patch_size=config.patch_size,
@@ -118,13 +115,20 @@ def _build_keras_cv_sam(config: SAMConfig, seed: int | None) -> Any:
         iou_head_depth=config.iou_head_depth,
         iou_head_hidden_dim=config.iou_head_hidden_dim,
     )
-    return keras_cv.models.SegmentAnythingModel(
+    model = SegmentAnythingModel(
         backbone=backbone, prompt_encoder=prompt_encoder, mask_decoder=mask_decoder
     )
+    # Known here; reading it back through get_config would import TensorFlow (Keras'
+    # serialization checks for TensorFlow types whenever TensorFlow is installed).
+    model.sam_config = config
+    return model
 
 
 def config_from_keras_cv(model: Any) -> SAMConfig:
-    """Read the architecture back from a keras-cv ``SegmentAnythingModel``."""
+    """Read the architecture back from a ``SegmentAnythingModel`` (ours or keras-cv's)."""
+    known = getattr(model, "sam_config", None)
+    if isinstance(known, SAMConfig):
+        return known
     saving = import_keras().saving
     return config_from_serialized(
         {
@@ -182,7 +186,8 @@ class SAMNetwork:
     """A loaded SAM network, ready for :class:`~napari_sam_keras.SAMPredictor`.
 
     Attributes:
-        model: the keras-cv ``SegmentAnythingModel`` holding the weights.
+        model: the Keras ``SegmentAnythingModel`` holding the weights
+            (:mod:`napari_sam_keras.keras_layers.sam_model`, keras-cv's layout).
         config: its architecture.
         name: where it came from (preset name or file path), for messages.
         key: a short identity of the weights, used to key embedding caches.
@@ -205,7 +210,7 @@ class SAMNetwork:
 
     @classmethod
     def from_keras_cv(cls, model: Any, name: str = "keras-cv model", key: str = "") -> SAMNetwork:
-        """Wrap an existing keras-cv ``SegmentAnythingModel``."""
+        """Wrap an existing ``SegmentAnythingModel`` (ours, laid out like keras-cv's)."""
         return cls(model=model, config=config_from_keras_cv(model), name=name, key=key)
 
     @property
@@ -262,6 +267,6 @@ def build_sam(
         if config not in ARCHITECTURES:
             raise ValueError(f"Unknown architecture {config!r}; use one of {sorted(ARCHITECTURES)}")
         config = ARCHITECTURES[config]
-    model = build_keras_cv_sam(config, seed=seed, dtype_policy=dtype_policy)
+    model = build_sam_model(config, seed=seed, dtype_policy=dtype_policy)
     size = "tiny_vit" if config.encoder == "tiny_vit" else f"{config.encoder_embed_dim}d"
     return SAMNetwork(model=model, config=config, name=f"random {size}")

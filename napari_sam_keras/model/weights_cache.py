@@ -22,74 +22,22 @@ from __future__ import annotations
 import hashlib
 import json
 import os
-import tempfile
-import threading
-import warnings
 from collections.abc import Callable, Iterable
 from pathlib import Path
 
 import numpy as np
 
 from ..files.atomic_write import atomic_write
+from ..runtime.cache_folder import (  # noqa: F401 (part of this module's API)
+    CACHE_ENV_VAR,
+    CacheUnavailableWarning,
+    cache_dir,
+    warn_unusable,
+    writable_subdir,
+)
 
-CACHE_ENV_VAR = "NAPARI_SAM_KERAS_CACHE_DIR"
 #: Version of the ``converted/*.json`` entries; older entries are converted again.
 ENTRY_FORMAT = 2
-
-_state_lock = threading.Lock()
-_writable: dict[Path, bool] = {}
-_warned: set[Path] = set()
-
-
-class CacheUnavailableWarning(UserWarning):
-    """The cache directory cannot be written; models load, but nothing is kept between runs."""
-
-
-def cache_dir() -> Path:
-    """The cache directory of napari-sam-keras (it may not exist, or not be writable)."""
-    override = os.environ.get(CACHE_ENV_VAR)
-    if override:
-        return Path(override).expanduser()
-    import platformdirs
-
-    return Path(platformdirs.user_cache_dir("napari-sam-keras"))
-
-
-def _warn_unusable(root: Path, err: BaseException) -> None:
-    with _state_lock:
-        if root in _warned:
-            return
-        _warned.add(root)
-    reason = getattr(err, "strerror", None) or str(err) or type(err).__name__
-    warnings.warn(
-        f"The napari-sam-keras cache directory {root} cannot be used ({reason}): models still "
-        "load, but converted checkpoints are not kept and will be converted again next time. "
-        f"Set {CACHE_ENV_VAR} to a writable folder to move the cache.",
-        CacheUnavailableWarning,
-        stacklevel=4,
-    )
-
-
-def writable_subdir(name: str) -> Path | None:
-    """``cache_dir() / name``, created; None (after one warning) if it cannot be written."""
-    root = cache_dir()
-    path = root / name
-    with _state_lock:
-        known = _writable.get(path)
-    if known is not None:
-        return path if known else None
-    try:
-        path.mkdir(parents=True, exist_ok=True)
-        fd, probe = tempfile.mkstemp(prefix=".probe.", dir=path)
-        os.close(fd)
-        os.unlink(probe)
-        ok = True
-    except OSError as err:
-        ok = False
-        _warn_unusable(root, err)
-    with _state_lock:
-        _writable[path] = ok
-    return path if ok else None
 
 
 def _write_text(folder: str, name: str, text: str) -> None:
@@ -101,7 +49,7 @@ def _write_text(folder: str, name: str, text: str) -> None:
         with atomic_write(directory / name) as tmp:
             tmp.write_text(text)
     except OSError as err:
-        _warn_unusable(cache_dir(), err)
+        warn_unusable(cache_dir(), err)
 
 
 # --- file hashes -------------------------------------------------------------------------
@@ -225,7 +173,7 @@ def store_converted(
         with atomic_write(entry_path) as tmp:
             tmp.write_text(json.dumps(entry))
     except OSError as err:
-        _warn_unusable(cache_dir(), err)
+        warn_unusable(cache_dir(), err)
         return False
     return True
 

@@ -17,6 +17,7 @@ from .layer_stores import take_notices
 from .loaded_models import ModelStore, shared_embedding_cache
 from .model_picker import ModelPicker
 from .notifications import report_error, report_warning
+from .safe_import import background_import_message, start_background_import
 from .status_line import StatusLine
 from .task_runner import TaskRunner
 
@@ -65,6 +66,20 @@ class SAMWidget(Container):
         self.runner = TaskRunner(self.status, on_busy=self._on_busy)
         if self.model_picker.note:  # the demo model proposed offline: say what it is
             self.status.show(self.model_picker.note)
+        elif start_background_import():  # Keras and jax/torch, off the Qt thread
+            self.status.show(background_import_message())
+            self._import_timer = QTimer()
+            self._import_timer.setInterval(250)
+            self._import_timer.timeout.connect(self._watch_background_import)
+            self._import_timer.start()
+
+    def _watch_background_import(self) -> None:
+        """Clear the status line's import message once the import is done."""
+        if background_import_message():
+            return
+        self._import_timer.stop()
+        if self.alive() and self.status.value.startswith("importing Keras"):
+            self.status.show("Keras ready")
 
     # --- the ``labels`` name (see the module docstring) -----------------------------------
 

@@ -11,7 +11,7 @@ import os
 import sys
 
 from ..errors import BackendError
-from .tensorflow_loading import load_ml_stack
+from .tensorflow_loading import load_tensorflow
 
 SUPPORTED_BACKENDS = ("tensorflow", "jax", "torch")
 
@@ -64,20 +64,41 @@ def ensure_backend(name: str | None = None) -> str:
 
 
 def import_ml_stack() -> None:
-    """Choose the backend, then import TensorFlow, Keras and keras-cv the OpenGL-safe way.
+    """Choose the backend and import Keras, the OpenGL-safe way (see :mod:`.tensorflow_loading`).
 
-    See :mod:`.tensorflow_loading`.  Does nothing once keras-cv is imported.
+    TensorFlow is imported first only on the tensorflow backend; jax and torch
+    never import it.  Does nothing more once Keras is imported.
     """
-    ensure_backend()  # before TensorFlow, which may import Keras
-    load_ml_stack()
+    import_keras()
 
 
 def import_keras():
-    """Import Keras (and keras-cv, TensorFlow) with the chosen backend and return Keras."""
-    if "keras_cv" not in sys.modules:
-        import_ml_stack()
-    else:
-        ensure_backend()
+    """Import Keras with the chosen backend and return it.
+
+    On the tensorflow backend TensorFlow is loaded first, the OpenGL-safe way; on
+    jax the persistent compilation cache is switched on
+    (:mod:`.compilation_cache`).
+    """
+    backend = ensure_backend()  # before TensorFlow, which may import Keras
+    if backend == "tensorflow" and "keras" not in sys.modules:
+        load_tensorflow()
     import keras
 
+    if backend == "jax":
+        from .compilation_cache import enable_compilation_cache
+
+        enable_compilation_cache()
     return keras
+
+
+def import_keras_cv():
+    """Import keras-cv (which imports TensorFlow whatever the backend), the OpenGL-safe way.
+
+    Only a keras-cv preset needs it: the networks are the project's own layers.
+    """
+    ensure_backend()
+    load_tensorflow()
+    import_keras()
+    import keras_cv
+
+    return keras_cv

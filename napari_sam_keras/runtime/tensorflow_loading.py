@@ -1,7 +1,8 @@
 """Loading TensorFlow so that an OpenGL driver's LLVM in the same process cannot crash it.
 
-keras-cv imports TensorFlow whatever the Keras backend, and TensorFlow carries
-its own copy of LLVM.  So does the OpenGL driver on Linux (Mesa: llvmpipe,
+TensorFlow is imported only where it is needed: the tensorflow Keras backend,
+and keras-cv or keras-hub (which import it whatever the backend: reading a
+keras-cv preset, a keras-hub model).  TensorFlow carries its own copy of LLVM.  So does the OpenGL driver on Linux (Mesa: llvmpipe,
 radeonsi, ...: ``libLLVM-NN.so``), loaded once napari shows a canvas.  Two
 failures were seen (TensorFlow 2.21, Mesa's libLLVM-15, under Xvfb):
 
@@ -11,12 +12,14 @@ failures were seen (TensorFlow 2.21, Mesa's libLLVM-15, under Xvfb):
   ``RTLD_GLOBAL``, the driver's LLVM binds to TensorFlow's symbols, and the
   process aborts at exit (``free(): invalid pointer`` in ``~cl::opt``).
 
-:func:`load_ml_stack` avoids both: TensorFlow's libraries are loaded
+:func:`load_tensorflow` avoids both: TensorFlow's libraries are loaded
 ``RTLD_LOCAL`` (its non-static builds support that) and, when a foreign LLVM is
-already mapped, with ``RTLD_DEEPBIND`` so they prefer their own symbols.  It
-must run before Keras is imported, on the thread that owns the GUI where there is one
-(the dlopen flags are process-wide); :func:`napari_sam_keras.runtime.backend.import_keras`
-calls it, so every model load goes through it.  It does nothing once keras-cv is imported.
+already mapped, with ``RTLD_DEEPBIND`` so they prefer their own symbols.  On the
+tensorflow backend it must run before Keras is imported, on the thread that owns the
+GUI where there is one (the dlopen flags are process-wide);
+:func:`napari_sam_keras.runtime.backend.import_keras` calls it then, and
+:func:`napari_sam_keras.runtime.backend.import_keras_cv` before keras-cv.  It does
+nothing once TensorFlow is imported.
 """
 
 from __future__ import annotations
@@ -40,35 +43,27 @@ def foreign_llvm_loaded() -> bool:
         return False
 
 
-def load_ml_stack() -> None:
-    """Import TensorFlow, Keras and keras-cv so that a loaded OpenGL LLVM cannot crash them.
+def load_tensorflow() -> None:
+    """Import TensorFlow so that a loaded (or later) OpenGL LLVM cannot crash it.
 
-    The Keras backend must be chosen first: call
-    :func:`napari_sam_keras.runtime.backend.import_ml_stack`, which does.
+    On the tensorflow backend the Keras backend must be chosen first:
+    :func:`napari_sam_keras.runtime.backend.import_keras` does both.
     """
     with _lock:
-        if "keras_cv" in sys.modules:
+        if "tensorflow" in sys.modules:
             return
-        deep = (
-            "tensorflow" not in sys.modules
-            and hasattr(os, "RTLD_DEEPBIND")
-            and foreign_llvm_loaded()
-        )
+        deep = hasattr(os, "RTLD_DEEPBIND") and foreign_llvm_loaded()
         old_flags = sys.getdlopenflags()
         if deep:
             sys.setdlopenflags(os.RTLD_NOW | os.RTLD_DEEPBIND)
         # TensorFlow makes its libraries RTLD_GLOBAL; an OpenGL LLVM loaded later would
         # bind to TensorFlow's LLVM symbols and abort the process at exit.  Without the
         # helper module TensorFlow loads them RTLD_LOCAL, which it supports.
-        blocked = "tensorflow" not in sys.modules
-        if blocked:
-            sys.modules.setdefault(_GLOBAL_FLAGS_MODULE, None)
+        sys.modules.setdefault(_GLOBAL_FLAGS_MODULE, None)
         try:
-            import keras  # noqa: F401
-            import keras_cv  # noqa: F401
             import tensorflow  # noqa: F401
         finally:
             if deep:
                 sys.setdlopenflags(old_flags)
-            if blocked and sys.modules.get(_GLOBAL_FLAGS_MODULE, 0) is None:
+            if sys.modules.get(_GLOBAL_FLAGS_MODULE, 0) is None:
                 del sys.modules[_GLOBAL_FLAGS_MODULE]
