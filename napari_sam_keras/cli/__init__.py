@@ -11,7 +11,8 @@ Subcommands::
 Everything but ``napari`` runs without napari or Qt being imported.  The Keras backend
 (``--backend``) is chosen before Keras is imported.  Mistakes in the input (a missing file,
 a malformed prompt, an unknown model) are reported as one line ``error: ...`` with exit
-status 2.
+status 2.  The libraries' own warnings and log lines are counted in one line at the end
+(``--verbose`` shows them).
 """
 
 from __future__ import annotations
@@ -23,6 +24,7 @@ from collections.abc import Sequence
 from ..errors import BackendError, SAMError
 from ..files.image_files import read_image, select_plane, write_labels
 from ..runtime.backend import PROJECT_ENV_VAR, ensure_backend
+from . import library_noise
 from .commands import open_viewer
 from .parser import build_parser
 from .prompt_args import objects_from_command_line, parse_box, parse_pair, parse_point
@@ -66,6 +68,15 @@ def main(argv: Sequence[str] | None = None) -> int:
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
     parser = build_parser()
     args = parser.parse_args(argv)
+    verbose = getattr(args, "verbose", False) or args.command == "napari"  # napari: its window
+    with library_noise.captured(verbose) as noise:
+        status = _run(args, argv)
+    if noise.summary():
+        print(noise.summary(), file=sys.stderr)
+    return status
+
+
+def _run(args, argv: Sequence[str] | None) -> int:
     try:
         _apply_backend(getattr(args, "backend", None), argv)
         return int(args.func(args) or 0)
@@ -73,11 +84,24 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(f"error: {exc}", file=sys.stderr)
         return EXIT_USAGE
     except OSError as exc:  # files we were asked to read or write
-        print(f"error: {exc}", file=sys.stderr)
+        print(f"error: {_os_error_line(exc)}", file=sys.stderr)
         return EXIT_USAGE
     except KeyboardInterrupt:
         print("interrupted", file=sys.stderr)
         return 130
+
+
+def _os_error_line(exc: OSError) -> str:
+    """One line for a failed read or write: what happened to which file, and nothing was
+    left half-written (every write goes to a temporary name first)."""
+    import errno
+
+    where = f" ({exc.filename})" if exc.filename else ""
+    if exc.errno == errno.ENOSPC:
+        return f"the disk is full{where}: nothing was left half-written; free space and run again"
+    if exc.errno in (errno.EACCES, errno.EPERM, errno.EROFS):
+        return f"no permission to write{where}: nothing was changed; choose another folder"
+    return str(exc)
 
 
 if __name__ == "__main__":  # pragma: no cover

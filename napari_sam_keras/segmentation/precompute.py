@@ -20,8 +20,10 @@ from ..model.embedding import EmbeddingCache, ImageEmbedding
 from ..model.embedding_store import (
     CorruptEmbeddingError,
     EmbeddingStore,
+    EmbeddingStoreError,
     EmbeddingStoreMismatch,
     EmbeddingStoreWarning,
+    StoreLockedError,
     StoreSpec,
     check_compatible,
     image_signature,
@@ -173,7 +175,7 @@ class PlaneEmbeddings:
         if self.store is None:
             return None
         try:
-            emb = self.store.read(self.plane, index)
+            emb = self.store.read(self.plane, index, self.grid[index].shape)
         except CorruptEmbeddingError as err:
             warnings.warn(f"{err} It is computed again.", EmbeddingStoreWarning, stacklevel=3)
             return None
@@ -184,7 +186,10 @@ class PlaneEmbeddings:
         emb = self.encoder.embed(self.image.rgb(self.grid[index]))
         self.computed += 1
         if self.store is not None and not self.store.read_only:
-            self.store.write(self.plane, index, emb)
+            try:
+                self.store.write(self.plane, index, emb)
+            except StoreLockedError as err:  # another process writes it: use, do not keep
+                warnings.warn(f"{err} This embedding is not stored.", EmbeddingStoreWarning, 3)
         return emb
 
     def fill_store(self, progress: Callable[[], None] | None = None) -> dict[str, int]:
@@ -198,7 +203,7 @@ class PlaneEmbeddings:
         for tile in self.grid:
             damaged = False
             try:
-                found = self.store.read(self.plane, tile.index) is not None
+                found = self.store.read(self.plane, tile.index, tile.shape) is not None
             except CorruptEmbeddingError as err:
                 warnings.warn(f"{err} It is computed again.", EmbeddingStoreWarning, stacklevel=2)
                 found, damaged = False, True
@@ -357,6 +362,7 @@ def precompute_embeddings(
         grid.tile_shape if tile_shape is not None else None,
         grid.halo if tile_shape is not None else None,
     )
+    store.lock_for_writing()  # one writer: a second process is refused here, before any work
     store.bind(spec)
     encoder = network.image_encoder(jit_compile)
     total = len(chosen) * len(grid)
@@ -385,7 +391,28 @@ def precompute_embeddings(
         )
         for key, n in source.fill_store(step).items():
             counts[key] += n
+    _verify_written(store, chosen, grid)
     return counts
+
+
+def _verify_written(store: EmbeddingStore, planes: Iterable[int], grid: TileGrid) -> None:
+    """Read back every entry just made complete (checksum, shape, sizes): success is
+    reported only for a store that reads back whole."""
+    bad = []
+    for z in planes:
+        for tile in grid:
+            try:
+                ok = store.read(z, tile.index, tile.shape) is not None
+            except CorruptEmbeddingError:
+                ok = False
+            if not ok:
+                bad.append(f"plane {z} tile {tile.index}")
+    if bad:
+        raise EmbeddingStoreError(
+            f"The embedding store {store.path} does not read back what was written "
+            f"({', '.join(bad[:3])}{' ...' if len(bad) > 3 else ''}): another program may "
+            "have changed it, or the disk failed. Run the command again to repair it."
+        )
 
 
 def _plane_list(planes: int | Iterable[int], n: int) -> list[int]:
