@@ -23,6 +23,7 @@ from collections.abc import Sequence
 
 from ..errors import BackendError, SAMError
 from ..files.image_files import read_image, select_plane, write_labels
+from ..files.write_failures import describe_write_error
 from ..runtime.backend import PROJECT_ENV_VAR, ensure_backend
 from . import library_noise
 from .commands import open_viewer
@@ -84,24 +85,11 @@ def _run(args, argv: Sequence[str] | None) -> int:
         print(f"error: {exc}", file=sys.stderr)
         return EXIT_USAGE
     except OSError as exc:  # files we were asked to read or write
-        print(f"error: {_os_error_line(exc)}", file=sys.stderr)
+        print(f"error: {describe_write_error(exc)}", file=sys.stderr)
         return EXIT_USAGE
     except KeyboardInterrupt:
         print("interrupted", file=sys.stderr)
         return 130
-
-
-def _os_error_line(exc: OSError) -> str:
-    """One line for a failed read or write: what happened to which file, and nothing was
-    left half-written (every write goes to a temporary name first)."""
-    import errno
-
-    where = f" ({exc.filename})" if exc.filename else ""
-    if exc.errno == errno.ENOSPC:
-        return f"the disk is full{where}: nothing was left half-written; free space and run again"
-    if exc.errno in (errno.EACCES, errno.EPERM, errno.EROFS):
-        return f"no permission to write{where}: nothing was changed; choose another folder"
-    return str(exc)
 
 
 if __name__ == "__main__":  # pragma: no cover

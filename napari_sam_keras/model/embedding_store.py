@@ -266,7 +266,10 @@ class EmbeddingStore:
             ) from err
         if attrs is None:
             # A store created and killed before its metadata was written, or a foreign group.
-            if set(group.keys()):
+            with warnings.catch_warnings():  # zarr warns about every file that is not a node
+                warnings.simplefilter("ignore")
+                members = set(group.keys())
+            if members:
                 raise EmbeddingStoreError(
                     f"{self.path} is a zarr group but not a napari-sam-keras embedding store."
                 )

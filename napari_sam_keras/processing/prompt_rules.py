@@ -44,9 +44,9 @@ def check_box_area(boxes: np.ndarray, what: str = "A box") -> None:
         k = int(np.argmax(small))
         x0, y0, x1, y1 = flat[k]
         raise PromptError(
-            f"{what} ({x0:g}, {y0:g}, {x1:g}, {y1:g}) has no area ({width[k]:g} x "
-            f"{height[k]:g} pixels): a box must be at least {MIN_BOX_SIDE:g} pixel wide and "
-            "high; drag to draw one, or give a point instead."
+            f"{what} has no area (x0, y0, x1, y1 = {x0:g}, {y0:g}, {x1:g}, {y1:g}: "
+            f"{width[k]:g} x {height[k]:g} pixels); a box must be at least {MIN_BOX_SIDE:g} "
+            "pixel wide and high: drag to draw one, or give a point instead."
         )
 
 

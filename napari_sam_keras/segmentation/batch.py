@@ -49,6 +49,7 @@ from ..files.batch_files import (
 from ..files.image_files import read_image, select_plane
 from ..files.resource_limits import check_pixel_limit
 from ..files.resource_limits import max_pixels as pixel_limit
+from ..files.write_failures import describe_write_error
 from ..model.config import DEFAULT_MODEL, MODEL_ENV_VAR, PRESETS
 
 #: Segmentation modes; the instance decoder and tiling add theirs here.
@@ -578,6 +579,8 @@ def segment_input(
         raise
     except SAMError as exc:
         row["message"] = str(exc)
+    except OSError as exc:  # a full disk, a folder without permission: one clear line
+        row["message"] = describe_write_error(exc)
     except Exception as exc:  # a bad file must not stop the other inputs
         row["message"] = f"{type(exc).__name__}: {exc}"
     row["seconds"] = round(time.perf_counter() - start, 3)

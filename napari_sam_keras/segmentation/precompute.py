@@ -16,6 +16,7 @@ from typing import Any
 import numpy as np
 
 from ..errors import ImageError
+from ..files.write_failures import describe_write_error
 from ..model.embedding import EmbeddingCache, ImageEmbedding
 from ..model.embedding_store import (
     CorruptEmbeddingError,
@@ -182,13 +183,19 @@ class PlaneEmbeddings:
         self.read += emb is not None
         return emb
 
-    def _compute_and_store(self, index: int) -> ImageEmbedding:
+    def _compute_and_store(self, index: int, must_store: bool = False) -> ImageEmbedding:
+        """Embed tile ``index`` and store it; unless ``must_store`` (filling a store), a
+        store that cannot take it (another writer, a full disk) only costs the storing."""
         emb = self.encoder.embed(self.image.rgb(self.grid[index]))
         self.computed += 1
         if self.store is not None and not self.store.read_only:
             try:
                 self.store.write(self.plane, index, emb)
-            except StoreLockedError as err:  # another process writes it: use, do not keep
+            except (StoreLockedError, OSError) as err:
+                if must_store:
+                    raise
+                if isinstance(err, OSError):
+                    err = describe_write_error(err)
                 warnings.warn(f"{err} This embedding is not stored.", EmbeddingStoreWarning, 3)
         return emb
 
@@ -210,7 +217,7 @@ class PlaneEmbeddings:
             if found:
                 counts["reused"] += 1
             else:
-                self._compute_and_store(tile.index)
+                self._compute_and_store(tile.index, must_store=True)
                 counts["repaired" if damaged else "computed"] += 1
             if progress is not None:
                 progress()
