@@ -5,7 +5,6 @@ store, the pixel limit's flag, and one clear line per problem (library noise cou
 from __future__ import annotations
 
 import logging
-import os
 import subprocess
 import sys
 import warnings
@@ -15,22 +14,9 @@ import numpy as np
 import pytest
 import tifffile
 import zarr
-from helpers import write_cell_images
+from helpers import repo_env, run_cli, write_cell_images
 
-from napari_sam_keras import cli
 from napari_sam_keras.cli import library_noise
-
-REPO = Path(__file__).resolve().parents[2]
-
-
-def run(capsys, *argv):
-    """``main(argv)`` -> (exit status, stdout, stderr); argparse's exits become statuses."""
-    try:
-        status = cli.main([str(a) for a in argv])
-    except SystemExit as exc:
-        status = exc.code
-    out, err = capsys.readouterr()
-    return status, out, err
 
 
 @pytest.fixture
@@ -72,7 +58,7 @@ def test_arguments_are_checked_before_the_model_loads(
     (lab / "results.csv").write_text("a,b\n1,2\n")
     names = {"image": image, "file": file, "lab": lab}
     argv = [a.format(**names) for a in argv] + ["--model", tiny_checkpoint]
-    status, _, err = run(capsys, *argv)
+    status, _, err = run_cli(capsys, *argv)
     _refused_before_the_model(status, err, match)
     assert (lab / "results.csv").read_text() == "a,b\n1,2\n"
 
@@ -80,7 +66,7 @@ def test_arguments_are_checked_before_the_model_loads(
 def test_batch_with_its_input_as_output_says_so(capsys, tmp_path):
     plate = tmp_path / "plate"
     write_cell_images(plate, 2)
-    status, _, err = run(capsys, "batch", plate, "--out", plate)
+    status, _, err = run_cli(capsys, "batch", plate, "--out", plate)
     assert status == 2
     assert "are the output folder" in err and "no inputs given" not in err
 
@@ -94,7 +80,7 @@ def test_batch_reports_a_decompression_bomb_as_a_failed_row(capsys, tiny_checkpo
         tif.pages[0].tags["ImageWidth"].overwrite(40000)
         tif.pages[0].tags["ImageLength"].overwrite(40000)
     argv = ["batch", plate, "--out", tmp_path / "out", "--model", tiny_checkpoint]
-    status, out, err = run(capsys, *argv, "--points-per-side", "2")
+    status, out, err = run_cli(capsys, *argv, "--points-per-side", "2")
     assert status == 1
     assert "FAILED" in err and "bomb.tif" in err and "--max-pixels" in err
     assert "1 done" in out and "1 failed" in out
@@ -106,9 +92,7 @@ def test_a_second_embed_on_a_store_being_written_is_refused(
     from napari_sam_keras.model.embedding_store import EmbeddingStore
 
     store = tmp_path / "cells.zarr"
-    env = dict(
-        os.environ, PYTHONPATH=os.pathsep.join([str(REPO), os.environ.get("PYTHONPATH", "")])
-    )
+    env = repo_env()
     holder = subprocess.Popen(
         [
             sys.executable,
@@ -125,12 +109,12 @@ def test_a_second_embed_on_a_store_being_written_is_refused(
     )
     try:
         assert holder.stdout.readline().strip() == "locked"
-        status, _, err = run(capsys, "embed", image, "--out", store, "--model", tiny_checkpoint)
+        status, _, err = run_cli(capsys, "embed", image, "--out", store, "--model", tiny_checkpoint)
         _refused_before_the_model(status, err, "Another process is writing the store")
     finally:
         holder.stdin.close()
         holder.wait(timeout=60)
-    status, out, err = run(capsys, "embed", image, "--out", store, "--model", tiny_checkpoint)
+    status, out, err = run_cli(capsys, "embed", image, "--out", store, "--model", tiny_checkpoint)
     assert status == 0, err
     assert "1 embedding(s) computed" in out
     assert EmbeddingStore(store).verify(tiles=1)["complete"] == [(0, 0)]
@@ -154,9 +138,7 @@ def test_library_log_lines_are_counted_in_one_line_and_shown_with_verbose(tmp_pa
     noisy = _tiff_with_a_bad_tag(tmp_path / "noisy.tif")
     (tmp_path / "notes.txt").write_text("not a store")
     argv = ["predict", noisy, "--point", "10,10", "--embeddings", tmp_path / "notes.txt"]
-    env = dict(
-        os.environ, PYTHONPATH=os.pathsep.join([str(REPO), os.environ.get("PYTHONPATH", "")])
-    )
+    env = repo_env()
 
     def command(*extra):
         return subprocess.run(

@@ -6,7 +6,6 @@ degenerate-prompt rule.  Each test is one finding of the hostile-user probe.
 from __future__ import annotations
 
 import ast
-import os
 import subprocess
 import sys
 import textwrap
@@ -17,7 +16,7 @@ import numpy as np
 import pytest
 import tifffile
 import zarr
-from helpers import write_cell_images
+from helpers import repo_env, write_cell_images
 
 from napari_sam_keras import SAMPredictor
 from napari_sam_keras.errors import CorruptEmbeddingError, PromptError, SAMError
@@ -258,9 +257,7 @@ _HOLDER = textwrap.dedent(
 
 
 def _holder(store: Path) -> subprocess.Popen:
-    env = dict(
-        os.environ, PYTHONPATH=os.pathsep.join([str(REPO), os.environ.get("PYTHONPATH", "")])
-    )
+    env = repo_env()
     child = subprocess.Popen(
         [sys.executable, "-c", _HOLDER, str(store)],
         env=env,

@@ -21,9 +21,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import tifffile
-from helpers import write_cell_images
-
-REPO = Path(__file__).resolve().parents[2]
+from helpers import repo_env, write_cell_images
 
 #: Runs ``napari-sam-keras`` commands in one process, each under its own file-size limit
 #: (None: no limit); prints one JSON line per command: exit status and what it printed.
@@ -52,8 +50,7 @@ _RUNNER = textwrap.dedent(
 
 
 def _env(cache: Path) -> dict[str, str]:
-    path = os.pathsep.join([str(REPO), os.environ.get("PYTHONPATH", "")])
-    return dict(os.environ, PYTHONPATH=path, NAPARI_SAM_KERAS_CACHE_DIR=str(cache))
+    return repo_env(NAPARI_SAM_KERAS_CACHE_DIR=str(cache))
 
 
 def run_commands(plan: list[tuple[list, int | None]], cache: Path) -> list[dict]:
