@@ -110,3 +110,25 @@ class CountingEncoder:
 
     def __exit__(self, *exc) -> None:
         self.encoder.compiled = self.call
+
+
+def run_cli(capsys, *argv) -> tuple[int, str, str]:
+    """``napari_sam_keras.cli.main(argv)`` -> (exit status, stdout, stderr); argparse's exits
+    (--help, usage errors) become statuses."""
+    from napari_sam_keras import cli
+
+    try:
+        status = cli.main([str(a) for a in argv])
+    except SystemExit as exc:
+        status = exc.code
+    out, err = capsys.readouterr()
+    return status, out, err
+
+
+def repo_env(**extra: str) -> dict[str, str]:
+    """The environment for a child Python process that imports this checkout's package."""
+    import os
+
+    repo = str(Path(__file__).resolve().parents[1])
+    path = os.pathsep.join([repo, os.environ.get("PYTHONPATH", "")])
+    return dict(os.environ, PYTHONPATH=path, **extra)

@@ -11,7 +11,8 @@ Subcommands::
 Everything but ``napari`` runs without napari or Qt being imported.  The Keras backend
 (``--backend``) is chosen before Keras is imported.  Mistakes in the input (a missing file,
 a malformed prompt, an unknown model) are reported as one line ``error: ...`` with exit
-status 2.
+status 2.  The libraries' own warnings and log lines are counted in one line at the end
+(``--verbose`` shows them).
 """
 
 from __future__ import annotations
@@ -22,7 +23,9 @@ from collections.abc import Sequence
 
 from ..errors import BackendError, SAMError
 from ..files.image_files import read_image, select_plane, write_labels
+from ..files.write_failures import describe_write_error
 from ..runtime.backend import PROJECT_ENV_VAR, ensure_backend
+from . import library_noise
 from .commands import open_viewer
 from .parser import build_parser
 from .prompt_args import objects_from_command_line, parse_box, parse_pair, parse_point
@@ -66,6 +69,15 @@ def main(argv: Sequence[str] | None = None) -> int:
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
     parser = build_parser()
     args = parser.parse_args(argv)
+    verbose = getattr(args, "verbose", False) or args.command == "napari"  # napari: its window
+    with library_noise.captured(verbose) as noise:
+        status = _run(args, argv)
+    if noise.summary():
+        print(noise.summary(), file=sys.stderr)
+    return status
+
+
+def _run(args, argv: Sequence[str] | None) -> int:
     try:
         _apply_backend(getattr(args, "backend", None), argv)
         return int(args.func(args) or 0)
@@ -73,7 +85,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(f"error: {exc}", file=sys.stderr)
         return EXIT_USAGE
     except OSError as exc:  # files we were asked to read or write
-        print(f"error: {exc}", file=sys.stderr)
+        print(f"error: {describe_write_error(exc)}", file=sys.stderr)
         return EXIT_USAGE
     except KeyboardInterrupt:
         print("interrupted", file=sys.stderr)

@@ -19,8 +19,10 @@ from ..files.image_files import (
     write_array,
     write_labels,
 )
+from ..files.resource_limits import check_block_limit, check_pixel_limit
 from ..model.model_source import resolve_model
 from ..napari_adapter import INTERACTIVE_WIDGET, PLUGIN_NAME
+from ..processing.prompt_rules import check_size, check_threshold
 from ..processing.prompts import check_boxes, check_points
 from ..runtime.backend import import_ml_stack
 from .prompt_args import objects_from_command_line
@@ -36,10 +38,29 @@ def _default_out(args) -> Path:
 
 
 def _load_image(args) -> np.ndarray:
-    """The plane to segment; read lazily (tile by tile) when tiles or a store are used."""
+    """The plane to segment; read lazily (tile by tile) when tiles or a store are used.
+
+    An image read whole is first checked against the pixel limit from its header
+    (``--max-pixels``), a lazily read one against the size of its storage blocks."""
+    limit = getattr(args, "max_pixels", None)
     if _tiled_or_stored(args):
-        return select_plane(open_image_lazily(args.image), args.plane, args.image)
+        if getattr(args, "tile_shape", None) is None:  # a store: the plane is still read whole
+            check_pixel_limit(args.image, limit, per_plane=True)
+        data = open_image_lazily(args.image)
+        check_block_limit(data, args.image, limit)
+        return select_plane(data, args.plane, args.image)
+    check_pixel_limit(args.image, limit)
     return select_plane(read_image(args.image), args.plane, args.image)
+
+
+def _open_embeddings(args):
+    """The ``--embeddings`` store, opened (and checked) before the model loads; or None."""
+    path = getattr(args, "embeddings", None)
+    if path is None:
+        return None
+    from ..model.embedding_store import EmbeddingStore
+
+    return EmbeddingStore(path)
 
 
 def _tiled_or_stored(args) -> bool:
@@ -110,12 +131,13 @@ def cmd_predict(args) -> int:
     image = _load_image(args)
     _check_prompts_inside(objects, image.shape[:2])
     out = _default_out(args)
+    store = _open_embeddings(args)
     net = _load_model(args)
 
     from .. import SAMPredictor
     from ..segmentation.prompt_objects import predict_objects
 
-    predictor = SAMPredictor(net, embeddings=args.embeddings)
+    predictor = SAMPredictor(net, embeddings=store)
     t0 = time.perf_counter()
     predictor.set_image(
         image, contrast_limits=args.contrast_limits, tile_shape=args.tile_shape, halo=args.halo
@@ -164,11 +186,13 @@ def cmd_auto(args) -> int:
         {name: getattr(args, name) for name in GENERATOR_OPTIONS},
         name=lambda name: "--" + name.replace("_", "-"),
     )
+    _check_auto_options(args)
     image = _load_image(args)
     out = _default_out(args)
+    store = _open_embeddings(args)
     net = _load_model(args)
     if getattr(args, "mode", "amg") == "ais":
-        return _auto_ais(args, image, out, net)
+        return _auto_ais(args, image, out, net, store)
 
     from .. import SAMAutomaticMaskGenerator, masks_to_labels
 
@@ -183,7 +207,7 @@ def cmd_auto(args) -> int:
         min_mask_region_area=args.min_mask_region_area,
         tile_shape=args.tile_shape,
         halo=args.halo,
-        embeddings=args.embeddings,
+        embeddings=store,
     )
     t0 = time.perf_counter()
     records = generator.generate(
@@ -196,15 +220,25 @@ def cmd_auto(args) -> int:
     return 0
 
 
-def _auto_ais(args, image, out, net) -> int:
+def _check_auto_options(args) -> None:
+    """The instance decoder's options of ``auto`` (the core's rules), before the model loads."""
+    if getattr(args, "mode", "amg") == "ais":
+        if args.embeddings is not None and args.tile_shape is not None:
+            raise SAMError(
+                "--mode ais reads --embeddings for the whole image only: drop --tile-shape"
+            )
+        for flag in ("center_distance_thresh", "boundary_distance_thresh"):
+            if getattr(args, flag) is not None:
+                check_threshold(f"--{flag.replace('_', '-')}", getattr(args, flag))
+        if args.min_size is not None:
+            check_size("--min-size", args.min_size)
+
+
+def _auto_ais(args, image, out, net, store) -> int:
     """``auto --mode ais``: the model's instance decoder and the seeded watershed."""
     from .. import InstanceSegmenter, SAMPredictor
 
-    if args.min_size is not None and args.min_size < 0:
-        raise SAMError("--min-size must be at least 0")
-    if args.embeddings is not None and args.tile_shape is not None:
-        raise SAMError("--mode ais reads --embeddings for the whole image only: drop --tile-shape")
-    predictor = SAMPredictor(net, warm_up=False, embeddings=args.embeddings)
+    predictor = SAMPredictor(net, warm_up=False, embeddings=store)
     segmenter = InstanceSegmenter(net, predictor=predictor)
     t0 = time.perf_counter()
     labels = segmenter.segment(
@@ -231,7 +265,11 @@ def cmd_embed(args) -> int:
         raise SAMError("--halo needs --tile-shape")
     if args.tile_shape is not None and min(args.tile_shape) < 1:
         raise SAMError("--tile-shape must be at least 1,1")
+    limit = getattr(args, "max_pixels", None)
+    if args.tile_shape is None:  # each plane is read whole
+        check_pixel_limit(args.image, limit, per_plane=True)
     data = open_image_lazily(args.image)
+    check_block_limit(data, args.image, limit)
     stack = is_stack(data)
     if stack:
         n = data.shape[0]
@@ -247,9 +285,10 @@ def cmd_embed(args) -> int:
     elif args.plane is not None or args.all_planes:
         raise ImageError(f"{args.image} is a single 2D image {tuple(data.shape)}: no planes")
     out = Path(args.out)
-    # An existing path must be a store (never a file such as the input image): checked here,
-    # before the model loads.
+    # An existing path must be a store (never a file such as the input image, never a folder
+    # of other files), and no other process may be writing it: checked before the model loads.
     store = EmbeddingStore(out)
+    store.lock_for_writing()
     net = _load_model(args)
     t0 = time.perf_counter()
     counts = precompute_embeddings(
@@ -356,6 +395,7 @@ def cmd_batch(args) -> int:
             workers=args.workers,
             scheduler=args.scheduler,
             progress=display,
+            max_pixels=getattr(args, "max_pixels", None),
             **{name: getattr(args, name) for name in GENERATOR_OPTIONS},
         )
     finally:

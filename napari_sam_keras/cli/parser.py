@@ -41,6 +41,12 @@ def _shared_options() -> tuple[argparse.ArgumentParser, ...]:
         default=argparse.SUPPRESS,
         help=f"Keras backend (default: ${PROJECT_ENV_VAR}, $KERAS_BACKEND, or {DEFAULT_BACKEND})",
     )
+    common.add_argument(
+        "--verbose",
+        action="store_true",
+        default=argparse.SUPPRESS,
+        help="show the warnings and log lines of the libraries used (else counted in one line)",
+    )
 
     model = argparse.ArgumentParser(add_help=False)
     model.add_argument(
@@ -81,6 +87,7 @@ def _shared_options() -> tuple[argparse.ArgumentParser, ...]:
         action="store_true",
         help="replace the output file if it exists (written to a temporary name, then renamed)",
     )
+    _max_pixels_option(image)
 
     tiling = argparse.ArgumentParser(add_help=False)
     _tiling_options(tiling)
@@ -93,6 +100,19 @@ def _shared_options() -> tuple[argparse.ArgumentParser, ...]:
         "used when --tile-shape is not given",
     )
     return common, model, image, tiling
+
+
+def _max_pixels_option(parser) -> None:
+    from ..files.resource_limits import DEFAULT_MAX_PIXELS, MAX_PIXELS_ENV_VAR
+
+    parser.add_argument(
+        "--max-pixels",
+        type=int,
+        metavar="N",
+        help="refuse an image read whole whose file header claims more than N pixels, before "
+        f"it is decoded (default: ${MAX_PIXELS_ENV_VAR} or {DEFAULT_MAX_PIXELS:,}); for larger "
+        "images use --tile-shape",
+    )
 
 
 def _tiling_options(parser) -> None:
@@ -313,6 +333,7 @@ def _add_batch(sub, parents) -> None:
         help="run on an existing dask cluster, e.g. tcp://server:8786",
     )
     _add_generator_options(p)
+    _max_pixels_option(p)
     p.set_defaults(func=cmd_batch)
 
 
@@ -354,8 +375,10 @@ def _add_embed(sub, parents) -> None:
         type=Path,
         required=True,
         metavar="STORE.zarr",
-        help="the embedding store (a folder); an existing one is checked and completed",
+        help="the embedding store (a folder); an existing one is checked and completed; a "
+        "new one is made only in a missing or empty folder",
     )
+    _max_pixels_option(p)
     p.set_defaults(func=cmd_embed)
 
 

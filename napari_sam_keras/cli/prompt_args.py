@@ -8,6 +8,7 @@ from collections.abc import Sequence
 import numpy as np
 
 from ..errors import PromptError
+from ..processing.prompt_rules import check_box_area
 from ..segmentation.prompt_objects import PromptObject, require_foreground
 
 
@@ -49,9 +50,12 @@ def parse_point(text: str) -> tuple[float, float, int]:
 def parse_box(text: str) -> tuple[float, float, float, float]:
     """``"X0,Y0,X1,Y1"`` (two opposite corners) -> (x0, y0, x1, y1) with x0 < x1, y0 < y1."""
     x0, y0, x1, y1 = _numbers(text, "box", (4,), "X0,Y0,X1,Y1")
-    if x0 == x1 or y0 == y1:
-        raise argparse.ArgumentTypeError(f"bad box {text!r}: it has no area")
-    return min(x0, x1), min(y0, y1), max(x0, x1), max(y0, y1)
+    box = min(x0, x1), min(y0, y1), max(x0, x1), max(y0, y1)
+    try:  # the core's rule for boxes without area, as in the API and napari
+        check_box_area(np.asarray(box), "it")
+    except PromptError as exc:
+        raise argparse.ArgumentTypeError(f"bad box {text!r}: {exc}") from None
+    return box
 
 
 def parse_size(text: str) -> tuple[int, int]:

@@ -88,8 +88,10 @@ def atomic_write(path: str | os.PathLike, suffix: str | None = None) -> Iterator
         yield tmp_path
         _usual_mode(tmp_path, 0o666)
         os.replace(tmp_path, path)
-    except BaseException:
+    except BaseException as exc:
         tmp_path.unlink(missing_ok=True)
+        if isinstance(exc, OSError) and exc.filename in (None, tmp, str(tmp_path)):
+            exc.filename = str(path)  # name the file the user asked for, not our temporary
         raise
 
 

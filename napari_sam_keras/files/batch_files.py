@@ -97,8 +97,11 @@ def output_names(paths: Sequence[Path], output_format: str) -> list[str]:
 
     Inputs whose stems collide (``a/img.tif`` and ``b/img.tif``, ``img.tif`` and
     ``img.png``) are told apart by their path below the inputs' common folder, with
-    ``__`` for ``/`` (``a__img.tif-labels.tif``).  The names depend only on the inputs, so
-    a re-run with the same inputs finds the same outputs.
+    ``__`` for ``/`` (``a__img.tif-labels.tif``).  Names that still collide (compared
+    without case, as on macOS and Windows disks: ``p/A01/img.tif`` and ``p__A01/img.tif``)
+    get a short hash of the input's path (``p__A01__img.tif~1a2b3c4d-labels.tif``), so two
+    inputs never share an output.  The names depend only on the inputs, so a re-run with
+    the same inputs finds the same outputs.
     """
     ending = check_format(output_format)
     stems = [p.stem for p in paths]
@@ -111,8 +114,38 @@ def output_names(paths: Sequence[Path], output_format: str) -> list[str]:
     for stem, path in zip(stems, resolved, strict=True):
         if counts[stem] > 1:
             stem = "__".join(path.relative_to(common).parts)
-        names.append(stem + ending)
-    return names
+        names.append(stem)
+    names = _disambiguated(names, [p.relative_to(common) for p in resolved])
+    return [name + ending for name in names]
+
+
+def _disambiguated(stems: list[str], relative: list[Path]) -> list[str]:
+    """``stems`` made unique (without case) by a hash of each colliding input's path."""
+    import hashlib
+
+    counts: dict[str, int] = {}
+    for stem in stems:
+        counts[stem.casefold()] = counts.get(stem.casefold(), 0) + 1
+    out = []
+    for stem, rel in zip(stems, relative, strict=True):
+        if counts[stem.casefold()] > 1:
+            digest = hashlib.blake2b(rel.as_posix().encode(), digest_size=4).hexdigest()
+            stem = f"{stem}~{digest}"
+        out.append(stem)
+    return out
+
+
+def check_unique_outputs(outputs: Sequence[str | os.PathLike]) -> None:
+    """Refuse a plan in which two inputs would write one output (compared without case)."""
+    seen: dict[str, str] = {}
+    for output in outputs:
+        key = os.path.normcase(os.path.abspath(output)).casefold()
+        if key in seen:
+            raise SAMError(
+                f"two inputs would write the same output {output} (and {seen[key]}): "
+                "nothing was done; rename one of the inputs or run them into separate folders"
+            )
+        seen[key] = os.fspath(output)
 
 
 def check_format(output_format: str) -> str:

@@ -19,14 +19,19 @@ other contrast limits raises :class:`EmbeddingStoreMismatch`.
 
 Each entry is written data first, then its completion marker: the array is
 created with ``complete: false``, its chunk is written, and only then are its
-attributes rewritten with ``complete: true``, the checksum of the embedding,
-its input and original sizes.  zarr writes every file to a temporary name and
+attributes rewritten with ``complete: true``, its input and original sizes and
+one checksum that covers the embedding *and* those sizes.  zarr writes every file to a temporary name and
 renames it, so a process killed at any point leaves entries that are either
 complete or not marked complete, never a half-written one read as valid; a
 later run recomputes what is not complete.  On reading, the checksum is
-verified: a corrupted or missing chunk raises :class:`CorruptEmbeddingError`.
+verified, the entry's shape and sizes are compared with the store's
+metadata (and, by :class:`~napari_sam_keras.segmentation.precompute.PlaneEmbeddings`,
+with the image): a corrupted or missing chunk or an edited size raises
+:class:`CorruptEmbeddingError` before any large array is made.
 
-One process writes a store at a time.
+A store is created only in a missing or empty folder (:mod:`..files.store_safety`:
+never in a folder holding a user's files), and one process writes it at a time
+(:mod:`..files.store_lock`: the second writer is refused with a clear message).
 """
 
 from __future__ import annotations
@@ -43,6 +48,8 @@ from typing import Any
 import numpy as np
 
 from ..errors import CorruptEmbeddingError, EmbeddingStoreError, EmbeddingStoreMismatch
+from ..files.store_lock import StoreLock, StoreLockedError
+from ..files.store_safety import CREATE_ONLY_MODE, check_store_folder, prepare_store_folder
 from .embedding import ImageEmbedding
 
 FORMAT = "napari-sam-keras embedding store"
@@ -56,8 +63,10 @@ __all__ = [
     "EmbeddingStoreError",
     "EmbeddingStoreMismatch",
     "EmbeddingStoreWarning",
+    "StoreLockedError",
     "StoreSpec",
     "embedding_checksum",
+    "entry_checksum",
     "image_signature",
 ]
 
@@ -91,6 +100,21 @@ def embedding_checksum(features: np.ndarray) -> str:
     """The checksum written beside each stored embedding (of its float32 little-endian bytes)."""
     data = np.ascontiguousarray(features, dtype="<f4")
     return "blake2b:" + hashlib.blake2b(data.tobytes(), digest_size=20).hexdigest()
+
+
+#: The prefix of :func:`entry_checksum` (older stores checksummed the features only).
+_ENTRY_CHECKSUM = "blake2b-entry:"
+
+
+def entry_checksum(
+    features: np.ndarray, original_size: tuple[int, int], input_size: tuple[int, int]
+) -> str:
+    """The checksum of a stored entry: its embedding and the sizes it says it was made at."""
+    data = np.ascontiguousarray(features, dtype="<f4")
+    digest = hashlib.blake2b(data.tobytes(), digest_size=20)
+    sizes = [int(v) for v in (*original_size, *input_size)]
+    digest.update(f"|{list(data.shape)}|{sizes}".encode())
+    return _ENTRY_CHECKSUM + digest.hexdigest()
 
 
 @dataclass(frozen=True)
@@ -217,6 +241,7 @@ class EmbeddingStore:
         self._lock = threading.RLock()
         self._group = None
         self._spec: StoreSpec | None = None
+        self._writer = StoreLock(self.path)
         if self.path.exists() and not self.path.is_dir():
             raise EmbeddingStoreError(f"{self.path} is a file, not an embedding store (a folder).")
         if self.path.is_dir() and any(self.path.iterdir()):
@@ -241,10 +266,15 @@ class EmbeddingStore:
             ) from err
         if attrs is None:
             # A store created and killed before its metadata was written, or a foreign group.
-            if set(group.keys()):
+            with warnings.catch_warnings():  # zarr warns about every file that is not a node
+                warnings.simplefilter("ignore")
+                members = set(group.keys())
+            if members:
                 raise EmbeddingStoreError(
                     f"{self.path} is a zarr group but not a napari-sam-keras embedding store."
                 )
+            if not self.read_only:  # refused now, before any work, if the folder holds files
+                check_store_folder(self.path)
             self._group = group
             return
         if attrs.get("format") != FORMAT or attrs.get("format_version") != FORMAT_VERSION:
@@ -254,9 +284,10 @@ class EmbeddingStore:
             )
         try:
             self._spec = StoreSpec.from_attrs(attrs)
+            check_spec_sizes(self._spec)
         except (KeyError, TypeError, ValueError) as err:
             raise EmbeddingStoreError(
-                f"The metadata of the embedding store {self.path} is damaged ({err!r})."
+                f"The metadata of the embedding store {self.path} is damaged ({err})."
             ) from err
         from .. import __version__
 
@@ -287,6 +318,10 @@ class EmbeddingStore:
                 another model, another tiling or another intensity conversion.
         """
         with self._lock:
+            if self._spec is None and not self.read_only:
+                self.lock_for_writing()
+                if self.path.is_dir() and any(self.path.iterdir()):
+                    self._open_existing()  # another process may have created it meanwhile
             if self._spec is not None:
                 check_compatible(self._spec, spec, self.path)
                 if self._spec.plane_signatures != spec.plane_signatures:
@@ -303,16 +338,43 @@ class EmbeddingStore:
 
         if self.read_only:
             raise EmbeddingStoreError(f"The embedding store {self.path} is opened read-only.")
+        self.lock_for_writing()
         try:
-            self.path.parent.mkdir(parents=True, exist_ok=True)
+            prepare_store_folder(self.path)  # a missing or empty folder only: nothing deleted
             self._group = zarr.open_group(
-                store=str(self.path), mode="w", attributes={_ATTR: spec.to_attrs()}
+                store=str(self.path), mode=CREATE_ONLY_MODE, attributes={_ATTR: spec.to_attrs()}
             )
         except OSError as err:
             raise EmbeddingStoreError(
                 f"Cannot create the embedding store {self.path}: {err}"
             ) from err
         self._spec = spec
+
+    def lock_for_writing(self) -> None:
+        """Become the store's one writer (see :mod:`..files.store_lock`); kept until
+        :meth:`close` or the process ends.
+
+        Raises:
+            StoreLockedError: another process is writing the store.
+        """
+        if self.read_only:
+            raise EmbeddingStoreError(f"The embedding store {self.path} is opened read-only.")
+        if not self._writer.held:
+            self._writer.acquire()
+
+    @property
+    def writing(self) -> bool:
+        """Whether this store holds the write lock."""
+        return self._writer.held
+
+    def close(self) -> None:
+        """Give back the write lock (the store can still be read)."""
+        self._writer.release_all()
+
+    def __del__(self) -> None:
+        writer = getattr(self, "_writer", None)
+        if writer is not None:
+            writer.release_all()
 
     def find_plane(self, signature: str) -> int | None:
         """The plane whose pixels have ``signature``, or None."""
@@ -345,12 +407,18 @@ class EmbeddingStore:
             return False
         return entry is not None and bool(entry.attrs.get("complete"))
 
-    def read(self, plane: int, tile: int) -> ImageEmbedding | None:
+    def read(
+        self, plane: int, tile: int, original_size: tuple[int, int] | None = None
+    ) -> ImageEmbedding | None:
         """The stored embedding of a plane's tile; None if it is not (completely) stored.
+
+        ``original_size``: the (H, W) of the image (tile) the embedding must have been
+        made from, if the caller knows it.
 
         Raises:
             CorruptEmbeddingError: the entry is marked complete but its data
-                does not match its checksum.
+                does not match its checksum, or its shape or sizes are not those of
+                the store (or of ``original_size``).
         """
         with self._lock:
             entry = self._entry(plane, tile)
@@ -360,6 +428,7 @@ class EmbeddingStore:
             if not attrs.get("complete"):
                 return None
             name = _entry_name(plane, tile)
+            sizes = self._checked_sizes(name, entry, attrs, original_size)
             try:
                 features = np.asarray(entry[...], np.float32)
             except Exception as err:
@@ -367,17 +436,50 @@ class EmbeddingStore:
                     f"The stored embedding {name} in {self.path} cannot be read ({err}); it is "
                     "damaged: compute it again (napari-sam-keras embed repairs a store)."
                 ) from err
-            if embedding_checksum(features) != attrs.get("checksum"):
+            if entry_checksum(features, *sizes) != attrs.get("checksum"):
                 raise CorruptEmbeddingError(
                     f"The stored embedding {name} in {self.path} does not match its checksum: "
-                    "it is damaged; compute it again (napari-sam-keras embed repairs a store)."
+                    "it is damaged (or written by an older version); compute it again "
+                    "(napari-sam-keras embed repairs a store)."
                 )
             return ImageEmbedding(
                 features=features,
-                original_size=tuple(int(v) for v in attrs["original_size"]),
-                input_size=tuple(int(v) for v in attrs["input_size"]),
+                original_size=sizes[0],
+                input_size=sizes[1],
                 model_key=self._spec.model_key if self._spec else "",
             )
+
+    def _checked_sizes(self, name, entry, attrs, original_size):
+        """(original_size, input_size) of an entry, checked before its data is read: its
+        array shape is the store's embedding shape, its sizes are plausible for the model
+        (input = original resized to the model's input), and ``original_size`` if given."""
+        from ..processing.images import preprocess_shape
+
+        def damaged(what: str) -> CorruptEmbeddingError:
+            return CorruptEmbeddingError(
+                f"The stored embedding {name} in {self.path} is damaged ({what}); compute it "
+                "again (napari-sam-keras embed repairs a store)."
+            )
+
+        spec = self._require_spec()
+        if tuple(entry.shape) != (1, *spec.embedding_shape):
+            raise damaged(f"shape {tuple(entry.shape)}, not (1, *{spec.embedding_shape})")
+        try:
+            orig = tuple(int(v) for v in attrs["original_size"])
+            inp = tuple(int(v) for v in attrs["input_size"])
+            long_side = int(spec.model_config["image_size"])
+        except (KeyError, TypeError, ValueError) as err:
+            raise damaged(f"no usable sizes: {err}") from err
+        if len(orig) != 2 or len(inp) != 2 or min(orig) < 1:
+            raise damaged(f"sizes {orig} -> {inp}")
+        plane = tuple(int(v) for v in spec.plane_shape[:2])
+        if orig[0] > plane[0] or orig[1] > plane[1]:
+            raise damaged(f"original size {orig} larger than the image {plane}")
+        if inp != preprocess_shape(orig[0], orig[1], long_side):
+            raise damaged(f"input size {inp} is not {orig} resized to {long_side}")
+        if original_size is not None and orig != tuple(int(v) for v in original_size):
+            raise damaged(f"made from {orig} pixels, the image here is {tuple(original_size)}")
+        return orig, inp
 
     def write(self, plane: int, tile: int, embedding: ImageEmbedding) -> None:
         """Store an embedding: the data first, then its completion marker and checksum."""
@@ -395,6 +497,7 @@ class EmbeddingStore:
                 f"{tuple(spec.embedding_shape)}."
             )
         with self._lock:
+            self.lock_for_writing()
             group = self._group.require_group(f"p{int(plane):05d}")
             array = group.create_array(
                 f"t{int(tile):05d}",
@@ -411,7 +514,7 @@ class EmbeddingStore:
         array.update_attributes(
             {
                 "complete": True,
-                "checksum": embedding_checksum(features),
+                "checksum": entry_checksum(features, embedding.original_size, embedding.input_size),
                 "original_size": [int(v) for v in embedding.original_size],
                 "input_size": [int(v) for v in embedding.input_size],
             }
@@ -442,6 +545,22 @@ class EmbeddingStore:
                 continue
             report["missing" if emb is None else "complete"].append(key)
         return report
+
+
+#: The most pixels a store's metadata may claim for one plane, and values for one embedding:
+#: larger claims are damaged metadata (or a hostile file), refused before any array is made.
+MAX_PLANE_PIXELS = 1 << 36
+MAX_EMBEDDING_VALUES = 1 << 26
+
+
+def check_spec_sizes(spec: StoreSpec) -> None:
+    """Raise ``ValueError`` if a store's metadata claims impossible sizes."""
+    plane = [int(v) for v in spec.plane_shape]
+    emb = [int(v) for v in spec.embedding_shape]
+    if len(plane) not in (2, 3) or min(plane) < 1 or plane[0] * plane[1] > MAX_PLANE_PIXELS:
+        raise ValueError(f"plane shape {tuple(plane)}")
+    if len(emb) != 3 or min(emb) < 1 or emb[0] * emb[1] * emb[2] > MAX_EMBEDDING_VALUES:
+        raise ValueError(f"embedding shape {tuple(emb)}")
 
 
 def check_compatible(stored: StoreSpec, wanted: StoreSpec, path: Path | str) -> None:

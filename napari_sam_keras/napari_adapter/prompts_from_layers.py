@@ -20,6 +20,7 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from ..errors import PromptError
+from ..processing import prompt_rules
 from ..segmentation.prompt_objects import PromptObject, group_by_box
 from .image_slices import ImageSlice
 
@@ -29,7 +30,7 @@ POSITIVE = "positive"
 NEGATIVE = "negative"
 POINT_TYPES = (POSITIVE, NEGATIVE)
 #: Boxes narrower or lower than this many image pixels are refused (a click, not a drag).
-MIN_BOX_SIDE = 1.0
+MIN_BOX_SIDE = prompt_rules.MIN_BOX_SIDE  # the core rule, refused here with layer names
 
 _POSITIVE_WORDS = {
     "positive",
@@ -211,6 +212,9 @@ def boxes_on_slice(shapes_layer, image_slice: ImageSlice, world_point):
             np.clip(cmax, 0, w - 1),
             np.clip(rmax, 0, h - 1),
         ]
+        prompt_rules.check_box_area(
+            np.asarray(box), f"Box {k} of layer {shapes_layer.name!r}, clipped to the image,"
+        )
         boxes.append(box)
         rows.append(k)
     if not boxes:

@@ -11,6 +11,8 @@ from __future__ import annotations
 import numpy as np
 from scipy import ndimage
 
+from .prompt_rules import MIN_BOX_SIDE
+
 #: The logit a binary mask input is set to (+ inside, - outside): logit(1 - 1e-3).
 MASK_INPUT_LOGIT = float(np.log((1 - 1e-3) / 1e-3))
 
@@ -53,7 +55,9 @@ def mask_to_low_res_logits(
 def mask_box(mask: np.ndarray, extension: float = 0.0) -> np.ndarray:
     """The mask's bounding box (x0, y0, x1, y1), grown by ``extension`` of its size per side.
 
-    The box is clipped to the image.  ``mask`` must not be empty.
+    The box is clipped to the image, and at least :data:`~.prompt_rules.MIN_BOX_SIDE`
+    wide and high where the image allows (a one-pixel-wide mask gives a box with area, as
+    the prompt rule requires).  ``mask`` must not be empty.
     """
     mask = np.asarray(mask, bool)
     rows = np.flatnonzero(mask.any(axis=1))
@@ -61,9 +65,22 @@ def mask_box(mask: np.ndarray, extension: float = 0.0) -> np.ndarray:
     y0, y1, x0, x1 = float(rows[0]), float(rows[-1]), float(cols[0]), float(cols[-1])
     dy, dx = (y1 - y0 + 1) * extension, (x1 - x0 + 1) * extension
     h, w = mask.shape
-    return np.array(
-        [max(0.0, x0 - dx), max(0.0, y0 - dy), min(w - 1.0, x1 + dx), min(h - 1.0, y1 + dy)]
-    )
+    x0, x1 = _at_least_one_side(max(0.0, x0 - dx), min(w - 1.0, x1 + dx), w - 1.0)
+    y0, y1 = _at_least_one_side(max(0.0, y0 - dy), min(h - 1.0, y1 + dy), h - 1.0)
+    return np.array([x0, y0, x1, y1])
+
+
+def _at_least_one_side(lo: float, hi: float, limit: float) -> tuple[float, float]:
+    """[lo, hi] grown evenly to MIN_BOX_SIDE, kept inside [0, limit]."""
+    short = MIN_BOX_SIDE - (hi - lo)
+    if short <= 0:
+        return lo, hi
+    lo, hi = lo - short / 2, hi + short / 2
+    if lo < 0:
+        lo, hi = 0.0, hi - lo
+    if hi > limit:
+        lo, hi = max(0.0, lo - (hi - limit)), limit
+    return lo, hi
 
 
 def interior_point(mask: np.ndarray) -> np.ndarray:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import numpy as np
 
 from ..errors import PromptError
+from .prompt_rules import check_box_area
 
 
 def _finite(array: np.ndarray, what: str) -> np.ndarray:
@@ -67,6 +68,7 @@ def check_boxes(boxes, image_size: tuple[int, int], batched: bool = False) -> np
     flat = boxes.reshape(-1, 4)
     if ((flat[:, 2] < flat[:, 0]) | (flat[:, 3] < flat[:, 1])).any():
         raise PromptError("A box must be given as x0, y0, x1, y1 with x0 <= x1 and y0 <= y1.")
+    check_box_area(flat)
     check_inside(flat.reshape(-1, 2), image_size, "Box corner")
     return boxes
 

@@ -39,6 +39,7 @@ from ..files.atomic_write import remove_leftover_partials
 from ..files.batch_files import (
     SUMMARY_NAME,
     check_format,
+    check_unique_outputs,
     find_inputs,
     output_names,
     read_output_record,
@@ -46,6 +47,9 @@ from ..files.batch_files import (
     write_summary,
 )
 from ..files.image_files import read_image, select_plane
+from ..files.resource_limits import check_pixel_limit
+from ..files.resource_limits import max_pixels as pixel_limit
+from ..files.write_failures import describe_write_error
 from ..model.model_source import resolve_model
 from .generator_settings import DEFAULTS, check_generator_options
 
@@ -65,6 +69,8 @@ class BatchTask:
     output: str
     settings: dict[str, Any]
     backend: str | None = None
+    #: The pixel limit for reading an input whole (None: the default, see resource_limits).
+    max_pixels: int | None = None
 
 
 @dataclass
@@ -128,6 +134,7 @@ def segment_batch(
     workers: int | None = None,
     scheduler: str | None = None,
     progress: ProgressCallback | None = None,
+    max_pixels: int | None = None,
     **generator_options: float | int,
 ) -> BatchSummary:
     """Segment every image of ``inputs`` into ``out_dir``; see the module docstring.
@@ -154,6 +161,9 @@ def segment_batch(
         progress: called with a :class:`BatchProgress` as work goes on; raising
             :class:`~napari_sam_keras.OperationCancelled` stops the run (finished outputs
             stay, summary.csv is written).
+        max_pixels: an input whose file header claims more pixels is a ``failed`` row,
+            refused before it is decoded (default: see
+            :mod:`~napari_sam_keras.files.resource_limits`).
 
     Returns:
         A :class:`BatchSummary`; ``summary.ok`` is False if any input failed.
@@ -165,6 +175,7 @@ def segment_batch(
     if workers is not None and workers < 1:
         raise SAMError(f"workers must be at least 1, got {workers}")
     check_format(output_format)
+    limit = pixel_limit(max_pixels)
     options = _generator_settings(
         points_per_side=points_per_side,
         points_per_batch=points_per_batch,
@@ -186,7 +197,7 @@ def segment_batch(
     }
 
     out_dir = Path(out_dir)
-    tasks, problems = _plan_tasks(inputs, out_dir, output_format, settings)
+    tasks, problems = _plan_tasks(inputs, out_dir, output_format, settings, limit)
     rows: list[dict[str, Any]] = [_row(task, STATUS_PENDING) for task in tasks]
     rows += [
         {"input": text, "output": "", "status": STATUS_FAILED, "message": message}
@@ -226,24 +237,31 @@ def _model_and_source(model: Any, distributed: bool) -> tuple[Any, str]:
 
 
 def _plan_tasks(
-    inputs: Any, out_dir: Path, output_format: str, settings: dict
+    inputs: Any, out_dir: Path, output_format: str, settings: dict, limit: int | None = None
 ) -> tuple[list[BatchTask], list[tuple[str, str]]]:
     """One task per input file (and the inputs that could not be found), in ``out_dir``."""
     if isinstance(inputs, (str, os.PathLike)):
         inputs = [inputs]
     if out_dir.exists() and not out_dir.is_dir():
         raise SAMError(f"the output folder {out_dir} is a file")
+    inputs = list(inputs)
     files, problems = find_inputs(inputs, exclude=out_dir)
     if not files and not problems:
+        if inputs:  # every image named lies in the output folder, which is never read
+            raise SAMError(
+                f"the inputs ({', '.join(map(os.fspath, inputs[:3]))}) are the output folder "
+                f"{out_dir} or inside it: give --out a folder outside the inputs"
+            )
         raise SAMError("no inputs given")
-    out_dir.mkdir(parents=True, exist_ok=True)
     backend = _backend_name()
     names = output_names(files, output_format)
     tasks = [
         # absolute: a worker of a cluster may run in another folder
-        BatchTask(os.path.abspath(path), os.path.abspath(out_dir / name), settings, backend)
+        BatchTask(os.path.abspath(path), os.path.abspath(out_dir / name), settings, backend, limit)
         for path, name in zip(files, names, strict=True)
     ]
+    check_unique_outputs([task.output for task in tasks])  # before any work
+    out_dir.mkdir(parents=True, exist_ok=True)
     for task in tasks:  # temporaries of a run that was killed
         remove_leftover_partials(task.output)
     return tasks, problems
@@ -503,6 +521,7 @@ def segment_input(
     row = _row(task, STATUS_FAILED, worker=_worker_name())
     try:
         path = Path(task.input)
+        check_pixel_limit(path, task.max_pixels)  # from the header, before any pixel
         planes, is_stack = _planes(read_image(path), settings["all_planes"], path)
         generator = _generator(settings, task.backend, network)
         limits = settings["contrast_limits"]
@@ -531,6 +550,8 @@ def segment_input(
         raise
     except SAMError as exc:
         row["message"] = str(exc)
+    except OSError as exc:  # a full disk, a folder without permission: one clear line
+        row["message"] = describe_write_error(exc)
     except Exception as exc:  # a bad file must not stop the other inputs
         row["message"] = f"{type(exc).__name__}: {exc}"
     row["seconds"] = round(time.perf_counter() - start, 3)

@@ -16,6 +16,7 @@ from typing import Any
 import numpy as np
 
 from ..errors import SAMError
+from ..processing.prompt_rules import check_size, check_threshold
 
 
 @dataclass(frozen=True)
@@ -60,7 +61,9 @@ def check_generator_options(
     ``name`` spells a setting in the message (``--points-per-side`` on the command line).
 
     Raises:
-        SAMError: an unknown setting, a value that is not a number or one below its lowest.
+        SAMError: an unknown setting, a value that is not a number or one below its lowest
+            (sizes: :data:`LOWEST`; the rest: finite and not negative, as
+            :mod:`~napari_sam_keras.processing.prompt_rules` says for every front end).
     """
     unknown = sorted(set(options) - set(DEFAULTS.to_dict()))
     if unknown:
@@ -69,9 +72,12 @@ def check_generator_options(
     for key, value in sorted(options.items()):
         if value is None:
             continue
-        if isinstance(value, bool) or not isinstance(value, (int, float, np.integer, np.floating)):
+        if key in LOWEST:
+            checked[key] = check_size(name(key), value, LOWEST[key])
+        elif isinstance(value, bool) or not isinstance(
+            value, (int, float, np.integer, np.floating)
+        ):
             raise SAMError(f"generator option {name(key)} must be a number, got {value!r}")
-        if key in LOWEST and value < LOWEST[key]:
-            raise SAMError(f"{name(key)} must be at least {LOWEST[key]}")
-        checked[key] = int(value) if isinstance(value, (int, np.integer)) else float(value)
+        else:  # thresholds, offsets and ratios: finite, not negative (the one rule)
+            checked[key] = check_threshold(name(key), value)
     return checked

@@ -11,6 +11,7 @@ the padded input and resized to the image size, as micro-sam's
 from __future__ import annotations
 
 from collections.abc import Callable
+from dataclasses import asdict
 from typing import Any
 
 import numpy as np
@@ -24,6 +25,7 @@ from ..processing.instance_watershed import (
     settings_for_model,
 )
 from ..processing.mask_upscaling import upscale_logits
+from ..processing.prompt_rules import check_watershed_settings
 from .precompute import Embeddings
 from .predictor import SAMPredictor
 from .tiling import TiledImage, TileGrid
@@ -88,6 +90,8 @@ class InstanceSegmenter:
         self.predictor = predictor or SAMPredictor(
             self.network, jit_compile=jit_compile, warm_up=False, embeddings=embeddings
         )
+        if settings is not None:
+            check_watershed_settings(asdict(settings))
         self.settings = settings or settings_for_model(self.network.name)
         self._compiled = decoder.runner(jit_compile)
 
@@ -139,6 +143,7 @@ class InstanceSegmenter:
         full-size maps, and one watershed over them gives the labels, so an
         object on a tile border is one object.
         """
+        check_watershed_settings(thresholds)  # the core rule: before any work
         settings = self.settings.updated(**thresholds)
         if tile_shape is None:
             if halo is not None:

@@ -19,13 +19,16 @@ from typing import Any
 import numpy as np
 
 from ..errors import EmbeddingError, ImageError
+from ..files.write_failures import describe_write_error
 from ..model.as_network import as_network
 from ..model.embedding import EmbeddingCache, ImageEmbedding
 from ..model.embedding_store import (
     CorruptEmbeddingError,
     EmbeddingStore,
+    EmbeddingStoreError,
     EmbeddingStoreMismatch,
     EmbeddingStoreWarning,
+    StoreLockedError,
     StoreSpec,
     check_compatible,
     image_signature,
@@ -248,18 +251,27 @@ class EmbeddingSource:
         if self.store is None:
             return None
         try:
-            emb = self.store.read(self.plane, index)
+            emb = self.store.read(self.plane, index, self.grid[index].shape)
         except CorruptEmbeddingError as err:
             warnings.warn(f"{err} It is computed again.", EmbeddingStoreWarning, stacklevel=3)
             return None
         self.read += emb is not None
         return emb
 
-    def _compute_and_store(self, index: int) -> ImageEmbedding:
+    def _compute_and_store(self, index: int, must_store: bool = False) -> ImageEmbedding:
+        """Embed tile ``index`` and store it; unless ``must_store`` (filling a store), a
+        store that cannot take it (another writer, a full disk) only costs the storing."""
         emb = self.encoder.embed(self.image.rgb(self.grid[index]))
         self.computed += 1
         if self.store is not None and not self.store.read_only:
-            self.store.write(self.plane, index, emb)
+            try:
+                self.store.write(self.plane, index, emb)
+            except (StoreLockedError, OSError) as err:
+                if must_store:
+                    raise
+                if isinstance(err, OSError):
+                    err = describe_write_error(err)
+                warnings.warn(f"{err} This embedding is not stored.", EmbeddingStoreWarning, 3)
         return emb
 
     def fill_store(self, progress: Callable[[], None] | None = None) -> dict[str, int]:
@@ -273,14 +285,14 @@ class EmbeddingSource:
         for tile in self.grid:
             damaged = False
             try:
-                found = self.store.read(self.plane, tile.index) is not None
+                found = self.store.read(self.plane, tile.index, tile.shape) is not None
             except CorruptEmbeddingError as err:
                 warnings.warn(f"{err} It is computed again.", EmbeddingStoreWarning, stacklevel=2)
                 found, damaged = False, True
             if found:
                 counts["reused"] += 1
             else:
-                self._compute_and_store(tile.index)
+                self._compute_and_store(tile.index, must_store=True)
                 counts["repaired" if damaged else "computed"] += 1
             if progress is not None:
                 progress()
@@ -455,6 +467,7 @@ def precompute_embeddings(
         raise ImageError("planes was given, but the data is a single 2D image.")
     else:
         chosen = [0]
+    store.lock_for_writing()  # one writer: a second process is refused here, before any work
     grid = bind_planes(
         store, network, plane_arrays, stack, contrast_limits, image_format, tile_shape, halo
     )
@@ -485,7 +498,28 @@ def precompute_embeddings(
         )
         for key, n in source.fill_store(step).items():
             counts[key] += n
+    _verify_written(store, chosen, grid)
     return counts
+
+
+def _verify_written(store: EmbeddingStore, planes: Iterable[int], grid: TileGrid) -> None:
+    """Read back every entry just made complete (checksum, shape, sizes): success is
+    reported only for a store that reads back whole."""
+    bad = []
+    for z in planes:
+        for tile in grid:
+            try:
+                ok = store.read(z, tile.index, tile.shape) is not None
+            except CorruptEmbeddingError:
+                ok = False
+            if not ok:
+                bad.append(f"plane {z} tile {tile.index}")
+    if bad:
+        raise EmbeddingStoreError(
+            f"The embedding store {store.path} does not read back what was written "
+            f"({', '.join(bad[:3])}{' ...' if len(bad) > 3 else ''}): another program may "
+            "have changed it, or the disk failed. Run the command again to repair it."
+        )
 
 
 def _plane_list(planes: int | Iterable[int], n: int) -> list[int]:
