@@ -137,7 +137,7 @@ def tiny_clip_tokenizer():
 def tiny_sam3_config(vocab_size: int):
     """A tiny ``Sam3Config``: 112 px, hidden 32, 1-2 layers, 8 queries."""
     from transformers import CLIPTextConfig, Sam3Config
-    from transformers.models.sam3.configuration_sam3 import Sam3ViTConfig, Sam3VisionConfig
+    from transformers.models.sam3.configuration_sam3 import Sam3VisionConfig, Sam3ViTConfig
 
     vit = Sam3ViTConfig(
         hidden_size=32,
@@ -218,7 +218,12 @@ def oracle_outputs(model, tokenizer, pixel_values, text, boxes=None, labels=None
     if boxes is not None:
         b = np.asarray(boxes, np.float32).reshape(-1, 4)
         cxcywh = np.stack(
-            [(b[:, 0] + b[:, 2]) / 2, (b[:, 1] + b[:, 3]) / 2, b[:, 2] - b[:, 0], b[:, 3] - b[:, 1]],
+            [
+                (b[:, 0] + b[:, 2]) / 2,
+                (b[:, 1] + b[:, 3]) / 2,
+                b[:, 2] - b[:, 0],
+                b[:, 3] - b[:, 1],
+            ],
             axis=-1,
         )
         kwargs["input_boxes"] = torch.from_numpy(cxcywh[None])

@@ -170,6 +170,10 @@ def cmd_auto(args) -> int:
             raise SAMError(f"--{name.replace('_', '-')} must be at least {low}")
     image = _load_image(args)
     out = _default_out(args)
+    if getattr(args, "mode", "amg") == "concept":
+        from .concept_args import auto_concept
+
+        return auto_concept(args, image, out)
     net = _load_model(args)
     if getattr(args, "mode", "amg") == "ais":
         return _auto_ais(args, image, out, net)
@@ -346,6 +350,11 @@ class BatchDisplay:
 def cmd_batch(args) -> int:
     from ..segmentation.batch import segment_batch
 
+    concept = None
+    if args.mode == "concept":
+        from .concept_args import concept_of
+
+        concept = concept_of(args)
     display = BatchDisplay()
     try:
         summary = segment_batch(
@@ -360,6 +369,7 @@ def cmd_batch(args) -> int:
             workers=args.workers,
             scheduler=args.scheduler,
             progress=display,
+            concept=concept,
             **{name: getattr(args, name) for name in GENERATOR_OPTIONS},
         )
     finally:

@@ -53,6 +53,9 @@ class ConceptModel:
     tokenizer: CLIPTokenizer
     name: str
     key: str
+    #: XLA for the forward pass (jax.jit is always used on jax; on tensorflow, XLA compiles
+    #: for long, even the tiny test model, but runs faster on a large one).
+    jit_compile: bool = True
     _forward: Any = field(default=None, repr=False)
     _compiled: Any = field(default=None, repr=False)
 
@@ -75,7 +78,7 @@ class ConceptModel:
         if self._compiled is None:
             from ..runtime.compiled_call import CompiledCall
 
-            self._compiled = CompiledCall(self.forward)
+            self._compiled = CompiledCall(self.forward, jit_compile=self.jit_compile)
         return self._compiled(inputs)
 
 
@@ -184,7 +187,7 @@ class _SafetensorsReader:
 
         self.prefix = prefix
         self.handles = [safe_open(str(f), framework="np") for f in files]
-        self.where = {k: h for h in self.handles for k in h.keys()}  # noqa: SIM118
+        self.where = {k: h for h in self.handles for k in h.keys()}
         self.used: set[str] = set()
 
     def port_weight(self, keras_variable, hf_weight_key: str, hook_fn=None) -> None:
