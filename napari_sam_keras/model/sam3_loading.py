@@ -71,6 +71,7 @@ class ConceptModel:
             from ..keras_layers.sam3_fixes import ConceptForward
 
             self._forward = ConceptForward(self.backbone)
+            self._forward.built = True  # its variables are the (built) backbone's
         return self._forward
 
     def run(self, inputs: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
