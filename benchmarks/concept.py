@@ -116,7 +116,11 @@ def main() -> None:
     labels = [1, 0]
     ids, mask = ours.tokenizer("nucleus")
     cxcywh = np.stack(
-        [(boxes[:, 0] + boxes[:, 2]) / 2, (boxes[:, 1] + boxes[:, 3]) / 2, *(boxes[:, 2:] - boxes[:, :2]).T],
+        [
+            (boxes[:, 0] + boxes[:, 2]) / 2,
+            (boxes[:, 1] + boxes[:, 3]) / 2,
+            *(boxes[:, 2:] - boxes[:, :2]).T,
+        ],
         -1,
     )
     inputs = {

@@ -74,9 +74,16 @@ def tiny_sam3(tmp_path_factory):
 
 @pytest.fixture(scope="session")
 def tiny_concept_model(tiny_sam3):
-    """The tiny SAM 3 loaded through :func:`napari_sam_keras.load_concept_model` (not XLA)."""
+    """The tiny SAM 3 loaded through :func:`napari_sam_keras.load_concept_model`.
+
+    The SAM 3 tests all give it the same input shapes (text + two exemplar boxes), so jax
+    compiles it once per session; tensorflow traces it without XLA (which compiles even
+    the tiny model for longer than the tests run).
+    """
+    import keras
+
     from napari_sam_keras import load_concept_model
 
     model = load_concept_model(tiny_sam3[0])
-    model.jit_compile = False  # the tiny model compiles for longer than it runs
+    model.jit_compile = keras.backend.backend() == "jax"
     return model

@@ -3,6 +3,8 @@
 The oracle is a tiny random Hugging Face ``Sam3Model`` (``tests/sam3_oracle.py``) saved
 with ``save_pretrained`` and read back through :func:`load_concept_model`; keras-hub's
 converter, our corrected forward pass and our tokenizer must give its PyTorch outputs.
+Every model call here has the same input shapes (a text and two exemplar boxes), so the
+model compiles once; the parity test runs again on tensorflow in a process of its own.
 """
 
 from __future__ import annotations
@@ -31,6 +33,9 @@ from napari_sam_keras.segmentation.concept_segmenter import (
 SHAPE = (60, 90)
 POSITIVE = (8.0, 6.0, 38.0, 30.0)
 NEGATIVE = (52.0, 24.0, 84.0, 54.0)
+#: The exemplars of every model call (one compiled shape): a positive and a negative box.
+EXEMPLARS = {"exemplars": [POSITIVE, NEGATIVE], "exemplar_labels": [1, 0]}
+HERE = Path(__file__).parent
 
 
 def _image() -> np.ndarray:
@@ -84,6 +89,13 @@ def test_parity_with_transformers(tiny_sam3, tiny_concept_model):
     assert disagree < 1e-3, f"{disagree:.2%} of mask pixels differ"
 
 
+def test_parity_on_tensorflow(tmp_path):
+    stdout = run_pytest_on_backend(
+        "tensorflow", ["test_concept_segmenter.py", "-k", "parity_with"], HERE, tmp_path / "c"
+    )
+    assert " passed" in stdout
+
+
 def test_negative_exemplar_changes_the_answer(tiny_concept_model):
     """keras-hub's own graph drops negative boxes (defect 3); ours must not."""
     model = tiny_concept_model
@@ -96,14 +108,14 @@ def test_negative_exemplar_changes_the_answer(tiny_concept_model):
 def test_threshold_keeps_only_higher_scores(tiny_concept_model):
     segmenter = ConceptSegmenter(tiny_concept_model)
     image = _image()
-    everything = segmenter.predict(image, "nucleus", [POSITIVE], score_threshold=0.0)
+    everything = segmenter.predict(image, "nucleus", **EXEMPLARS, score_threshold=0.0)
     assert len(everything) == 8  # every query of the tiny model
     cut = float(np.median(everything.scores))
-    kept = segmenter.predict(image, "nucleus", [POSITIVE], score_threshold=cut)
+    kept = segmenter.predict(image, "nucleus", **EXEMPLARS, score_threshold=cut)
     assert 0 < len(kept) < len(everything)
     assert (kept.scores > cut).all()
     np.testing.assert_allclose(kept.scores, everything.scores[everything.scores > cut])
-    labels = segmenter.segment(image, "nucleus", [POSITIVE], score_threshold=cut)
+    labels = segmenter.segment(image, "nucleus", **EXEMPLARS, score_threshold=cut)
     assert labels.dtype == np.int32 and labels.shape == SHAPE
     assert set(np.unique(labels)) - {0} <= set(range(1, len(kept) + 1))
 
@@ -113,7 +125,11 @@ def test_stack_is_segmented_slice_by_slice_and_linked(tiny_concept_model):
     stack = np.stack([_image()] * 3).astype(np.float32)
     calls = []
     labels = segmenter.segment_volume(
-        stack, "nucleus", score_threshold=0.0, progress=lambda d, t: calls.append((d, t))
+        stack,
+        "nucleus",
+        **EXEMPLARS,
+        score_threshold=0.0,
+        progress=lambda d, t: calls.append((d, t)),
     )
     assert labels.shape == (3, *SHAPE) and labels.dtype == np.int32
     # Identical slices give identical objects, linked into the same 3D ids.
@@ -130,7 +146,7 @@ def test_cancel_stops_the_work(tiny_concept_model):
 
     with pytest.raises(OperationCancelled):
         ConceptSegmenter(tiny_concept_model).segment_volume(
-            np.stack([_image()] * 2), "cell", progress=cancel
+            np.stack([_image()] * 2), "cell", **EXEMPLARS, progress=cancel
         )
 
 

@@ -60,8 +60,8 @@ def test_find_all_like_an_exemplar_box_writes_labels_in_one_undo_step(
     )
     shapes.features["label"] = ["positive", "negative"]
     _dock, widget = viewer.window.add_plugin_dock_widget(PLUGIN, AUTOMATIC)
+    widget.find_all_like.value = True  # first: the SAM 1 store then leaves the model alone
     widget.model.value = folder
-    widget.find_all_like.value = True
     widget.reset_choices()
     widget.exemplars.value = shapes
     widget.score_threshold.value = 0.0  # random weights: keep every query
@@ -92,8 +92,8 @@ def test_no_exemplar_and_no_text_is_one_clear_error(make_napari_viewer, tiny_sam
     viewer = make_napari_viewer()
     viewer.add_image(_image(), name="img")
     _dock, widget = viewer.window.add_plugin_dock_widget(PLUGIN, AUTOMATIC)
-    widget.model.value = str(tiny_sam3[0])
     widget.find_all_like.value = True
+    widget.model.value = str(tiny_sam3[0])
     assert widget.run() is None
     assert "No examples" in widget.status.value
     assert len(viewer.layers) == 1
