@@ -9,8 +9,11 @@ model compiles once; the parity test runs again on tensorflow in a process of it
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import numpy as np
 import pytest
+from helpers import run_pytest_on_backend
 
 pytest.importorskip("keras_hub")
 pytest.importorskip("transformers")
