@@ -40,6 +40,10 @@ _EXPORTS = {
     "track_object": ".segmentation.tracking",
     "link_slices": ".segmentation.volume_linking",
     "segment_volume_automatic": ".segmentation.volume_linking",
+    "load_concept_model": ".model.sam3_loading",
+    "ConceptModel": ".model.sam3_loading",
+    "ConceptSegmenter": ".segmentation.concept_segmenter",
+    "ConceptResult": ".segmentation.concept_segmenter",
     "SAMError": ".errors",
     "ImageError": ".errors",
     "EmbeddingError": ".errors",
@@ -71,8 +75,10 @@ if TYPE_CHECKING:  # pragma: no cover
     from .model.embedding_store import EmbeddingStore
     from .model.loading import load_model
     from .model.network import SAMNetwork, build_sam
+    from .model.sam3_loading import ConceptModel, load_concept_model
     from .segmentation.automatic_mask_generator import SAMAutomaticMaskGenerator
     from .segmentation.batch import segment_batch
+    from .segmentation.concept_segmenter import ConceptResult, ConceptSegmenter
     from .segmentation.instance_segmenter import InstanceSegmenter
     from .segmentation.labels import masks_to_labels
     from .segmentation.precompute import precompute_embeddings

@@ -66,3 +66,31 @@ def tiny_network(tiny_checkpoint):
     from napari_sam_keras import load_model
 
     return load_model(tiny_checkpoint)
+
+
+@pytest.fixture(scope="session")
+def tiny_sam3(tmp_path_factory):
+    """(folder, transformers Sam3Model, CLIP tokenizer): a tiny random Hugging Face SAM 3."""
+    pytest.importorskip("transformers")
+    from sam3_oracle import save_tiny_sam3
+
+    folder = tmp_path_factory.mktemp("sam3") / "tiny_sam3"
+    model, tokenizer = save_tiny_sam3(folder)
+    return folder, model, tokenizer
+
+
+@pytest.fixture(scope="session")
+def tiny_concept_model(tiny_sam3):
+    """The tiny SAM 3 loaded through :func:`napari_sam_keras.load_concept_model`.
+
+    The SAM 3 tests all give it the same input shapes (text + two exemplar boxes), so jax
+    compiles it once per session; tensorflow traces it without XLA (which compiles even
+    the tiny model for longer than the tests run).
+    """
+    import keras
+
+    from napari_sam_keras import load_concept_model
+
+    model = load_concept_model(tiny_sam3[0])
+    model.jit_compile = keras.backend.backend() == "jax"
+    return model

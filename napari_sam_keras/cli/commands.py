@@ -189,6 +189,10 @@ def cmd_auto(args) -> int:
     _check_auto_options(args)
     image = _load_image(args)
     out = _default_out(args)
+    if getattr(args, "mode", "amg") == "concept":
+        from .concept_args import auto_concept
+
+        return auto_concept(args, image, out)
     store = _open_embeddings(args)
     net = _load_model(args)
     if getattr(args, "mode", "amg") == "ais":
@@ -381,6 +385,11 @@ class BatchDisplay:
 def cmd_batch(args) -> int:
     from ..segmentation.batch import segment_batch
 
+    concept = None
+    if args.mode == "concept":
+        from .concept_args import concept_of
+
+        concept = concept_of(args)
     display = BatchDisplay()
     try:
         summary = segment_batch(
@@ -396,6 +405,7 @@ def cmd_batch(args) -> int:
             scheduler=args.scheduler,
             progress=display,
             max_pixels=getattr(args, "max_pixels", None),
+            concept=concept,
             **{name: getattr(args, name) for name in GENERATOR_OPTIONS},
         )
     finally:

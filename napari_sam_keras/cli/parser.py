@@ -8,6 +8,7 @@ from pathlib import Path
 from ..model.config import DEFAULT_MODEL, MODEL_ENV_VAR
 from ..runtime.backend import DEFAULT_BACKEND, PROJECT_ENV_VAR, SUPPORTED_BACKENDS
 from .commands import cmd_auto, cmd_batch, cmd_embed, cmd_napari, cmd_predict, cmd_sample
+from .concept_args import add_concept_options
 from .prompt_args import AppendPrompt, parse_box, parse_pair, parse_point, parse_size
 
 
@@ -198,6 +199,7 @@ def _add_auto(sub, parents) -> None:
     )
     _add_generator_options(p)
     _add_instance_decoder_options(p)
+    add_concept_options(p)
     p.set_defaults(func=cmd_auto)
 
 
@@ -208,10 +210,11 @@ def _add_instance_decoder_options(p) -> None:
     )
     ais.add_argument(
         "--mode",
-        choices=("amg", "ais"),
+        choices=("amg", "ais", "concept"),
         default="amg",
         help="amg: the automatic mask generator (any SAM, default); ais: the model's "
-        "instance decoder + watershed (seconds instead of minutes)",
+        "instance decoder + watershed (seconds instead of minutes); concept: SAM 3 finds "
+        "all objects like the --exemplar boxes and/or the --text",
     )
     ais.add_argument(
         "--decoder",
@@ -291,9 +294,10 @@ def _add_batch(sub, parents) -> None:
     )
     p.add_argument(
         "--mode",
-        choices=("amg",),
+        choices=("amg", "concept"),
         default="amg",
-        help="amg: the automatic mask generator (default)",
+        help="amg: the automatic mask generator (default); concept: SAM 3 finds all objects "
+        "like the --exemplar boxes and/or the --text (the same boxes in every image)",
     )
     p.add_argument(
         "--all-planes",
@@ -334,6 +338,7 @@ def _add_batch(sub, parents) -> None:
     )
     _add_generator_options(p)
     _max_pixels_option(p)
+    add_concept_options(p)
     p.set_defaults(func=cmd_batch)
 
 

@@ -31,6 +31,7 @@ from .automatic_controls import (
     mode_control,
     no_decoder_tip,
 )
+from .concept_mode import ConceptJob, concept_controls, read_exemplars
 from .image_slices import (
     DEFAULT_MAX_SIDE,
     all_slice_indices,
@@ -82,6 +83,7 @@ class AutomaticSegmentationWidget(SAMWidget):
             "proposed); none: a new Labels layer is made.",
         )
         self._mode_w = mode_control()
+        self.concept = concept_controls(viewer)
         self._generator_ws = generator_controls()
         self._pps_w, self._iou_w, self._stab_w, self._nms_w, self._area_w = self._generator_ws
         self.tiling = tiling_controls()
@@ -94,6 +96,7 @@ class AutomaticSegmentationWidget(SAMWidget):
         self.run_button = PushButton(name="run_button", text="Segment everything")
         self.extend([self._image_w, self._labels_w, self.model_picker, self.embeddings_picker])
         self.append(self._mode_w)
+        self.extend(self.concept.widgets)
         self.extend([*self._generator_ws, *self.tiling.widgets, *self.decoder.widgets])
         self.append(self._all_w)
         self.extend([*self.linking.widgets, self._overwrite_w, self.run_button])
@@ -104,6 +107,7 @@ class AutomaticSegmentationWidget(SAMWidget):
         self.run_button.changed.connect(self._on_run_clicked)
         self._image_w.changed.connect(self._on_image_changed)
         self._mode_w.changed.connect(self._show_mode)
+        self.concept.enable.changed.connect(self._show_mode)
         self._all_w.changed.connect(self.linking.follow)
         self.model_picker.field.changed.connect(self._update_mode)
         self.model_picker.on_chosen(self._on_model_chosen)
@@ -150,16 +154,22 @@ class AutomaticSegmentationWidget(SAMWidget):
             self.decoder.show_settings(settings_for_model(network.name))
 
     def _show_mode(self, _value=None) -> None:
-        decoder = self._mode_w.value == DECODER
+        concept = self.concept.on  # "find all like the examples" replaces the mode
+        decoder = self._mode_w.value == DECODER and not concept
+        self._mode_w.visible = not concept
+        self.concept.show(concept)
         for widget in self._generator_ws:
-            widget.visible = not decoder
-        self.tiling.visible = not decoder  # the instance decoder is not tiled
+            widget.visible = not decoder and not concept
+        self.tiling.visible = not decoder and not concept  # the instance decoder is not tiled
         for widget in self.decoder.widgets:
             widget.visible = decoder
+        self.run_button.text = "Find all like the examples" if concept else "Segment everything"
 
     def _on_model_chosen(self) -> None:
         """A model was chosen: load it now (in the background), so the mode can be offered."""
         self._update_mode()
+        if self.concept.on:  # a SAM 3 is loaded by the concept job
+            return
         if self._loaded_network() is None and not self.busy and ml_stack_ready():
             self.load_model()
 
@@ -240,6 +250,8 @@ class AutomaticSegmentationWidget(SAMWidget):
                 f"{image.name!r} has {spatial_shape(image)}: choose a labels layer of the same "
                 "shape, or none to create one."
             )
+        if self.concept.on:
+            return self._concept_job(image, axes, indices)
         method = self._mode_w.value
         return AutomaticJob(
             layer=image,
@@ -254,11 +266,35 @@ class AutomaticSegmentationWidget(SAMWidget):
             tiling=self.tiling.tiling() if method == GENERATOR else None,
         )
 
+    def _concept_job(self, image, axes, indices) -> ConceptJob:
+        """SAM 3 on the slice(s), prompted by the exemplar boxes of the displayed slice."""
+        index = current_index(image, self.viewer.dims, axes)
+        boxes, labels = read_exemplars(
+            self.concept.exemplars.value, image, index, axes, self.viewer.dims.point
+        )
+        job = ConceptJob(
+            layer=image,
+            indices=indices,
+            slice_axes=axes,
+            model_source=self.model_picker.source(),
+            generator_options={},
+            max_side=DEFAULT_MAX_SIDE,
+            link=self.linking.options() if len(indices) > 1 else None,
+            text=str(self.concept.text.value).strip() or None,
+            exemplars=boxes,
+            exemplar_labels=labels,
+            score_threshold=float(self.concept.threshold.value),
+        )
+        job.check()
+        return job
+
     # --- running --------------------------------------------------------------------
 
     def _description(self, job: AutomaticJob) -> str:
         n = len(job.indices)
         where = f"{n} slices" if n > 1 else "this slice"
+        if isinstance(job, ConceptJob):
+            return f"SAM 3: finding all like the examples on {where}{self._plane}"
         how = " with the instance decoder" if job.method == DECODER else ""
         return f"SAM: segmenting everything on {where}{how}{self._plane}"
 

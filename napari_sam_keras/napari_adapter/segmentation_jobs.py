@@ -246,7 +246,7 @@ class AutomaticJob:
         """``[(where, label_image)]``: per slice, or per linked stack of slices (3D)."""
         n = len(self.indices)
         report(0, 0)
-        network = load_network(models, self.model_source, report)
+        network = self._network(models, report)
         segment = self._method(network)
         results = []
         steps = 1000
@@ -266,6 +266,9 @@ class AutomaticJob:
             results = linked_pieces(results, self.slice_axes, **self.link)
         report(n * steps, n * steps)
         return results
+
+    def _network(self, models, report):
+        return load_network(models, self.model_source, report)
 
     def _method(self, network):
         """``segment(image_slice, cache, report, where, progress) -> (h, w) labels``."""

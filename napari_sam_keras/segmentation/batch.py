@@ -54,7 +54,7 @@ from ..model.model_source import resolve_model
 from .generator_settings import DEFAULTS, check_generator_options
 
 #: Segmentation modes; the instance decoder and tiling add theirs here.
-MODES = ("amg",)
+MODES = ("amg", "concept")
 #: Seconds between rewrites of summary.csv while a run goes on (and once at its end).
 SUMMARY_INTERVAL_S = 2.0
 
@@ -135,6 +135,7 @@ def segment_batch(
     scheduler: str | None = None,
     progress: ProgressCallback | None = None,
     max_pixels: int | None = None,
+    concept: dict[str, Any] | None = None,
     **generator_options: float | int,
 ) -> BatchSummary:
     """Segment every image of ``inputs`` into ``out_dir``; see the module docstring.
@@ -145,7 +146,11 @@ def segment_batch(
         model: a model source (preset name or checkpoint path, as for
             :func:`~napari_sam_keras.load_model`; default ``$NAPARI_SAM_KERAS_MODEL`` or
             the default preset), or, in-process only, a loaded ``SAMNetwork``.
-        mode: ``"amg"``: the automatic mask generator.
+        mode: ``"amg"``: the automatic mask generator; ``"concept"``: SAM 3's "find all
+            like the examples" with ``concept`` (see
+            :func:`~napari_sam_keras.segmentation.concept_segmenter.concept_settings`:
+            ``text``, ``exemplars``, ``exemplar_labels``, ``score_threshold``; the model a
+            SAM 3 source, default ``sam3_pcs``).
         points_per_side, ...: the generator's options, as for ``napari-sam-keras auto``;
             further scalar options of :class:`SAMAutomaticMaskGenerator` go in
             ``generator_options``.
@@ -187,7 +192,12 @@ def segment_batch(
         **generator_options,
     )
     distributed = workers is not None or scheduler is not None
-    network, source = _model_and_source(model, distributed)
+    if mode == "concept":
+        from .concept_segmenter import concept_settings
+
+        options = concept_settings(**(concept or {}))
+        model = "sam3_pcs" if model is None else model
+    network, source = _model_and_source(model, distributed, mode)
     settings = {
         "mode": mode,
         "model": source,
@@ -224,8 +234,10 @@ def segment_batch(
     return BatchSummary(rows, run.summary_path, dict(run.model_loads))
 
 
-def _model_and_source(model: Any, distributed: bool) -> tuple[Any, str]:
+def _model_and_source(model: Any, distributed: bool, mode: str = "amg") -> tuple[Any, str]:
     """(a loaded network or None, the model's source name kept with every output)."""
+    if mode == "concept" and isinstance(model, (str, os.PathLike)):
+        return None, _source_name(os.fspath(model))  # load_concept_model says what is wrong
     if model is None or isinstance(model, (str, os.PathLike)):
         return None, _check_source(model)
     if distributed:
@@ -467,20 +479,25 @@ def _generator(settings: dict[str, Any], backend: str | None, network: Any = Non
 
     model_key = (settings["model"], backend)
     key = (*model_key, json.dumps(settings["generator"], sort_keys=True))
+    if settings["mode"] == "concept":
+        from .concept_segmenter import ConceptBatchRunner
+
+        make, load = ConceptBatchRunner, "load_concept_model"
+    else:
+        make, load = SAMAutomaticMaskGenerator, "load_model"
     with _LOCK:
         if network is not None:
-            return SAMAutomaticMaskGenerator(network, **settings["generator"])
+            return make(network, **settings["generator"])
         if key not in _GENERATORS:
             if model_key not in _NETWORKS:
-                from ..model.loading import load_model
+                import napari_sam_keras
+
                 from ..runtime.backend import ensure_backend
 
                 ensure_backend(backend)
-                _NETWORKS[model_key] = load_model(settings["model"])
+                _NETWORKS[model_key] = getattr(napari_sam_keras, load)(settings["model"])
                 _LOADS[model_key] = _LOADS.get(model_key, 0) + 1
-            _GENERATORS[key] = SAMAutomaticMaskGenerator(
-                _NETWORKS[model_key], **settings["generator"]
-            )
+            _GENERATORS[key] = make(_NETWORKS[model_key], **settings["generator"])
         return _GENERATORS[key]
 
 
