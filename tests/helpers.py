@@ -110,3 +110,16 @@ class CountingEncoder:
 
     def __exit__(self, *exc) -> None:
         self.encoder.compiled = self.call
+
+
+def run_cli(capsys, *argv):
+    """``napari-sam-keras ARGV`` in this process -> (exit status, stdout, stderr); argparse's
+    exits (--help, usage errors) become statuses."""
+    from napari_sam_keras import cli
+
+    try:
+        status = cli.main([str(a) for a in argv])
+    except SystemExit as exc:
+        status = exc.code
+    out, err = capsys.readouterr()
+    return status, out, err
