@@ -46,7 +46,7 @@ from ..files.batch_files import (
     write_summary,
 )
 from ..files.image_files import read_image, select_plane
-from ..model.model_source import resolve_model
+from ..model.model_source import ModelSource, resolve_model
 from .generator_settings import DEFAULTS, check_generator_options
 
 #: Segmentation modes; the instance decoder and tiling add theirs here.
@@ -215,7 +215,7 @@ def segment_batch(
 
 def _model_and_source(model: Any, distributed: bool) -> tuple[Any, str]:
     """(a loaded network or None, the model's source name kept with every output)."""
-    if model is None or isinstance(model, (str, os.PathLike)):
+    if model is None or isinstance(model, (str, os.PathLike, ModelSource)):
         return None, _check_source(model)
     if distributed:
         raise SAMError(
@@ -262,7 +262,7 @@ def _source_name(text: str) -> str:
     return os.path.abspath(path) if path.exists() else text
 
 
-def _check_source(model: str | os.PathLike | None) -> str:
+def _check_source(model: str | os.PathLike | ModelSource | None) -> str:
     """The name of the model each worker loads (``resolve_model``'s: presets by name, files
     by absolute path), checked before any work."""
     return resolve_model(model).name
