@@ -6,6 +6,8 @@ import dataclasses
 import json
 from dataclasses import dataclass, field
 
+from ..errors import SAMError
+
 #: The image encoders a :class:`SAMConfig` can describe.
 ENCODERS = ("vit", "tiny_vit")
 
@@ -68,15 +70,15 @@ class SAMConfig:
         for name in TUPLE_FIELDS:
             object.__setattr__(self, name, tuple(getattr(self, name)))
         if self.image_size % self.patch_size:
-            raise ValueError("image_size must be a multiple of patch_size")
+            raise SAMError("image_size must be a multiple of patch_size")
         if self.encoder not in ENCODERS:
-            raise ValueError(f"Unknown encoder {self.encoder!r}; use one of {ENCODERS}")
+            raise SAMError(f"Unknown encoder {self.encoder!r}; use one of {ENCODERS}")
         if self.encoder == "tiny_vit":
             self._check_tiny_vit()
         elif self.encoder_embed_dim % self.encoder_num_heads:
-            raise ValueError("encoder_embed_dim must be divisible by encoder_num_heads")
+            raise SAMError("encoder_embed_dim must be divisible by encoder_num_heads")
         if self.prompt_embed_dim % (2 * self.decoder_num_heads):
-            raise ValueError("prompt_embed_dim must be divisible by 2 * decoder_num_heads")
+            raise SAMError("prompt_embed_dim must be divisible by 2 * decoder_num_heads")
 
     def _check_tiny_vit(self) -> None:
         stages = (
@@ -86,14 +88,14 @@ class SAMConfig:
             self.tiny_vit_window_sizes,
         )
         if any(len(values) != 4 for values in stages):
-            raise ValueError("TinyViT has four stages: give four dims, depths, heads and windows")
+            raise SAMError("TinyViT has four stages: give four dims, depths, heads and windows")
         if self.patch_size != 16:
-            raise ValueError("TinyViT downsamples by 16: patch_size must be 16")
+            raise SAMError("TinyViT downsamples by 16: patch_size must be 16")
         for i in range(1, 4):
             if self.tiny_vit_embed_dims[i] % self.tiny_vit_num_heads[i]:
-                raise ValueError(f"TinyViT stage {i}: embed dim must be divisible by its heads")
+                raise SAMError(f"TinyViT stage {i}: embed dim must be divisible by its heads")
         if self.tiny_vit_embed_dims[0] % 2:
-            raise ValueError("TinyViT's first embed dim must be even (the stem halves it)")
+            raise SAMError("TinyViT's first embed dim must be even (the stem halves it)")
 
     @property
     def embedding_size(self) -> int:
@@ -120,7 +122,7 @@ class SAMConfig:
         names = {f.name for f in dataclasses.fields(cls)}
         unknown = set(values) - names
         if unknown:
-            raise ValueError(f"Unknown SAM config keys: {sorted(unknown)}")
+            raise SAMError(f"Unknown SAM config keys: {sorted(unknown)}")
         return cls(**values)
 
 

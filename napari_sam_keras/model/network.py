@@ -58,7 +58,7 @@ def dtype_policy_scope(dtype_policy: str | None) -> Iterator[None]:
     try:
         keras.config.set_dtype_policy(dtype_policy)
     except ValueError as err:
-        raise ValueError(
+        raise ModelLoadError(
             f"Unknown dtype policy {dtype_policy!r}; use e.g. 'float32' or 'mixed_bfloat16'."
         ) from err
     try:
@@ -265,7 +265,9 @@ def build_sam(
 
     if isinstance(config, str):
         if config not in ARCHITECTURES:
-            raise ValueError(f"Unknown architecture {config!r}; use one of {sorted(ARCHITECTURES)}")
+            raise ModelLoadError(
+                f"Unknown architecture {config!r}; use one of {sorted(ARCHITECTURES)}"
+            )
         config = ARCHITECTURES[config]
     model = build_sam_model(config, seed=seed, dtype_policy=dtype_policy)
     size = "tiny_vit" if config.encoder == "tiny_vit" else f"{config.encoder_embed_dim}d"

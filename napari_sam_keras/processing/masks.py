@@ -15,6 +15,8 @@ from typing import Any
 
 import numpy as np
 
+from ..errors import SAMError
+
 # --- prompts and crops -------------------------------------------------------------------
 
 
@@ -200,7 +202,7 @@ def rle_to_mask(rle: dict[str, Any]) -> np.ndarray:
     values = (np.arange(len(counts)) % 2).astype(bool)
     flat = np.repeat(values, counts)
     if flat.size != h * w:
-        raise ValueError(f"RLE counts sum to {flat.size}, expected {h * w} for size {[h, w]}.")
+        raise SAMError(f"RLE counts sum to {flat.size}, expected {h * w} for size {[h, w]}.")
     return flat.reshape(w, h).T
 
 

@@ -50,7 +50,7 @@ from ..files.image_files import read_image, select_plane
 from ..files.resource_limits import check_pixel_limit
 from ..files.resource_limits import max_pixels as pixel_limit
 from ..files.write_failures import describe_write_error
-from ..model.model_source import resolve_model
+from ..model.model_source import ModelSource, resolve_model
 from .generator_settings import DEFAULTS, check_generator_options
 
 #: Segmentation modes; the instance decoder and tiling add theirs here.
@@ -238,7 +238,7 @@ def _model_and_source(model: Any, distributed: bool, mode: str = "amg") -> tuple
     """(a loaded network or None, the model's source name kept with every output)."""
     if mode == "concept" and isinstance(model, (str, os.PathLike)):
         return None, _source_name(os.fspath(model))  # load_concept_model says what is wrong
-    if model is None or isinstance(model, (str, os.PathLike)):
+    if model is None or isinstance(model, (str, os.PathLike, ModelSource)):
         return None, _check_source(model)
     if distributed:
         raise SAMError(
@@ -292,7 +292,7 @@ def _source_name(text: str) -> str:
     return os.path.abspath(path) if path.exists() else text
 
 
-def _check_source(model: str | os.PathLike | None) -> str:
+def _check_source(model: str | os.PathLike | ModelSource | None) -> str:
     """The name of the model each worker loads (``resolve_model``'s: presets by name, files
     by absolute path), checked before any work."""
     return resolve_model(model).name

@@ -7,6 +7,7 @@ from typing import Any
 
 import numpy as np
 
+from ..errors import SAMError
 from ..processing.masks import area_from_rle, decode_segmentation, import_pycocotools_mask
 
 OVERLAP_POLICIES = ("larger_first", "score", "first", "last")
@@ -25,7 +26,7 @@ def _area(obj: Any) -> int:
 
 def _score(record: Any) -> float:
     if not isinstance(record, dict) or "predicted_iou" not in record:
-        raise ValueError(
+        raise SAMError(
             "overlap='score' needs records with a 'predicted_iou' (from "
             "SAMAutomaticMaskGenerator.generate) or explicit scores=."
         )
@@ -67,18 +68,18 @@ def masks_to_labels(
         empty one) leaves its label unused.
     """
     if overlap not in OVERLAP_POLICIES:
-        raise ValueError(f"overlap must be one of {OVERLAP_POLICIES}, got {overlap!r}.")
+        raise SAMError(f"overlap must be one of {OVERLAP_POLICIES}, got {overlap!r}.")
     if isinstance(records_or_masks, np.ndarray):
         if records_or_masks.ndim == 2:
             records_or_masks = records_or_masks[None]
         if records_or_masks.ndim != 3:
-            raise ValueError(
+            raise SAMError(
                 f"Masks must be an (N, H, W) array or a list of (H, W) arrays; got shape "
                 f"{records_or_masks.shape}."
             )
     items = list(records_or_masks)
     if len(items) >= np.iinfo(np.int32).max:
-        raise ValueError("Too many masks for an int32 label image.")
+        raise SAMError("Too many masks for an int32 label image.")
     segs = [r["segmentation"] if isinstance(r, dict) and "segmentation" in r else r for r in items]
 
     sizes = set()
@@ -88,15 +89,15 @@ def masks_to_labels(
         else:
             arr_shape = np.shape(seg)
             if len(arr_shape) != 2:
-                raise ValueError(f"Each mask must be 2D (H, W); got shape {arr_shape}.")
+                raise SAMError(f"Each mask must be 2D (H, W); got shape {arr_shape}.")
             sizes.add(tuple(arr_shape))
     if shape is not None:
         shape = tuple(int(v) for v in shape)
         sizes.add(shape)
     if not sizes:
-        raise ValueError("No masks: give shape=(H, W) to get an empty label image.")
+        raise SAMError("No masks: give shape=(H, W) to get an empty label image.")
     if len(sizes) > 1:
-        raise ValueError(f"The masks (and shape) disagree in size: {sorted(sizes)}.")
+        raise SAMError(f"The masks (and shape) disagree in size: {sorted(sizes)}.")
     (shape,) = sizes
 
     n = len(items)
@@ -107,7 +108,7 @@ def masks_to_labels(
         if scores is not None:
             values = np.asarray(scores, np.float64).reshape(-1)
             if len(values) != n:
-                raise ValueError(f"Got {len(values)} scores for {n} masks.")
+                raise SAMError(f"Got {len(values)} scores for {n} masks.")
         else:
             values = np.array([_score(r) for r in items], np.float64)
         # paint low scores first; among equal scores the earlier mask last (it wins)

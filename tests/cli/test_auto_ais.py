@@ -8,8 +8,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import tifffile
-
-from napari_sam_keras import cli
+from helpers import run_cli as run
 
 TESTS = Path(__file__).resolve().parents[1]
 if str(TESTS) not in sys.path:
@@ -21,15 +20,6 @@ from helpers import TINY  # noqa: E402
 pytestmark = pytest.mark.skipif(
     not torch_em_oracle.torch_em_available(), reason="torch and torch-em are needed"
 )
-
-
-def run(capsys, *argv):
-    try:
-        status = cli.main([str(a) for a in argv])
-    except SystemExit as exc:
-        status = exc.code
-    out, err = capsys.readouterr()
-    return status, out, err
 
 
 @pytest.fixture(scope="module")

@@ -12,24 +12,15 @@ from pathlib import Path
 
 import numpy as np
 import tifffile
+from helpers import run_cli as run
 from helpers import write_cell_images
 
-from napari_sam_keras import cli
 from napari_sam_keras.cli.commands import BatchDisplay
 from napari_sam_keras.files.atomic_write import leftover_partials
 from napari_sam_keras.files.batch_files import read_output_record, read_summary
 from napari_sam_keras.segmentation.batch import BatchProgress, segment_batch
 
 OPTIONS = ["--points-per-side", "4", "--pred-iou-thresh", "0", "--stability-score-thresh", "0"]
-
-
-def run(capsys, *argv):
-    try:
-        status = cli.main([str(a) for a in argv])
-    except SystemExit as exc:
-        status = exc.code
-    out, err = capsys.readouterr()
-    return status, out, err
 
 
 def test_batch_is_listed_and_its_options_are_checked(capsys, tmp_path):

@@ -5,19 +5,9 @@ from __future__ import annotations
 import numpy as np
 import pytest
 import tifffile
+from helpers import run_cli as run
 
-from napari_sam_keras import cli
 from napari_sam_keras.model.image_encoder import ImageEncoder
-
-
-def run(capsys, *argv):
-    """``main(argv)`` -> (exit status, stdout, stderr); argparse's exits become statuses."""
-    try:
-        status = cli.main([str(a) for a in argv])
-    except SystemExit as exc:  # argparse: --help, usage errors
-        status = exc.code
-    out, err = capsys.readouterr()
-    return status, out, err
 
 
 @pytest.fixture

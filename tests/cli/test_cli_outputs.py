@@ -7,17 +7,7 @@ import os
 import numpy as np
 import pytest
 import tifffile
-
-from napari_sam_keras import cli
-
-
-def run(capsys, *argv):
-    try:
-        status = cli.main([str(a) for a in argv])
-    except SystemExit as exc:
-        status = exc.code
-    out, err = capsys.readouterr()
-    return status, out, err
+from helpers import run_cli as run
 
 
 @pytest.fixture

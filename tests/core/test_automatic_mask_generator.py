@@ -22,6 +22,7 @@ import torch
 from official_sam import install_torchvision_shim
 
 from napari_sam_keras import OperationCancelled, SAMAutomaticMaskGenerator, SAMPredictor
+from napari_sam_keras.errors import SAMError
 from napari_sam_keras.processing import masks as mu
 from napari_sam_keras.processing.images import to_rgb_uint8
 
@@ -383,13 +384,13 @@ def test_accepts_network_and_rejects_bad_options(tiny_network, predictor):
     gen = SAMAutomaticMaskGenerator(tiny_network, points_per_side=2)
     assert isinstance(gen.predictor, SAMPredictor)
     assert gen.predictor.network is tiny_network
-    with pytest.raises(ValueError, match="exactly one"):
+    with pytest.raises(SAMError, match="exactly one"):
         SAMAutomaticMaskGenerator(predictor, points_per_side=4, point_grids=[np.zeros((1, 2))])
-    with pytest.raises(ValueError, match="one per layer"):
+    with pytest.raises(SAMError, match="one per layer"):
         SAMAutomaticMaskGenerator(
             predictor, points_per_side=None, point_grids=[np.zeros((1, 2))], crop_n_layers=1
         )
-    with pytest.raises(ValueError, match="output_mode"):
+    with pytest.raises(SAMError, match="output_mode"):
         SAMAutomaticMaskGenerator(predictor, output_mode="png")
     with pytest.raises(TypeError):
         SAMAutomaticMaskGenerator(object())

@@ -8,6 +8,7 @@ import numpy as np
 import pytest
 
 from napari_sam_keras import masks_to_labels
+from napari_sam_keras.errors import SAMError
 from napari_sam_keras.processing import masks as mu
 
 
@@ -59,7 +60,7 @@ def test_score_policy():
     # ties: the earlier mask wins
     labels = masks_to_labels([SMALL, BIG], overlap="score", scores=[0.5, 0.5])
     assert (labels[SMALL] == 1).all()
-    with pytest.raises(ValueError, match="predicted_iou"):
+    with pytest.raises(SAMError, match="predicted_iou"):
         masks_to_labels([BIG, SMALL], overlap="score")
 
 
@@ -95,13 +96,13 @@ def test_coco_rle_without_pycocotools(monkeypatch):
 def test_shapes():
     empty = masks_to_labels([], shape=SHAPE)
     assert empty.shape == SHAPE and empty.dtype == np.int32 and not empty.any()
-    with pytest.raises(ValueError, match="shape"):
+    with pytest.raises(SAMError, match="shape"):
         masks_to_labels([])
-    with pytest.raises(ValueError, match="disagree"):
+    with pytest.raises(SAMError, match="disagree"):
         masks_to_labels([BIG], shape=(10, 10))
-    with pytest.raises(ValueError, match="disagree"):
+    with pytest.raises(SAMError, match="disagree"):
         masks_to_labels([BIG, np.zeros((5, 5), bool)])
-    with pytest.raises(ValueError, match="overlap"):
+    with pytest.raises(SAMError, match="overlap"):
         masks_to_labels([BIG], overlap="random")
     single = masks_to_labels(SMALL)
     assert (single[SMALL] == 1).all()

@@ -13,6 +13,7 @@ import torch
 from helpers import TINY
 
 from napari_sam_keras import ModelLoadError, SAMPredictor, load_model
+from napari_sam_keras.errors import SAMError
 from napari_sam_keras.model import loading as ml
 from napari_sam_keras.model.loading import save_preset
 
@@ -214,7 +215,7 @@ def test_bfloat16_option(tiny_checkpoint, tiny_network):
     (m32, s32, l32), (m16, s16, l16) = results
     assert l16.dtype == np.float32 and s16.dtype == np.float32 and m16.dtype == bool
     assert np.abs(l16 - l32).mean() < 0.1 * np.abs(l32).mean()
-    with pytest.raises(ValueError, match="dtype policy"):
+    with pytest.raises(SAMError, match="dtype policy"):
         load_model(tiny_checkpoint, dtype_policy="float7")
 
 

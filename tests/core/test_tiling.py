@@ -5,7 +5,7 @@ With random weights the masks mean nothing, so the model-based tests here check 
 a tiled prediction must be exactly what the untiled predictor gives on the tile (with its
 halo) that holds the prompt, pasted at the tile's place.  The segmentation-quality tests
 (a blob cut by a tile border comes back whole; the tiled generator finds each blob once)
-need the trained demo model ``demo_nuclei`` and are skipped until it is in the package.
+use the trained demo model ``demo_nuclei`` shipped in the package.
 """
 
 from __future__ import annotations
@@ -17,7 +17,7 @@ import pytest
 from helpers import TINY
 
 from napari_sam_keras import SAMAutomaticMaskGenerator, SAMPredictor, build_sam
-from napari_sam_keras.errors import ImageError, ModelLoadError, PromptError
+from napari_sam_keras.errors import ImageError, PromptError, SAMError
 from napari_sam_keras.processing import masks as mu
 from napari_sam_keras.segmentation.automatic_mask_generator import _Masks, _merge_crops
 from napari_sam_keras.segmentation.tiling import (
@@ -306,7 +306,7 @@ def test_tiled_generator_treats_tiles_as_crops(network, monkeypatch):
     for record in records:
         assert record["crop_box"] in tile_boxes
         assert record["segmentation"].shape == (600, 600)
-    with pytest.raises(ValueError, match="cannot be combined"):
+    with pytest.raises(SAMError, match="cannot be combined"):
         SAMAutomaticMaskGenerator(network, tile_shape=300, crop_n_layers=1)
 
 
@@ -334,10 +334,7 @@ def test_masks_found_in_two_tiles_are_kept_once_from_the_smaller_tile():
 def demo_model():
     from napari_sam_keras import load_model
 
-    try:
-        return load_model("demo_nuclei")
-    except ModelLoadError:
-        pytest.skip("the demo model demo_nuclei is not in this package yet")
+    return load_model("demo_nuclei")  # shipped in the package: a failure here is a failure
 
 
 def _iou(a: np.ndarray, b: np.ndarray) -> float:

@@ -16,6 +16,7 @@ from helpers import run_pytest_on_backend
 from mobile_sam_oracle import import_mobile_sam, save_mobile_sam_checkpoint
 
 from napari_sam_keras import ModelLoadError, SAMAutomaticMaskGenerator, SAMPredictor, load_model
+from napari_sam_keras.errors import SAMError
 from napari_sam_keras.keras_layers.tiny_vit import relative_position_index
 from napari_sam_keras.model import loading as ml
 from napari_sam_keras.model.checkpoint_conversion import assign_state_dict, config_from_state_dict
@@ -177,11 +178,11 @@ def test_build_sam_vit_t(network):
 
 
 def test_config_checks_tiny_vit_fields():
-    with pytest.raises(ValueError, match="four stages"):
+    with pytest.raises(SAMError, match="four stages"):
         SAMConfig(encoder="tiny_vit", tiny_vit_depths=(2, 2, 6))
-    with pytest.raises(ValueError, match="divisible"):
+    with pytest.raises(SAMError, match="divisible"):
         SAMConfig(encoder="tiny_vit", tiny_vit_num_heads=(2, 4, 3, 10))
-    with pytest.raises(ValueError, match="Unknown encoder"):
+    with pytest.raises(SAMError, match="Unknown encoder"):
         SAMConfig(encoder="vit_t")
     assert SAMConfig.from_dict(VIT_T.to_dict()) == VIT_T
 

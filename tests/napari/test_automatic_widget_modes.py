@@ -37,11 +37,6 @@ THRESHOLDS = {
 }
 
 
-@pytest.fixture(autouse=True)
-def _settings_in_tmp(tmp_path, monkeypatch):
-    monkeypatch.setenv("XDG_CONFIG_HOME", str(tmp_path / "config"))
-
-
 @pytest.fixture(scope="module")
 def decoder_checkpoint(tmp_path_factory):
     """A tiny SAM + random torch-em decoder, as micro-sam releases them (two files)."""

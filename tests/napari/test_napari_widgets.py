@@ -34,22 +34,6 @@ def sam_network(request):
     return request.getfixturevalue("tiny_network")
 
 
-@pytest.fixture(autouse=True)
-def _settings_in_tmp(tmp_path, monkeypatch):
-    """The widgets' settings file (recent models) goes to a temporary config folder."""
-    monkeypatch.setenv("XDG_CONFIG_HOME", str(tmp_path / "config"))
-
-
-@pytest.fixture
-def errors(monkeypatch):
-    """Error notifications shown during the test."""
-    from napari.utils import notifications
-
-    shown: list[str] = []
-    monkeypatch.setattr(notifications, "show_error", shown.append)
-    return shown
-
-
 class FakePredictor:
     """Stands in for SAMPredictor: boxes give their rectangle, points a disc (r=4)."""
 

@@ -25,17 +25,6 @@ INTERACTIVE = "Interactive segmentation"
 AUTOMATIC = "Automatic segmentation"
 
 
-@pytest.fixture(autouse=True)
-def _settings_in_tmp(tmp_path, monkeypatch):
-    from napari_sam_keras.napari_adapter import layer_stores
-
-    monkeypatch.setenv("XDG_CONFIG_HOME", str(tmp_path / "config"))
-    layer_stores.set_folder(None)
-    yield
-    layer_stores.set_folder(None)
-    layer_stores.forget_stores()
-
-
 @pytest.fixture
 def interactive(make_napari_viewer, tiny_checkpoint, tiny_network, qtbot):
     made = []

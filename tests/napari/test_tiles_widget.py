@@ -25,11 +25,6 @@ DEMO = "demo_nuclei"
 TILE = 128
 
 
-@pytest.fixture(autouse=True)
-def _settings_in_tmp(tmp_path, monkeypatch):
-    monkeypatch.setenv("XDG_CONFIG_HOME", str(tmp_path / "config"))
-
-
 @pytest.fixture(scope="module")
 def demo_network():
     from napari_sam_keras import load_model

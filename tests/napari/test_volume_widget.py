@@ -40,21 +40,6 @@ def stack():
     return sample_stack(with_labels=True)
 
 
-@pytest.fixture(autouse=True)
-def _settings_in_tmp(tmp_path, monkeypatch):
-    monkeypatch.setenv("XDG_CONFIG_HOME", str(tmp_path / "config"))
-
-
-@pytest.fixture
-def errors(monkeypatch):
-    """Error notifications shown during the test."""
-    from napari.utils import notifications
-
-    shown: list[str] = []
-    monkeypatch.setattr(notifications, "show_error", shown.append)
-    return shown
-
-
 @pytest.fixture
 def make_widget(make_napari_viewer, demo_network):
     """make_widget(image, **image_kwargs) -> (viewer, image layer, widget), demo model loaded."""
