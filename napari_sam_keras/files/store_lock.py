@@ -18,6 +18,7 @@ import threading
 from pathlib import Path
 
 from ..errors import EmbeddingStoreError
+from .write_failures import describe_write_error
 
 LOCK_SUFFIX = ".lock"
 
@@ -71,7 +72,7 @@ class StoreLock:
                 ) from None
             except OSError as err:
                 raise EmbeddingStoreError(
-                    f"Cannot lock the store {self.store} for writing ({self.path}): {err}"
+                    f"Cannot lock the store {self.store} for writing: {describe_write_error(err)}"
                 ) from err
             self._lock = lock
             self._held = 1

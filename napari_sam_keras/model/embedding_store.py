@@ -50,6 +50,7 @@ import numpy as np
 from ..errors import CorruptEmbeddingError, EmbeddingStoreError, EmbeddingStoreMismatch
 from ..files.store_lock import StoreLock, StoreLockedError
 from ..files.store_safety import CREATE_ONLY_MODE, check_store_folder, prepare_store_folder
+from ..files.write_failures import describe_write_error
 from .embedding import ImageEmbedding
 
 FORMAT = "napari-sam-keras embedding store"
@@ -346,7 +347,7 @@ class EmbeddingStore:
             )
         except OSError as err:
             raise EmbeddingStoreError(
-                f"Cannot create the embedding store {self.path}: {err}"
+                f"Cannot create the embedding store {self.path}: {describe_write_error(err)}"
             ) from err
         self._spec = spec
 

@@ -207,7 +207,11 @@ class EmbeddingSource:
                 self.grid.halo if self.tiled else None,
             )
             if plane is None:
-                self.plane = _bind_plane(store, spec)
+                try:
+                    self.plane = _bind_plane(store, spec)
+                except StoreLockedError as err:  # a new store another process is making
+                    warnings.warn(f"{err} Embeddings are not stored.", EmbeddingStoreWarning, 2)
+                    self.store = None
             else:
                 check_compatible(store.spec, spec, store.path)
 

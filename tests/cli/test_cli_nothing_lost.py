@@ -37,7 +37,6 @@ def _refused_before_the_model(status: int, err: str, match: str) -> None:
     [
         (["predict", "{image}", "--point", "50,40", "--embeddings", "{file}"], "is a file"),
         (["auto", "{image}", "--embeddings", "{file}"], "is a file"),
-        (["predict", "{image}", "--box", "10,10,10.5,40"], "has no area"),
         (["auto", "{image}", "--mode", "ais", "--min-size", "-1"], "--min-size must be at least 0"),
         (
             ["auto", "{image}", "--mode", "ais", "--center-distance-thresh", "-0.2"],
@@ -61,6 +60,15 @@ def test_arguments_are_checked_before_the_model_loads(
     status, _, err = run_cli(capsys, *argv)
     _refused_before_the_model(status, err, match)
     assert (lab / "results.csv").read_text() == "a,b\n1,2\n"
+
+
+def test_a_box_without_area_is_refused_by_the_core_rule_before_the_model(
+    capsys, tiny_checkpoint, image
+):
+    argv = ["predict", image, "--box", "10,10,10.5,40", "--model", tiny_checkpoint]
+    status, _, err = run_cli(capsys, *argv)
+    assert status == 2 and "loaded" not in err
+    assert "bad box '10,10,10.5,40': it has no area" in err.splitlines()[-1]
 
 
 def test_batch_with_its_input_as_output_says_so(capsys, tmp_path):
@@ -154,7 +162,7 @@ def test_library_log_lines_are_counted_in_one_line_and_shown_with_verbose(tmp_pa
     lines = quiet.stderr.strip().splitlines()
     assert len(lines) == 2, quiet.stderr
     assert lines[0].startswith("error:") and "is a file" in lines[0]
-    assert lines[1].startswith("note: 1 ") and "tifffile" in lines[1] and "--verbose" in lines[1]
+    assert lines[1].startswith("note: ") and "tifffile" in lines[1] and "--verbose" in lines[1]
     verbose = command("--verbose")
     assert verbose.returncode == 2 and "invalid data type 99" in verbose.stderr
 

@@ -157,13 +157,13 @@ def full_disk(tmp_path):
     if not _mount_tmpfs(folder, "size=256k"):
         pytest.skip("mounting a tmpfs needs root")
     try:
-        with open(folder / "filler", "wb") as fh:
-            try:
+        try:
+            with open(folder / "filler", "wb") as fh:
                 while True:
                     fh.write(b"\0" * 4096)
                     fh.flush()
-            except OSError:
-                pass
+        except OSError:  # full: the last flush (or the close) fails
+            pass
         yield folder
     finally:
         _unmount(folder)
