@@ -96,24 +96,13 @@ def _install_roi_align() -> None:
         )
 
 
-def _byte_unicode() -> list[str]:
-    bs = list(range(ord("!"), ord("~") + 1)) + list(range(ord("¡"), ord("¬") + 1))
-    bs += list(range(ord("®"), ord("ÿ") + 1))
-    cs = bs[:]
-    n = 0
-    for b in range(256):
-        if b not in bs:
-            bs.append(b)
-            cs.append(256 + n)
-            n += 1
-    return [chr(c) for c in cs]
-
-
 def tiny_clip_tokenizer():
     """A CLIP tokenizer over single bytes plus merges that make :data:`WORDS` one token each."""
     from transformers import CLIPTokenizer
 
-    chars = _byte_unicode()
+    from napari_sam_keras.model.clip_tokenizer import _byte_encoder
+
+    chars = list(_byte_encoder().values())  # CLIP's 256 byte characters
     tokens = chars + [c + "</w>" for c in chars]
     merges = []
     for word in WORDS:

@@ -112,7 +112,7 @@ def read_exemplars(shapes_layer, image, index, axes, world_point):
     return boxes, exemplar_labels_of(shapes_layer, rows)
 
 
-@dataclass
+@dataclass(frozen=True, eq=False)
 class ConceptJob(AutomaticJob):
     """:class:`AutomaticJob` with SAM 3: every object like the exemplars, per slice."""
 

@@ -181,3 +181,40 @@ def test_a_sam1_model_is_refused(tiny_network):
 def test_no_prompt_is_a_prompt_error(tiny_concept_model):
     with pytest.raises(PromptError):
         ConceptSegmenter(tiny_concept_model).segment_volume(np.stack([_image()] * 2))
+
+
+def test_conversion_is_cached_and_a_keras_hub_preset_folder_loads(
+    tiny_sam3, tiny_concept_model, tmp_path, monkeypatch
+):
+    """The Hugging Face folder is converted once (cached by content); a keras-hub preset
+    folder of the same network loads with the same weights and tokenizer."""
+    import json
+
+    from napari_sam_keras import load_concept_model
+    from napari_sam_keras.model import sam3_loading
+    from napari_sam_keras.model.weights_cache import model_checksum, read_converted
+
+    folder = tiny_sam3[0]
+    digest = sam3_loading._checkpoint_hash(folder, sam3_loading._safetensors_files(folder))
+    assert read_converted(digest, kind="sam3") is not None
+
+    def no_conversion(*args):
+        raise AssertionError("converted again instead of reading the cache")
+
+    monkeypatch.setattr(sam3_loading, "convert_hugging_face", no_conversion)
+    again = load_concept_model(folder)
+    assert again.key == tiny_concept_model.key
+    assert model_checksum(again.backbone) == model_checksum(tiny_concept_model.backbone)
+
+    preset = tmp_path / "sam3_preset"
+    tiny_concept_model.backbone.save_to_preset(str(preset))
+    assets = preset / "assets" / "tokenizer"
+    assets.mkdir(parents=True)
+    hf = json.loads((folder / "tokenizer.json").read_text())["model"]
+    (assets / "vocabulary.json").write_text(json.dumps(hf["vocab"]))
+    merges = [m if isinstance(m, str) else " ".join(m) for m in hf["merges"]]
+    (assets / "merges.txt").write_text("#version: 0.2\n" + "\n".join(merges) + "\n")
+    from_preset = load_concept_model(preset)
+    assert model_checksum(from_preset.backbone) == model_checksum(tiny_concept_model.backbone)
+    for text in ("nucleus", "two cells"):
+        np.testing.assert_array_equal(from_preset.tokenizer(text)[0], again.tokenizer(text)[0])
