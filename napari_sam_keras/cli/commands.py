@@ -11,35 +11,55 @@ import numpy as np
 
 from ..errors import ImageError, SAMError
 from ..files.atomic_write import check_output
-from ..files.image_files import (
-    check_label_path,
-    open_image_lazily,
-    read_image,
-    select_plane,
-    write_array,
-    write_labels,
-)
+from ..files.axis_readers import open_planes
+from ..files.image_files import check_label_output, read_image, write_array, write_labels
 from ..model.config import DEFAULT_MODEL, MODEL_ENV_VAR
 from ..napari_adapter import INTERACTIVE_WIDGET, PLUGIN_NAME
 from ..processing.prompts import check_boxes, check_points
 from ..runtime.backend import import_ml_stack
 from .prompt_args import objects_from_command_line
 
+#: The label image written into an input OME-Zarr's ``labels/`` group without ``--out``.
+OME_ZARR_LABELS_NAME = "napari-sam-keras"
 
-def _default_out(args) -> Path:
-    """``--out`` (or IMAGE-labels.tif), checked before the slow work: never the input, never
-    an existing file unless ``--overwrite``."""
-    out = (
-        args.out if args.out is not None else args.image.with_name(args.image.stem + "-labels.tif")
+
+def _default_out(args, selection) -> Path:
+    """``--out`` (or IMAGE-labels.tif; for an OME-Zarr input its ``labels/napari-sam-keras``),
+    checked before the slow work: never the input, never an existing output unless
+    ``--overwrite``."""
+    if args.out is not None:
+        out = args.out
+    elif selection.source.ome_zarr_image is not None:
+        out = selection.source.ome_zarr_image / "labels" / OME_ZARR_LABELS_NAME
+    else:
+        out = args.image.with_name(args.image.stem + "-labels.tif")
+    return check_label_output(out, inputs=[args.image], overwrite=args.overwrite)
+
+
+def _write_output(args, out: Path, labels: np.ndarray, selection) -> Path:
+    """The label image with the input's pixel sizes (TIFF, OME-Zarr, or into the input's
+    OME-Zarr ``labels/``)."""
+    return write_labels(
+        out,
+        labels,
+        pixel_sizes=selection.pixel_sizes,
+        axes=selection.label_axes,
+        ngff_version=getattr(args, "ngff_version", "0.5"),
     )
-    return check_output(check_label_path(out), inputs=[args.image], overwrite=args.overwrite)
 
 
-def _load_image(args) -> np.ndarray:
+def _select_plane(args):
+    """The plane to segment, chosen by axis name (``--channel``, ``--z``, ``--t``), with its
+    pixel sizes: checked before the model loads, read only when needed."""
+    return open_planes(args.image, args.channel, args.plane, args.t)
+
+
+def _load_image(args, selection=None):
     """The plane to segment; read lazily (tile by tile) when tiles or a store are used."""
+    selection = selection or _select_plane(args)
     if _tiled_or_stored(args):
-        return select_plane(open_image_lazily(args.image), args.plane, args.image)
-    return select_plane(read_image(args.image), args.plane, args.image)
+        return selection.data
+    return np.asarray(selection.data)
 
 
 def _tiled_or_stored(args) -> bool:
@@ -109,9 +129,10 @@ def _info(message: str) -> None:
 
 def cmd_predict(args) -> int:
     objects = objects_from_command_line(args.prompts)
-    image = _load_image(args)
+    selection = _select_plane(args)
+    image = _load_image(args, selection)
     _check_prompts_inside(objects, image.shape[:2])
-    out = _default_out(args)
+    out = _default_out(args, selection)
     net = _load_model(args)
 
     from .. import SAMPredictor
@@ -136,7 +157,7 @@ def cmd_predict(args) -> int:
     for number, (mask, score) in enumerate(results, start=1):
         labels[mask] = number
         print(f"object {number}: {int(mask.sum())} pixels, predicted IoU {score:.3f}")
-    path = write_labels(out, labels)
+    path = _write_output(args, out, labels, selection)
     print(f"wrote {path} ({len(results)} objects)")
     return 0
 
@@ -168,11 +189,12 @@ def cmd_auto(args) -> int:
     ):
         if getattr(args, name) < low:
             raise SAMError(f"--{name.replace('_', '-')} must be at least {low}")
-    image = _load_image(args)
-    out = _default_out(args)
+    selection = _select_plane(args)
+    image = _load_image(args, selection)
+    out = _default_out(args, selection)
     net = _load_model(args)
     if getattr(args, "mode", "amg") == "ais":
-        return _auto_ais(args, image, out, net)
+        return _auto_ais(args, image, out, net, selection)
 
     from .. import SAMAutomaticMaskGenerator, masks_to_labels
 
@@ -195,12 +217,12 @@ def cmd_auto(args) -> int:
     )
     _info(f"{len(records)} masks generated in {time.perf_counter() - t0:.1f} s")
     labels = masks_to_labels(records, shape=image.shape[:2])
-    path = write_labels(out, labels)
+    path = _write_output(args, out, labels, selection)
     print(f"wrote {path} ({int(np.unique(labels[labels > 0]).size)} objects)")
     return 0
 
 
-def _auto_ais(args, image, out, net) -> int:
+def _auto_ais(args, image, out, net, selection) -> int:
     """``auto --mode ais``: the model's instance decoder and the seeded watershed."""
     from .. import InstanceSegmenter, SAMPredictor
 
@@ -221,35 +243,32 @@ def _auto_ais(args, image, out, net) -> int:
         min_size=args.min_size,
     )
     _info(f"instance decoder and watershed in {time.perf_counter() - t0:.1f} s")
-    path = write_labels(out, labels)
+    path = _write_output(args, out, labels, selection)
     print(f"wrote {path} ({int(labels.max())} objects)")
     return 0
 
 
 def cmd_embed(args) -> int:
     from ..model.embedding_store import EmbeddingStore
-    from ..segmentation.precompute import is_stack, precompute_embeddings
-    from ..segmentation.tiling import plane_of
+    from ..segmentation.precompute import precompute_embeddings
 
     if args.halo is not None and args.tile_shape is None:
         raise SAMError("--halo needs --tile-shape")
     if args.tile_shape is not None and min(args.tile_shape) < 1:
         raise SAMError("--tile-shape must be at least 1,1")
-    data = open_image_lazily(args.image)
-    stack = is_stack(data)
-    if stack:
-        n = data.shape[0]
-        if args.plane is None and not args.all_planes:
-            raise ImageError(
-                f"{args.image} is a stack of shape {tuple(data.shape)}; choose a plane with "
-                f"--plane Z (0..{n - 1}) or embed every plane with --all-planes"
-            )
-        if args.plane is not None:
-            if not -n <= args.plane < n:
-                raise ImageError(f"--plane {args.plane} is outside 0..{n - 1}")
-            data, stack = plane_of(data, args.plane % n), False
-    elif args.plane is not None or args.all_planes:
-        raise ImageError(f"{args.image} is a single 2D image {tuple(data.shape)}: no planes")
+    selection = open_planes(
+        args.image,
+        args.channel,
+        args.plane,
+        args.t,
+        stack=True if args.all_planes else False,
+        stack_hint=" or embed every plane with --all-planes",
+    )
+    if args.all_planes and not selection.is_stack:
+        raise ImageError(
+            f"{args.image} is a single 2D image ({selection.source.describe()}): no planes"
+        )
+    data, stack = selection.data, selection.is_stack
     out = Path(args.out)
     # An existing path must be a store (never a file such as the input image): checked here,
     # before the model loads.
@@ -360,6 +379,10 @@ def cmd_batch(args) -> int:
             workers=args.workers,
             scheduler=args.scheduler,
             progress=display,
+            channel=args.channel,
+            z=args.plane,
+            t=args.t,
+            ngff_version=args.ngff_version,
             **{name: getattr(args, name) for name in GENERATOR_OPTIONS},
         )
     finally:
