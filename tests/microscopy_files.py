@@ -103,8 +103,10 @@ def _rebuild_v04_models() -> None:
         cls.model_rebuild(_types_namespace=names)
 
 
-def read_with_ome_zarr_py(path: Path) -> tuple[list, list[str]]:
-    """ome-zarr-py's Reader over ``path``: (its nodes, every warning and log line >= WARNING)."""
+def read_with_ome_zarr_py(path: Path, version: str = "0.5") -> tuple[list, list[str]]:
+    """ome-zarr-py's Reader over ``path`` (asking for NGFF ``version``): (its nodes, every
+    warning and log line >= WARNING)."""
+    from ome_zarr.format import FormatV04, FormatV05
     from ome_zarr.io import parse_url
     from ome_zarr.reader import Reader
 
@@ -120,7 +122,8 @@ def read_with_ome_zarr_py(path: Path) -> tuple[list, list[str]]:
     try:
         with warnings.catch_warnings(record=True) as caught:
             warnings.simplefilter("always")
-            nodes = list(Reader(parse_url(str(path)))())
+            fmt = FormatV05() if version == "0.5" else FormatV04()
+            nodes = list(Reader(parse_url(str(path), fmt=fmt))())
     finally:
         logger.removeHandler(handler)
     return nodes, records + [
