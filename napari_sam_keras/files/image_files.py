@@ -119,17 +119,20 @@ def image_of_label_path(path: Path) -> Path | None:
 def check_label_output(path: Path, inputs=(), overwrite: bool = False) -> Path:
     """:func:`check_label_path` and :func:`.atomic_write.check_output` for a label output,
     which may be a folder (an OME-Zarr, or ``IMAGE/labels/NAME`` inside an input's)."""
-    from .atomic_write import OutputExistsError, check_output
+    from .atomic_write import OutputExistsError, check_output, same_file
 
     path = Path(path)
     if image_of_label_path(path) is None:
         check_label_path(path)
     if path.suffix.lower() == ".zarr" or image_of_label_path(path) is not None:
-        check_output(path, inputs=inputs, overwrite=True)  # never an input
         if path.exists() and not overwrite:
             raise OutputExistsError(
                 f"{path} exists: choose another --out, or give --overwrite to replace it"
             )
+        if not path.exists() or path.is_file():
+            check_output(path, inputs=inputs, overwrite=True)  # never an input
+        elif any(same_file(path, source) for source in inputs):
+            raise OutputExistsError(f"the output {path} is the input {path}: choose another --out")
         return path
     return check_output(path, inputs=inputs, overwrite=overwrite)
 
