@@ -11,15 +11,9 @@ import numpy as np
 
 from ..errors import ImageError, SAMError
 from ..files.atomic_write import check_output
-from ..files.image_files import (
-    check_label_path,
-    open_image_lazily,
-    read_image,
-    select_plane,
-    write_array,
-    write_labels,
-)
-from ..files.resource_limits import check_block_limit, check_pixel_limit
+from ..files.axis_readers import open_planes
+from ..files.image_files import check_label_output, read_image, write_array, write_labels
+from ..files.resource_limits import check_block_limit, check_shape_limit
 from ..model.model_source import resolve_model
 from ..napari_adapter import INTERACTIVE_WIDGET, PLUGIN_NAME
 from ..processing.prompt_rules import check_size, check_threshold
@@ -27,30 +21,56 @@ from ..processing.prompts import check_boxes, check_points
 from ..runtime.backend import import_ml_stack
 from .prompt_args import objects_from_command_line
 
+#: The label image written into an input OME-Zarr's ``labels/`` group without ``--out``.
+OME_ZARR_LABELS_NAME = "napari-sam-keras"
 
-def _default_out(args) -> Path:
-    """``--out`` (or IMAGE-labels.tif), checked before the slow work: never the input, never
-    an existing file unless ``--overwrite``."""
-    out = (
-        args.out if args.out is not None else args.image.with_name(args.image.stem + "-labels.tif")
+
+def _default_out(args, selection) -> Path:
+    """``--out`` (or IMAGE-labels.tif; for an OME-Zarr input its ``labels/napari-sam-keras``),
+    checked before the slow work: never the input, never an existing output unless
+    ``--overwrite``."""
+    if args.out is not None:
+        out = args.out
+    elif selection.source.ome_zarr_image is not None:
+        out = selection.source.ome_zarr_image / "labels" / OME_ZARR_LABELS_NAME
+    else:
+        out = args.image.with_name(args.image.stem + "-labels.tif")
+    return check_label_output(out, inputs=[args.image], overwrite=args.overwrite)
+
+
+def write_label_output(args, out: Path, labels: np.ndarray, selection) -> Path:
+    """The label image with the input's pixel sizes (TIFF, OME-Zarr, or into the input's
+    OME-Zarr ``labels/``)."""
+    return write_labels(
+        out,
+        labels,
+        pixel_sizes=selection.pixel_sizes,
+        axes=selection.label_axes,
+        ngff_version=getattr(args, "ngff_version", "0.5"),
     )
-    return check_output(check_label_path(out), inputs=[args.image], overwrite=args.overwrite)
 
 
-def _load_image(args) -> np.ndarray:
+def _select_plane(args):
+    """The plane to segment, chosen by axis name (``--channel``, ``--z``, ``--t``), with its
+    pixel sizes: checked before the model loads, read only when needed."""
+    return open_planes(args.image, args.channel, args.plane, args.t)
+
+
+def _load_image(args, selection=None):
     """The plane to segment; read lazily (tile by tile) when tiles or a store are used.
 
-    An image read whole is first checked against the pixel limit from its header
-    (``--max-pixels``), a lazily read one against the size of its storage blocks."""
+    A plane read whole is first checked against the pixel limit (``--max-pixels``), from
+    the shape the file declares, before any pixel is decoded; a lazily read one against the
+    size of its storage blocks."""
+    selection = selection or _select_plane(args)
     limit = getattr(args, "max_pixels", None)
     if _tiled_or_stored(args):
         if getattr(args, "tile_shape", None) is None:  # a store: the plane is still read whole
-            check_pixel_limit(args.image, limit, per_plane=True)
-        data = open_image_lazily(args.image)
-        check_block_limit(data, args.image, limit)
-        return select_plane(data, args.plane, args.image)
-    check_pixel_limit(args.image, limit)
-    return select_plane(read_image(args.image), args.plane, args.image)
+            check_shape_limit(selection.data.shape, args.image, limit, per_plane=True)
+        check_block_limit(selection.source.data, args.image, limit)
+        return selection.data
+    check_shape_limit(selection.data.shape, args.image, limit)
+    return np.asarray(selection.data)
 
 
 def _open_embeddings(args):
@@ -128,9 +148,10 @@ def _info(message: str) -> None:
 
 def cmd_predict(args) -> int:
     objects = objects_from_command_line(args.prompts)
-    image = _load_image(args)
+    selection = _select_plane(args)
+    image = _load_image(args, selection)
     _check_prompts_inside(objects, image.shape[:2])
-    out = _default_out(args)
+    out = _default_out(args, selection)
     store = _open_embeddings(args)
     net = _load_model(args)
 
@@ -156,7 +177,7 @@ def cmd_predict(args) -> int:
     for number, (mask, score) in enumerate(results, start=1):
         labels[mask] = number
         print(f"object {number}: {int(mask.sum())} pixels, predicted IoU {score:.3f}")
-    path = write_labels(out, labels)
+    path = write_label_output(args, out, labels, selection)
     print(f"wrote {path} ({len(results)} objects)")
     return 0
 
@@ -187,16 +208,17 @@ def cmd_auto(args) -> int:
         name=lambda name: "--" + name.replace("_", "-"),
     )
     _check_auto_options(args)
-    image = _load_image(args)
-    out = _default_out(args)
+    selection = _select_plane(args)
+    image = _load_image(args, selection)
+    out = _default_out(args, selection)
     if getattr(args, "mode", "amg") == "concept":
         from .concept_args import auto_concept
 
-        return auto_concept(args, image, out)
+        return auto_concept(args, image, out, selection)
     store = _open_embeddings(args)
     net = _load_model(args)
     if getattr(args, "mode", "amg") == "ais":
-        return _auto_ais(args, image, out, net, store)
+        return _auto_ais(args, image, out, net, store, selection)
 
     from .. import SAMAutomaticMaskGenerator, masks_to_labels
 
@@ -219,7 +241,7 @@ def cmd_auto(args) -> int:
     )
     _info(f"{len(records)} masks generated in {time.perf_counter() - t0:.1f} s")
     labels = masks_to_labels(records, shape=image.shape[:2])
-    path = write_labels(out, labels)
+    path = write_label_output(args, out, labels, selection)
     print(f"wrote {path} ({int(np.unique(labels[labels > 0]).size)} objects)")
     return 0
 
@@ -238,7 +260,7 @@ def _check_auto_options(args) -> None:
             check_size("--min-size", args.min_size)
 
 
-def _auto_ais(args, image, out, net, store) -> int:
+def _auto_ais(args, image, out, net, store, selection) -> int:
     """``auto --mode ais``: the model's instance decoder and the seeded watershed."""
     from .. import InstanceSegmenter, SAMPredictor
 
@@ -255,39 +277,36 @@ def _auto_ais(args, image, out, net, store) -> int:
         min_size=args.min_size,
     )
     _info(f"instance decoder and watershed in {time.perf_counter() - t0:.1f} s")
-    path = write_labels(out, labels)
+    path = write_label_output(args, out, labels, selection)
     print(f"wrote {path} ({int(labels.max())} objects)")
     return 0
 
 
 def cmd_embed(args) -> int:
     from ..model.embedding_store import EmbeddingStore
-    from ..segmentation.precompute import is_stack, precompute_embeddings
-    from ..segmentation.tiling import plane_of
+    from ..segmentation.precompute import precompute_embeddings
 
     if args.halo is not None and args.tile_shape is None:
         raise SAMError("--halo needs --tile-shape")
     if args.tile_shape is not None and min(args.tile_shape) < 1:
         raise SAMError("--tile-shape must be at least 1,1")
+    selection = open_planes(
+        args.image,
+        args.channel,
+        args.plane,
+        args.t,
+        stack=True if args.all_planes else False,
+        stack_hint=" or embed every plane with --all-planes",
+    )
+    if args.all_planes and not selection.is_stack:
+        raise ImageError(
+            f"{args.image} is a single 2D image ({selection.source.describe()}): no planes"
+        )
+    data, stack = selection.data, selection.is_stack
     limit = getattr(args, "max_pixels", None)
     if args.tile_shape is None:  # each plane is read whole
-        check_pixel_limit(args.image, limit, per_plane=True)
-    data = open_image_lazily(args.image)
-    check_block_limit(data, args.image, limit)
-    stack = is_stack(data)
-    if stack:
-        n = data.shape[0]
-        if args.plane is None and not args.all_planes:
-            raise ImageError(
-                f"{args.image} is a stack of shape {tuple(data.shape)}; choose a plane with "
-                f"--plane Z (0..{n - 1}) or embed every plane with --all-planes"
-            )
-        if args.plane is not None:
-            if not -n <= args.plane < n:
-                raise ImageError(f"--plane {args.plane} is outside 0..{n - 1}")
-            data, stack = plane_of(data, args.plane % n), False
-    elif args.plane is not None or args.all_planes:
-        raise ImageError(f"{args.image} is a single 2D image {tuple(data.shape)}: no planes")
+        check_shape_limit(data.shape, args.image, limit, per_plane=True)
+    check_block_limit(selection.source.data, args.image, limit)
     out = Path(args.out)
     # An existing path must be a store (never a file such as the input image, never a folder
     # of other files), and no other process may be writing it: checked before the model loads.
@@ -406,6 +425,10 @@ def cmd_batch(args) -> int:
             progress=display,
             max_pixels=getattr(args, "max_pixels", None),
             concept=concept,
+            channel=args.channel,
+            z=args.plane,
+            t=args.t,
+            ngff_version=args.ngff_version,
             **{name: getattr(args, name) for name in GENERATOR_OPTIONS},
         )
     finally:

@@ -53,10 +53,9 @@ def concept_of(args) -> dict:
     return concept_settings(args.text, boxes, labels, args.score_threshold)
 
 
-def auto_concept(args, image, out) -> int:
+def auto_concept(args, image, out, selection) -> int:
     """``auto --mode concept``: every instance of the concept, written as labels."""
     from .. import ConceptSegmenter, load_concept_model
-    from ..files.image_files import write_labels
     from ..segmentation.concept_segmenter import check_exemplars
 
     concept = concept_of(args)  # bad prompts fail before the model loads
@@ -77,6 +76,8 @@ def auto_concept(args, image, out) -> int:
     )
     print(f"{len(result)} instances in {time.perf_counter() - t0:.1f} s", file=sys.stderr)
     labels = result.labels
-    path = write_labels(out, labels)
+    from .commands import write_label_output
+
+    path = write_label_output(args, out, labels, selection)
     print(f"wrote {path} ({int(len(set(labels[labels > 0].tolist())))} objects)")
     return 0

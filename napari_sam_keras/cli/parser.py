@@ -63,12 +63,7 @@ def _shared_options() -> tuple[argparse.ArgumentParser, ...]:
     image.add_argument(
         "image", type=Path, help="image file (.tif, .png, .jpg, .npy, ...): 2D grey or RGB"
     )
-    image.add_argument(
-        "--plane",
-        type=int,
-        metavar="Z",
-        help="for a stack (Z, Y, X[, C]): segment plane Z of the first axis",
-    )
+    _axis_options(image)
     image.add_argument(
         "--contrast-limits",
         type=parse_pair,
@@ -80,9 +75,12 @@ def _shared_options() -> tuple[argparse.ArgumentParser, ...]:
         "--out",
         type=Path,
         metavar="FILE",
-        help="label image to write (.tif, .png or .npy; default: IMAGE-labels.tif); never the "
-        "input image, and never an existing file unless --overwrite is given",
+        help="label image to write (.tif, .png, .npy or .ome.zarr; default: IMAGE-labels.tif, "
+        "for an OME-Zarr IMAGE its labels/napari-sam-keras); a TIFF or OME-Zarr keeps the "
+        "image's pixel sizes; never the input image, and never an existing file unless "
+        "--overwrite is given",
     )
+    _ngff_option(image)
     image.add_argument(
         "--overwrite",
         action="store_true",
@@ -114,6 +112,37 @@ def _max_pixels_option(parser) -> None:
         f"it is decoded (default: ${MAX_PIXELS_ENV_VAR} or {DEFAULT_MAX_PIXELS:,}); for larger "
         "images use --tile-shape",
     )
+
+
+def _ngff_option(parser) -> None:
+    parser.add_argument(
+        "--ngff-version",
+        choices=("0.5", "0.4"),
+        default="0.5",
+        help="NGFF version of an OME-Zarr output (default 0.5, Zarr v3; 0.4: Zarr v2); "
+        "labels written into an input OME-Zarr take the image's version",
+    )
+
+
+def _axis_options(parser, z_parser=None) -> None:
+    """``--channel``, ``--z`` (alias ``--plane``) and ``--t``: a plane chosen by axis name
+    (the file's OME/ImageJ/OME-Zarr axes; without them a leading axis is Z)."""
+    (z_parser or parser).add_argument(
+        "--z",
+        "--plane",
+        dest="plane",
+        type=int,
+        metavar="Z",
+        help="for a stack: segment plane Z of its Z axis (a file without axis metadata: of "
+        "its first axis)",
+    )
+    parser.add_argument(
+        "--channel",
+        type=int,
+        metavar="C",
+        help="for a multichannel image: segment channel C (an RGB(A) image: that colour alone)",
+    )
+    parser.add_argument("--t", type=int, metavar="T", help="for a time series: time point T")
 
 
 def _tiling_options(parser) -> None:
@@ -305,13 +334,15 @@ def _add_batch(sub, parents) -> None:
         help="segment every plane of a stack (Z, Y, X) into a label stack (else a stack is "
         "reported as a failed input)",
     )
+    _axis_options(p)
     p.add_argument(
         "--format",
         choices=("tiff", "ome-zarr"),
         default="tiff",
         help="label image format: tiff (INPUT-labels.tif, default) or ome-zarr "
-        "(INPUT-labels.ome.zarr, NGFF 0.4)",
+        "(INPUT-labels.ome.zarr, see --ngff-version); both keep the input's pixel sizes",
     )
+    _ngff_option(p)
     p.add_argument(
         "--contrast-limits",
         type=parse_pair,
@@ -361,9 +392,7 @@ def _add_embed(sub, parents) -> None:
     )
     p.add_argument("image", type=Path, help="image file (.tif, .png, .npy, ...): 2D or a stack")
     planes = p.add_mutually_exclusive_group()
-    planes.add_argument(
-        "--plane", type=int, metavar="Z", help="for a stack (Z, Y, X[, C]): only plane Z"
-    )
+    _axis_options(p, z_parser=planes)
     planes.add_argument(
         "--all-planes", action="store_true", help="for a stack: every plane (one embedding each)"
     )

@@ -6,7 +6,6 @@ from __future__ import annotations
 import csv
 import glob
 import io
-import json
 import os
 from collections.abc import Iterable, Sequence
 from pathlib import Path
@@ -16,7 +15,9 @@ import numpy as np
 
 from ..errors import ImageError, SAMError
 from .atomic_write import atomic_write
+from .axis_readers import is_ome_zarr
 from .image_files import smallest_unsigned
+from .label_tiff import read_label_record, write_label_tiff
 from .ome_zarr import read_ome_zarr_attributes, read_ome_zarr_labels, write_ome_zarr_labels
 
 #: Files a folder input contributes (case-insensitive); a glob or a file name takes any file.
@@ -62,7 +63,11 @@ def find_inputs(
         found = sorted(
             p
             for p in folder.iterdir()
-            if p.is_file() and not p.name.startswith(".") and p.suffix.lower() in IMAGE_SUFFIXES
+            if not p.name.startswith(".")
+            and (
+                (p.is_file() and p.suffix.lower() in IMAGE_SUFFIXES)
+                or (p.is_dir() and is_ome_zarr(p))
+            )
         )
         for p in found:
             add(p)
@@ -71,7 +76,9 @@ def find_inputs(
     for item in inputs:
         text = os.fspath(item)
         path = Path(text).expanduser()
-        if path.is_dir():
+        if path.is_dir() and is_ome_zarr(path):  # an OME-Zarr image is one input
+            add(path)
+        elif path.is_dir():
             if add_folder(path) == 0:
                 problems.append((text, f"no image files ({', '.join(IMAGE_SUFFIXES)}) in folder"))
         elif path.is_file():
@@ -80,7 +87,7 @@ def find_inputs(
             matches = sorted(glob.glob(os.path.expanduser(text), recursive=True))
             count = 0
             for match in map(Path, matches):
-                if match.is_file():
+                if match.is_file() or (match.is_dir() and is_ome_zarr(match)):
                     add(match)
                     count += 1
                 elif match.is_dir():
@@ -104,7 +111,9 @@ def output_names(paths: Sequence[Path], output_format: str) -> list[str]:
     the same inputs finds the same outputs.
     """
     ending = check_format(output_format)
-    stems = [p.stem for p in paths]
+    stems = [
+        p.name.removesuffix(".zarr").removesuffix(".ome") if p.is_dir() else p.stem for p in paths
+    ]
     counts: dict[str, int] = {}
     for stem in stems:
         counts[stem] = counts.get(stem, 0) + 1
@@ -163,22 +172,26 @@ def output_format_of(path: Path) -> str:
     return "ome-zarr" if path.name.endswith(".zarr") else "tiff"
 
 
-def write_label_output(path: Path, labels: np.ndarray, record: dict[str, Any]) -> Path:
-    """Write a label image (TIFF or OME-Zarr, from the name) with ``record`` as metadata.
+def write_label_output(
+    path: Path,
+    labels: np.ndarray,
+    record: dict[str, Any],
+    pixel_sizes: dict[str, tuple[float, str | None]] | None = None,
+    axes: str | None = None,
+    ngff_version: str = "0.5",
+) -> Path:
+    """Write a label image (TIFF or OME-Zarr, from the name) with ``record`` as metadata and
+    the input's ``pixel_sizes`` (axis letter -> (size, unit)) for its ``axes``.
 
     The dtype is the smallest unsigned one that holds the labels (as ``auto`` writes them);
     the file appears under its name only when complete.
     """
     labels = smallest_unsigned(labels)
     if output_format_of(path) == "ome-zarr":
-        return write_ome_zarr_labels(path, labels, {METADATA_KEY: record})
-    import tifffile
-
-    with atomic_write(path) as tmp:
-        tifffile.imwrite(
-            tmp, labels, compression="zlib", description=json.dumps({METADATA_KEY: record})
+        return write_ome_zarr_labels(
+            path, labels, {METADATA_KEY: record}, pixel_sizes, axes, version=ngff_version
         )
-    return path
+    return write_label_tiff(path, labels, pixel_sizes, axes, record={METADATA_KEY: record})
 
 
 def read_output_record(path: Path) -> dict[str, Any]:
@@ -191,10 +204,7 @@ def read_output_record(path: Path) -> dict[str, Any]:
         if output_format_of(path) == "ome-zarr":
             record = read_ome_zarr_attributes(path).get(METADATA_KEY)
         else:
-            import tifffile
-
-            with tifffile.TiffFile(path) as tif:
-                record = json.loads(tif.pages[0].description or "{}").get(METADATA_KEY)
+            record = (read_label_record(path) or {}).get(METADATA_KEY)
     except ImageError:
         raise
     except Exception as exc:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 import threading
+from contextlib import contextmanager
 from pathlib import Path
 
 import numpy as np
@@ -48,11 +49,10 @@ class _Collect(logging.Handler):
         self.records.append(record)
 
 
-def _read_tiff(path: Path) -> np.ndarray:
-    """tifffile.imread, with its log lines kept back: dropped if the read fails (the error
-    says it all), passed on if it succeeds."""
-    import tifffile
-
+@contextmanager
+def tifffile_log_held():
+    """Hold tifffile's log lines back: dropped if the block fails (the error says it all),
+    passed on if it succeeds."""
     logger = logging.getLogger("tifffile")
     collect = _Collect()
     with _TIFF_LOG_LOCK:
@@ -60,78 +60,81 @@ def _read_tiff(path: Path) -> np.ndarray:
         logger.addHandler(collect)
         logger.propagate = False
         try:
-            image = np.asarray(tifffile.imread(path))
+            yield
         finally:
             logger.removeHandler(collect)
             logger.propagate = propagate
     for record in collect.records:
         logger.handle(record)
+
+
+def _read_tiff(path: Path) -> np.ndarray:
+    """tifffile.imread, with its log lines held back (:func:`tifffile_log_held`)."""
+    import tifffile
+
+    with tifffile_log_held():
+        image = np.asarray(tifffile.imread(path))
     if image.size == 0:
         raise ValueError("it holds no pixels (damaged?)")
     return image
 
 
-def open_image_lazily(path: Path):
-    """An image file as an array read on demand where the format allows it.
-
-    TIFF files become a zarr array over the file (tifffile's ``aszarr``: only
-    the strips or tiles a slice touches are read; for a pyramid, the full-size
-    level), ``.npy`` files a read-only memory map; other formats are read
-    whole (:func:`read_image`).  The result supports ``shape``, ``dtype``,
-    ``ndim`` and slicing.
-    """
-    path = Path(path)
-    suffix = path.suffix.lower()
-    if not path.is_file() or suffix not in (".tif", ".tiff", ".npy"):
-        return read_image(path)
-    try:
-        if suffix == ".npy":
-            return np.load(path, mmap_mode="r", allow_pickle=False)
-        import tifffile
-        import zarr
-
-        opened = zarr.open(tifffile.imread(path, aszarr=True), mode="r")
-        if isinstance(opened, zarr.Group):  # a multiscale pyramid: the full-size level
-            opened = opened[sorted(opened.array_keys())[0]]
-        return opened
-    except Exception as exc:  # any reader failure is the user's file, not our bug
-        raise ImageError(f"cannot read image {path}: {exc}") from exc
-
-
 def select_plane(image: np.ndarray, plane: int | None, path: Path) -> np.ndarray:
-    """Reduce ``image`` to one 2D grey or RGB(A) plane, or say how to."""
-    rgb = image.ndim >= 3 and image.shape[-1] in (1, 3, 4)  # channels last
-    plane_ndim = 3 if rgb else 2
-    if image.ndim == plane_ndim:
-        if plane is not None:
-            raise ImageError(f"--plane given but {path} is a single 2D image {image.shape}")
-        return image
-    if image.ndim == plane_ndim + 1:
-        if plane is None:
-            raise ImageError(
-                f"{path} is a stack of shape {image.shape}; choose a plane with --plane Z "
-                f"(0..{image.shape[0] - 1})"
-            )
-        if not -image.shape[0] <= plane < image.shape[0]:
-            raise ImageError(f"--plane {plane} is outside 0..{image.shape[0] - 1}")
-        return image[plane]
-    raise ImageError(
-        f"{path} has shape {image.shape}; expected a 2D grey (Y, X) or RGB (Y, X, 3) image, "
-        "or a stack of them"
-    )
+    """Reduce an array without axis metadata to one 2D grey or RGB(A) plane (``plane``: the
+    index along its leading Z axis), or say how to (:func:`.image_axes.select_planes`)."""
+    from .axis_readers import guess_axes
+    from .image_axes import AxisImage, select_planes
+
+    image = np.asarray(image)
+    axes = AxisImage(image, guess_axes(image.shape), Path(path))
+    return np.asarray(select_planes(axes, z=plane).data)
 
 
-LABEL_SUFFIXES = (".tif", ".tiff", ".png", ".npy")
+LABEL_SUFFIXES = (".tif", ".tiff", ".png", ".npy", ".zarr")
 
 
 def check_label_path(path: Path) -> Path:
     """Fail early (before the slow work) on an output path that cannot be written."""
     path = Path(path)
     if path.suffix.lower() not in LABEL_SUFFIXES:
-        raise ImageError(f"unsupported label file type {path.suffix!r}: use .tif, .png or .npy")
+        raise ImageError(
+            f"unsupported label file type {path.suffix!r}: use .tif, .png, .npy or .ome.zarr"
+        )
     if not path.parent.is_dir():
         raise ImageError(f"output folder does not exist: {path.parent}")
     return path
+
+
+def image_of_label_path(path: Path) -> Path | None:
+    """The OME-Zarr image whose ``labels/`` group ``path`` is in (``IMAGE/labels/NAME``),
+    or None."""
+    from .axis_readers import is_ome_zarr
+
+    path = Path(path)
+    if path.parent.name == "labels" and is_ome_zarr(path.parent.parent):
+        return path.parent.parent
+    return None
+
+
+def check_label_output(path: Path, inputs=(), overwrite: bool = False) -> Path:
+    """:func:`check_label_path` and :func:`.atomic_write.check_output` for a label output,
+    which may be a folder (an OME-Zarr, or ``IMAGE/labels/NAME`` inside an input's)."""
+    from .atomic_write import OutputExistsError, check_output, same_file
+
+    path = Path(path)
+    if image_of_label_path(path) is None:
+        check_label_path(path)
+    if path.suffix.lower() == ".zarr" or image_of_label_path(path) is not None:
+        if path.exists() and not overwrite:
+            raise OutputExistsError(
+                f"{path} exists: choose another --out, or give --overwrite to replace it"
+            )
+        if not path.exists() or path.is_file():
+            check_output(path, inputs=inputs, overwrite=True)  # never an input
+        elif any(same_file(path, source) for source in inputs):
+            raise OutputExistsError(f"the output {path} is the input {path}: choose another --out")
+        return path
+    return check_output(path, inputs=inputs, overwrite=overwrite)
 
 
 def smallest_unsigned(labels: np.ndarray) -> np.ndarray:
@@ -142,15 +145,42 @@ def smallest_unsigned(labels: np.ndarray) -> np.ndarray:
     return labels.astype(dtype, copy=False)
 
 
-def write_labels(path: Path, labels: np.ndarray) -> Path:
+def write_labels(
+    path: Path,
+    labels: np.ndarray,
+    pixel_sizes: dict[str, tuple[float, str | None]] | None = None,
+    axes: str | None = None,
+    ngff_version: str = "0.5",
+) -> Path:
     """Write a label image atomically; the dtype is the smallest unsigned one that holds it.
 
-    The caller decides whether ``path`` may be replaced (:func:`check_output`).
+    ``.ome.zarr`` paths become an OME-Zarr label image (NGFF ``ngff_version``), a path
+    ``IMAGE/labels/NAME`` inside an OME-Zarr image a label image of that image
+    (:mod:`.ome_zarr`).
+    A TIFF keeps ``pixel_sizes`` (axis letter -> (size, unit), as an :class:`.AxisImage`
+    has them) as OME-TIFF metadata (:func:`.label_tiff.write_label_tiff`); ``axes``
+    names the label image's axes (default YX, or ZYX for a stack).  The caller decides
+    whether ``path`` may be replaced (:func:`check_label_output`).
     """
     labels = smallest_unsigned(labels)
+    image = image_of_label_path(path)
+    if image is not None:
+        from .ome_zarr import write_labels_into_image
+
+        return write_labels_into_image(
+            image, Path(path).name, labels, None, pixel_sizes, axes, overwrite=True
+        )
     path = check_label_path(path)
+    if path.suffix.lower() == ".zarr":
+        from .ome_zarr import write_ome_zarr_labels
+
+        return write_ome_zarr_labels(path, labels, None, pixel_sizes, axes, version=ngff_version)
     if path.suffix.lower() == ".png" and labels.dtype == np.uint32:
         raise ImageError(f"{int(labels.max())} labels do not fit in a PNG; write a .tif instead")
+    if path.suffix.lower() in (".tif", ".tiff"):
+        from .label_tiff import write_label_tiff
+
+        return write_label_tiff(path, labels, pixel_sizes, axes)
     write_array(path, labels, compression=True)
     return path
 

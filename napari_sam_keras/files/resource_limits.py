@@ -92,10 +92,21 @@ def check_pixel_limit(
     Raises:
         TooManyPixelsError: with the size, the limit, and how to go on.
     """
-    limit = max_pixels(limit)
     shape = header_shape(path)
-    if shape is None:
-        return
+    if shape is not None:
+        check_shape_limit(shape, path, limit, per_plane)
+
+
+def check_shape_limit(
+    shape: tuple[int, ...],
+    path: str | os.PathLike,
+    limit: int | None = None,
+    per_plane: bool = False,
+) -> None:
+    """:func:`check_pixel_limit` for a ``shape`` already known (a lazily opened image's:
+    a file's declared shape, read before any pixel is decoded)."""
+    limit = max_pixels(limit)
+    shape = tuple(int(n) for n in shape)
     count = math.prod(_plane_axes(shape)) if per_plane else pixel_count(shape)
     if count > limit:
         raise TooManyPixelsError(

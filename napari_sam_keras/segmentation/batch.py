@@ -36,6 +36,7 @@ import numpy as np
 
 from ..errors import ImageError, OperationCancelled, SAMError
 from ..files.atomic_write import remove_leftover_partials
+from ..files.axis_readers import open_planes
 from ..files.batch_files import (
     SUMMARY_NAME,
     check_format,
@@ -46,8 +47,7 @@ from ..files.batch_files import (
     write_label_output,
     write_summary,
 )
-from ..files.image_files import read_image, select_plane
-from ..files.resource_limits import check_pixel_limit
+from ..files.resource_limits import check_shape_limit
 from ..files.resource_limits import max_pixels as pixel_limit
 from ..files.write_failures import describe_write_error
 from ..model.model_source import ModelSource, resolve_model
@@ -136,6 +136,10 @@ def segment_batch(
     progress: ProgressCallback | None = None,
     max_pixels: int | None = None,
     concept: dict[str, Any] | None = None,
+    channel: int | None = None,
+    z: int | None = None,
+    t: int | None = None,
+    ngff_version: str = "0.5",
     **generator_options: float | int,
 ) -> BatchSummary:
     """Segment every image of ``inputs`` into ``out_dir``; see the module docstring.
@@ -159,10 +163,13 @@ def segment_batch(
         all_planes: segment every plane of a stack (Z, Y, X[, C]) into a label stack, the
             labels of each plane numbered after those of the planes before it.  Without it
             a stack is a failed input.
-        output_format: ``"tiff"`` or ``"ome-zarr"`` (NGFF 0.4).
+        output_format: ``"tiff"`` or ``"ome-zarr"`` (NGFF ``ngff_version``, 0.5 or 0.4);
+            both keep each input's pixel sizes.
         overwrite: segment again inputs whose output exists (else they are skipped).
         workers: run on a local dask cluster of this many worker processes.
         scheduler: run on the existing dask cluster at this address.
+        channel, z, t: the plane of each input by axis name (``--channel``, ``--z``,
+            ``--t``); an input whose axes do not fit fails before the model is loaded.
         progress: called with a :class:`BatchProgress` as work goes on; raising
             :class:`~napari_sam_keras.OperationCancelled` stops the run (finished outputs
             stay, summary.csv is written).
@@ -205,6 +212,11 @@ def segment_batch(
         "all_planes": bool(all_planes),
         "contrast_limits": None if contrast_limits is None else [float(v) for v in contrast_limits],
     }
+    planes = {k: int(v) for k, v in (("channel", channel), ("z", z), ("t", t)) if v is not None}
+    if planes:  # only when given: outputs of earlier runs keep their settings
+        settings["planes"] = planes
+    if ngff_version != "0.5":
+        settings["ngff_version"] = ngff_version
 
     out_dir = Path(out_dir)
     tasks, problems = _plan_tasks(inputs, out_dir, output_format, settings, limit)
@@ -217,6 +229,8 @@ def segment_batch(
     todo = []
     for index, task in enumerate(tasks):
         existing = None if overwrite else _existing_output(task)
+        if existing is None:
+            existing = _axes_problem(task)  # before any model is loaded
         if existing is None:
             todo.append(index)
         else:
@@ -501,18 +515,25 @@ def _generator(settings: dict[str, Any], backend: str | None, network: Any = Non
         return _GENERATORS[key]
 
 
-def _planes(image: np.ndarray, all_planes: bool, path: Path) -> tuple[list[np.ndarray], bool]:
-    """The 2D planes to segment (the image itself, or every plane of a stack), and whether
-    the image is a stack."""
-    rgb = image.ndim >= 3 and image.shape[-1] in (1, 3, 4)
-    if image.ndim == (4 if rgb else 3):
-        if not all_planes:
-            raise ImageError(
-                f"a stack of shape {image.shape}: segment every plane with all_planes "
-                "(--all-planes)"
-            )
-        return [select_plane(image, z, path) for z in range(image.shape[0])], True
-    return [select_plane(image, None, path)], False
+def _selection(task: BatchTask):
+    """The input's plane(s) chosen by axis name (settings ``planes``), unread."""
+    settings = task.settings
+    return open_planes(
+        task.input,
+        **settings.get("planes", {}),
+        stack=None if settings["all_planes"] else False,
+        stack_hint=": segment every plane with all_planes (--all-planes)",
+    )
+
+
+def _axes_problem(task: BatchTask) -> dict[str, Any] | None:
+    """The failed row of an input whose axes do not fit the settings (read from its
+    metadata, no pixels), or None."""
+    try:
+        _selection(task)
+    except SAMError as exc:
+        return _row(task, STATUS_FAILED, message=str(exc))
+    return None
 
 
 def _worker_name() -> str:
@@ -537,9 +558,12 @@ def segment_input(
     settings = task.settings
     row = _row(task, STATUS_FAILED, worker=_worker_name())
     try:
-        path = Path(task.input)
-        check_pixel_limit(path, task.max_pixels)  # from the header, before any pixel
-        planes, is_stack = _planes(read_image(path), settings["all_planes"], path)
+        selection = _selection(task)
+        is_stack = selection.is_stack
+        # the shape the file declares, before any pixel is decoded
+        check_shape_limit(selection.data.shape, task.input, task.max_pixels)
+        data = np.asarray(selection.data)
+        planes = list(data) if is_stack else [data]
         generator = _generator(settings, task.backend, network)
         limits = settings["contrast_limits"]
         limits = None if limits is None else tuple(limits)
@@ -561,7 +585,14 @@ def segment_input(
             "objects": objects,
             "backend": task.backend,
         }
-        write_label_output(Path(task.output), labels, record)
+        write_label_output(
+            Path(task.output),
+            labels,
+            record,
+            selection.pixel_sizes,
+            selection.label_axes,
+            settings.get("ngff_version", "0.5"),
+        )
         row.update(status=STATUS_DONE, objects=objects)
     except (OperationCancelled, KeyboardInterrupt):
         raise

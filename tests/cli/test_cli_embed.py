@@ -114,8 +114,8 @@ def test_embed_one_plane_and_a_store_for_other_data(capsys, tiny_checkpoint, sta
 @pytest.mark.parametrize(
     ("args", "message"),
     [
-        ([], "choose a plane with --plane Z (0..3) or embed every plane with --all-planes"),
-        (["--plane", "7"], "--plane 7 is outside 0..3"),
+        ([], "choose a plane with --z (0..3) or embed every plane with --all-planes"),
+        (["--plane", "7"], "--z 7 is outside 0..3"),
         (["--all-planes", "--halo", "8"], "--halo needs --tile-shape"),
         (["--all-planes", "--tile-shape", "0,64"], "--tile-shape must be at least 1,1"),
     ],

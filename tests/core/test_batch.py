@@ -152,12 +152,13 @@ def test_stacks_with_all_planes_and_ome_zarr(tiny_checkpoint, tmp_path):
         assert labels.shape == (2, 48, 64)
         np.testing.assert_array_equal(labels, np.stack(expected))
         assert read_output_record(path)["objects"] == summary.rows[0]["objects"]
-    import zarr  # a dependency; an independent reader of our OME-Zarr
+    import zarr  # a dependency; an independent reader of our OME-Zarr (NGFF 0.5)
 
     group = zarr.open_group(tmp_path / "ome-zarr" / "stack-labels.ome.zarr", mode="r")
-    np.testing.assert_array_equal(group["0"][:], np.stack(expected))
-    multiscales = group.attrs["multiscales"][0]
-    assert multiscales["version"] == "0.4"
+    ome = group.attrs["ome"]
+    multiscales = ome["multiscales"][0]
+    assert ome["version"] == "0.5"
+    np.testing.assert_array_equal(group[multiscales["datasets"][0]["path"]][:], np.stack(expected))
     assert [a["name"] for a in multiscales["axes"]] == ["z", "y", "x"]
 
 
@@ -264,12 +265,14 @@ def test_ome_zarr_writer_chunks_and_an_independent_reader(tmp_path):
     import zarr
 
     labels = np.arange(1100 * 30, dtype=np.uint16).reshape(1100, 30)  # two chunks along y
-    path = write_ome_zarr_labels(tmp_path / "x.ome.zarr", labels, {"note": {"a": 1}})
-    np.testing.assert_array_equal(zarr.open_array(path / "0", mode="r")[:], labels)
-    np.testing.assert_array_equal(read_ome_zarr_labels(path), labels)
+    path = write_ome_zarr_labels(tmp_path / "x.ome.zarr", labels, {"note": {"a": 1}}, version="0.4")
     attrs = json.loads((path / ".zattrs").read_text())
+    level0 = attrs["multiscales"][0]["datasets"][0]["path"]
+    array = zarr.open_array(path / level0, mode="r")
+    np.testing.assert_array_equal(array[:], labels)
+    assert array.chunks == (1024, 30)
+    np.testing.assert_array_equal(read_ome_zarr_labels(path), labels)
     assert attrs["note"] == {"a": 1}
-    assert attrs["multiscales"][0]["datasets"][0]["path"] == "0"
     # written again: replaced whole, no leftovers, readable by others
     write_ome_zarr_labels(path, labels[:5], None)
     assert read_ome_zarr_labels(path).shape == (5, 30)
