@@ -95,7 +95,7 @@ def _write_group(
         axes_meta.append(entry)
     scale = [float(sizes.get(a, (1.0, None))[0]) for a in axes]
     chunks = tuple([1] * (labels.ndim - 2) + [min(CHUNK, n) or 1 for n in labels.shape[-2:]])
-    group = zarr.open_group(str(group_path), mode="w", zarr_format=fmt.zarr_format)
+    group = zarr.open_group(str(group_path), mode="w-", zarr_format=fmt.zarr_format)
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", DeprecationWarning)  # the scale-by-transform argument
         writer.write_multiscale(
