@@ -21,7 +21,6 @@ from napari.layers import Image, Labels
 
 from ..errors import ImageError, SAMError
 from ..processing.instance_watershed import settings_for_model
-from .active_layer import keeping_active_layer
 from .automatic_controls import (
     MODE_TIP,
     NOT_LOADED_TIP,
@@ -39,12 +38,13 @@ from .image_slices import (
     displayed_layer_axes,
     spatial_shape,
 )
-from .labels_writing import create_labels_layer, write_label_images
-from .layer_pickers import labels_layer_for, layer_combo, needs_target, sam_labels_name
+from .labels_writing import write_label_images
+from .layer_pickers import layer_combo
 from .loaded_models import on_model_loaded
 from .notifications import USER_ERRORS, report_warning
 from .safe_import import ml_stack_ready
 from .segmentation_jobs import DECODER, GENERATOR, AutomaticJob
+from .target_labels import LabelsTarget
 from .task_runner import Relay
 from .tiling_controls import tiling_controls
 from .widget_base import SAMWidget, row
@@ -98,6 +98,7 @@ class AutomaticSegmentationWidget(SAMWidget):
         self.append(self._all_w)
         self.extend([*self.linking.widgets, self._overwrite_w, self.run_button])
         self.extend([self.cancel_button, row(self.status)])
+        self.target = LabelsTarget(viewer, self._labels_w, tuple, self.reset_choices)
         self._decoder_model: str | None = None  # whose default thresholds are shown
         self._loaded_relay = Relay(self._update_mode)  # model loads reported from any thread
         on_model_loaded(self._on_model_loaded)
@@ -110,9 +111,7 @@ class AutomaticSegmentationWidget(SAMWidget):
         viewer.layers.events.inserted.connect(self._on_layers_changed)
         viewer.layers.events.removed.connect(self._on_layers_changed)
         self.reset_choices()
-        active = viewer.layers.selection.active
-        if isinstance(active, Image):
-            self._image_w.value = active
+        self.follow_active_image(self._image_w)
         self._on_image_changed()
         self.linking.follow(False)
         self._update_mode()
@@ -202,11 +201,7 @@ class AutomaticSegmentationWidget(SAMWidget):
 
     def _propose_target(self, _value=None) -> None:
         """The Labels layer already used for the image, when none (that fits) is chosen."""
-        image = self._image_w.value
-        if needs_target(self.viewer, self._labels_w.value, image):
-            proposed = labels_layer_for(self.viewer, image)
-            if proposed is not None or self._labels_w.value is not None:
-                self._labels_w.value = proposed
+        self.target.propose(self._image_w.value)
 
     # --- preparing --------------------------------------------------------------------
 
@@ -296,15 +291,6 @@ class AutomaticSegmentationWidget(SAMWidget):
         results = self.runner.run(call, description)
         return None if results is None else self._write(job, results)
 
-    def _target(self, image):
-        labels = self._labels_w.value
-        if labels is None or labels not in self.viewer.layers:
-            with keeping_active_layer(self.viewer):
-                labels = create_labels_layer(self.viewer, image, name=sam_labels_name(image))
-                self.reset_choices()
-                self._labels_w.value = labels
-        return labels
-
     def _write(self, job: AutomaticJob, results):
         image = job.layer
         if image not in self.viewer.layers:
@@ -316,7 +302,7 @@ class AutomaticSegmentationWidget(SAMWidget):
             self.status.show(message + " Try lower thresholds.")
             return None
         try:
-            labels = self._target(image)
+            labels = self.target.for_writing(image)
             ids = write_label_images(labels, results, overwrite=bool(self._overwrite_w.value))
         except SAMError as error:
             self.user_error(error)

@@ -32,7 +32,6 @@ from dataclasses import replace
 from functools import partial
 from typing import TYPE_CHECKING
 
-from napari.layers import Image
 from qtpy.QtCore import QTimer
 
 from . import interactive_controls as controls
@@ -128,9 +127,7 @@ class InteractiveSegmentationWidget(SAMWidget):
         )
         self._connect()
         self.reset_choices()
-        active = self.viewer.layers.selection.active
-        if isinstance(active, Image):
-            self.image.value = active
+        self.follow_active_image(self.image)
         self._setup_for_image()
 
     def _build(self) -> None:
@@ -168,7 +165,6 @@ class InteractiveSegmentationWidget(SAMWidget):
         self.model_picker.on_chosen(self.live_preview.schedule)  # a new model: preview again
         viewer.layers.events.inserted.connect(self._on_layer_inserted)
         viewer.layers.events.removed.connect(self._on_layer_removed)
-        viewer.layers.selection.events.active.connect(self._on_active_layer)
 
     def _not_targets(self) -> tuple:
         layer = self.live_preview.layer if hasattr(self, "live_preview") else None
@@ -198,13 +194,6 @@ class InteractiveSegmentationWidget(SAMWidget):
             return
         self.reset_choices()
         self.live_preview.forget_removed_layer()
-
-    def _on_active_layer(self, event=None) -> None:
-        """Follow the active image layer."""
-        active = self.viewer.layers.selection.active
-        if isinstance(active, Image) and self.alive() and active is not self.image.value:
-            self.reset_choices()
-            self.image.value = active
 
     def _on_image_changed(self, image=None) -> None:
         self.live_preview.clear()
@@ -248,7 +237,7 @@ class InteractiveSegmentationWidget(SAMWidget):
         image_slice = image_slice_of(self.image.value, self.viewer.dims)
         target = self.labels.value
         if target is not None:
-            check_labels_fit(target, image_slice)
+            check_labels_fit(target, image_slice.layer)
         source = self.model_picker.source()
         prompts = None
         if not embed_only:
@@ -367,7 +356,7 @@ class InteractiveSegmentationWidget(SAMWidget):
         request.job = replace(request.job, tiling=self.tiling.tiling())
         target = self.labels.value
         if target is not None:
-            check_labels_fit(target, request.image_slice)
+            check_labels_fit(target, request.image_slice.layer)
         return request
 
     def _prepare_refine(self) -> PromptRequest:

@@ -133,6 +133,19 @@ class SAMWidget(Container):
         """Block until no job runs or waits (GUI events keep flowing); True if so."""
         return self.runner.wait(timeout)
 
+    def follow_active_image(self, picker) -> None:
+        """Keep ``picker`` (an image drop-down) on the active image layer: now and on change."""
+        from napari.layers import Image
+
+        def follow(_event=None) -> None:
+            active = self.viewer.layers.selection.active
+            if isinstance(active, Image) and self.alive() and active is not picker.value:
+                self.reset_choices()
+                picker.value = active
+
+        self.viewer.layers.selection.events.active.connect(follow)
+        follow()
+
     def remember_model(self, source: str) -> None:
         """Note a model that loaded (the picker's recent list, kept across sessions)."""
         if source in self.model_store:
