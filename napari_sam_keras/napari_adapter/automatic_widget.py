@@ -38,7 +38,7 @@ from .image_slices import (
     displayed_layer_axes,
     spatial_shape,
 )
-from .labels_writing import write_label_images
+from .labels_writing import OVERWRITE_TIP, write_label_images
 from .layer_pickers import layer_combo
 from .loaded_models import on_model_loaded
 from .notifications import USER_ERRORS, report_warning
@@ -86,12 +86,21 @@ class AutomaticSegmentationWidget(SAMWidget):
         self._pps_w, self._iou_w, self._stab_w, self._nms_w, self._area_w = self._generator_ws
         self.tiling = tiling_controls()
         self.decoder = decoder_controls()
-        self._all_w = CheckBox(name="all_slices", value=False, text="every slice (nD images)")
+        self._all_w = CheckBox(
+            name="all_slices",
+            value=False,
+            text="every slice (nD images)",
+            tooltip="Segment every 2D slice of a stack, not only the one shown.",
+        )
         self.linking = link_controls()
         self._overwrite_w = CheckBox(
-            name="overwrite", value=False, text="overwrite existing labels"
+            name="overwrite", value=False, text="overwrite existing labels", tooltip=OVERWRITE_TIP
         )
-        self.run_button = PushButton(name="run_button", text="Segment everything")
+        self.run_button = PushButton(
+            name="run_button",
+            text="Segment everything",
+            tooltip="Find every object on the slice (or every slice) and write them as new labels.",
+        )
         self.extend([self._image_w, self._labels_w, self.model_picker, self.embeddings_picker])
         self.append(self._mode_w)
         self.extend([*self._generator_ws, *self.tiling.widgets, *self.decoder.widgets])

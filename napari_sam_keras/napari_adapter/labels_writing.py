@@ -16,6 +16,12 @@ from ..errors import ImageError
 from ..segmentation.labels import masks_to_labels
 from .image_slices import ImageSlice, spatial_shape
 
+#: The tooltip of both widgets' "overwrite existing labels" box.
+OVERWRITE_TIP = (
+    "Unticked, pixels that already carry a label keep it; ticked, new objects replace them. "
+    "Every write can be undone (Ctrl+Z on the labels layer)."
+)
+
 
 def create_labels_layer(viewer, image, name: str | None = None, dtype=np.int32):
     """Add an empty Labels layer matching ``image``: spatial shape, scale, translate, affine."""

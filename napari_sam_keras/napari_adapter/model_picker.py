@@ -54,9 +54,22 @@ class ModelPicker(Container):
             value=proposed_model(),
             tooltip=f"{tooltip}\n\n{self.note}" if self.note else tooltip,
         )
-        self.recent = ComboBox(name="recent", choices=self._choices(), value=_PLACEHOLDER)
-        self.file_button = PushButton(name="file_button", text="File\u2026")
-        self.folder_button = PushButton(name="folder_button", text="Folder\u2026")
+        self.recent = ComboBox(
+            name="recent",
+            choices=self._choices(),
+            value=_PLACEHOLDER,
+            tooltip="Models used before, and the keras-cv presets.",
+        )
+        self.file_button = PushButton(
+            name="file_button",
+            text="File\u2026",
+            tooltip="Choose a checkpoint file (.pth, .keras, ...).",
+        )
+        self.folder_button = PushButton(
+            name="folder_button",
+            text="Folder\u2026",
+            tooltip="Choose a model folder (a saved or fine-tuned model, a preset folder).",
+        )
         row = Container(
             layout="horizontal",
             labels=False,

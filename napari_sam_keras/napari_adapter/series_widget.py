@@ -54,13 +54,36 @@ class ImageSeriesWidget(Container):
 
         self._folder_w = FileEdit(name="folder", mode="d", label="folder")
         self._folder_w.tooltip = "The folder of images; labels go to its sam-labels folder."
-        self.open_button = PushButton(name="open_button", text="Open folder")
+        self.open_button = PushButton(
+            name="open_button",
+            text="Open folder",
+            tooltip="Choose a folder of images; the series continues where it was left.",
+        )
         self._status_w = Label(name="status", value="No folder open.")
-        self._done_w = CheckBox(name="done", text="this image is done")
-        self._skip_w = CheckBox(name="skip_done", text="skip done images", value=False)
-        self.previous_button = PushButton(name="previous_button", text=f"Previous ({PREVIOUS_KEY})")
-        self.next_button = PushButton(name="next_button", text=f"Save and next ({NEXT_KEY})")
-        self.save_button = PushButton(name="save_button", text="Save labels")
+        self._done_w = CheckBox(
+            name="done", text="this image is done", tooltip="Mark the image as annotated."
+        )
+        self._skip_w = CheckBox(
+            name="skip_done",
+            text="skip done images",
+            value=False,
+            tooltip="Next and Previous jump over the images marked done.",
+        )
+        self.previous_button = PushButton(
+            name="previous_button",
+            text=f"Previous ({PREVIOUS_KEY})",
+            tooltip="Save the labels and open the previous image.",
+        )
+        self.next_button = PushButton(
+            name="next_button",
+            text=f"Save and next ({NEXT_KEY})",
+            tooltip="Save the labels, mark the image done and open the next one.",
+        )
+        self.save_button = PushButton(
+            name="save_button",
+            text="Save labels",
+            tooltip="Save this image's labels now (atomically, into the sam-labels folder).",
+        )
         self.extend(
             [
                 self._folder_w,

@@ -31,7 +31,12 @@ class StatusLine(Container):
 
     def __init__(self, name: str = "status") -> None:
         self._text = Label(name="text", value="")
-        self._details_button = PushButton(name="details_button", text=_SHOW, visible=False)
+        self._details_button = PushButton(
+            name="details_button",
+            text=_SHOW,
+            visible=False,
+            tooltip="Show or hide the full message of the last problem.",
+        )
         self._details = TextEdit(name="details", value="", visible=False)
         super().__init__(
             name=name,

@@ -60,7 +60,12 @@ class SAMWidget(Container):
         self.model_picker = ModelPicker()
         self.embeddings_picker = EmbeddingsFolderPicker()
         self.status = StatusLine()
-        self.cancel_button = PushButton(name="cancel_button", text="Cancel", enabled=False)
+        self.cancel_button = PushButton(
+            name="cancel_button",
+            text="Cancel",
+            enabled=False,
+            tooltip="Stop the running job; nothing of it is written.",
+        )
         self.cancel_button.changed.connect(self.cancel)
         self.runner = TaskRunner(self.status, on_busy=self._on_busy)
         if self.model_picker.note:  # the demo model proposed offline: say what it is

@@ -80,3 +80,37 @@ def test_a_preview_layer_is_never_a_target_choice(dock, name):
     widget.reset_choices()
     assert widget.labels.value is None
     assert all(choice is not preview for choice in widget.labels.choices)
+
+
+def test_embeddings_folder_set_from_a_script_is_used_by_both_widgets(dock, tmp_path):
+    from napari_sam_keras.napari_adapter.layer_stores import current_folder
+
+    viewer, widget = dock(INTERACTIVE, np.zeros((40, 40), np.uint8))
+    _dock, auto = viewer.window.add_plugin_dock_widget(PLUGIN, AUTOMATIC)
+    widget.embeddings_folder.value = str(tmp_path / "emb")
+    assert current_folder() == str(tmp_path / "emb")
+    assert auto.embeddings_folder.value == str(tmp_path / "emb")
+    auto.embeddings_folder.value = ""
+    assert current_folder() is None and widget.embeddings_folder.value == ""
+
+
+def _value_widgets(widget):
+    """Every control of a dock widget (buttons too), nested containers included."""
+    from magicgui.widgets import Container, Label, TextEdit
+    from magicgui.widgets.bases import ValueWidget
+
+    found = []
+    for child in widget:
+        if isinstance(child, Container):
+            found += _value_widgets(child)
+        elif isinstance(child, ValueWidget) and not isinstance(child, Label | TextEdit):
+            found.append(child)  # Label and TextEdit only show text (the status line)
+    return found
+
+
+@pytest.mark.parametrize("name", [INTERACTIVE, AUTOMATIC, "Image series"])
+def test_every_control_has_a_tooltip(dock, name):
+    _viewer, widget = dock(name, np.zeros((40, 40), np.uint8))
+    controls = _value_widgets(widget)
+    missing = [w.name for w in controls if not (w.tooltip or "").strip()]
+    assert controls and not missing, f"controls without a tooltip: {missing}"

@@ -12,6 +12,7 @@ import tifffile
 from helpers import write_cell_images
 
 from napari_sam_keras.files.image_series import ImageSeries
+from napari_sam_keras.napari_adapter.layer_stores import store_base
 
 pytestmark = pytest.mark.gui
 
@@ -188,7 +189,7 @@ def test_the_next_image_is_embedded_in_the_background_and_next_computes_nothing(
     assert widget.prefetch.ready.file[0] == str(images[1].resolve())
     assert runs == [(48, 64)]  # image 1, in the background; image 0 was never embedded
     if with_folder:  # in the store the layer of cells_01.tif will use
-        store = folder / f"cells_01.tif-{tiny_network.key[:12]}.zarr"
+        store = folder / (store_base("cells_01.tif", tiny_network.key) + ".zarr")
         assert EmbeddingStore(store).is_complete(0, 0)
 
     widget.next()
