@@ -43,6 +43,7 @@ from .layer_pickers import layer_combo
 from .loaded_models import on_model_loaded
 from .notifications import USER_ERRORS, report_warning
 from .safe_import import ml_stack_ready
+from .sections import Section, lay_out
 from .segmentation_jobs import DECODER, GENERATOR, AutomaticJob
 from .target_labels import LabelsTarget
 from .task_runner import Relay
@@ -101,12 +102,24 @@ class AutomaticSegmentationWidget(SAMWidget):
             text="Segment everything",
             tooltip="Find every object on the slice (or every slice) and write them as new labels.",
         )
-        self.extend([self._image_w, self._labels_w, self.model_picker, self.embeddings_picker])
-        self.append(self._mode_w)
-        self.extend([*self._generator_ws, *self.tiling.widgets, *self.decoder.widgets])
-        self.append(self._all_w)
-        self.extend([*self.linking.widgets, self._overwrite_w, self.run_button])
-        self.extend([self.cancel_button, row(self.status)])
+        self.volume_section = Section(
+            "3D and time", [self._all_w, *self.linking.widgets], collapsed=True
+        )
+        sections = [
+            Section("Image and model", [self._image_w, self.model_picker, self.embeddings_picker]),
+            Section(
+                "Segment",
+                [self._labels_w, self._mode_w, *self._generator_ws, *self.decoder.widgets],
+            ),
+            self.volume_section,
+            Section(
+                "Advanced: tiles, overwrite",
+                [*self.tiling.widgets, self._overwrite_w],
+                collapsed=True,
+                name="advanced",
+            ),
+        ]
+        lay_out(self, sections, [row(self.run_button, self.cancel_button), row(self.status)])
         self.target = LabelsTarget(viewer, self._labels_w, tuple, self.reset_choices)
         self._decoder_model: str | None = None  # whose default thresholds are shown
         self._loaded_relay = Relay(self._update_mode)  # model loads reported from any thread
@@ -201,6 +214,8 @@ class AutomaticSegmentationWidget(SAMWidget):
         image = self._image_w.value
         if image is not None:
             self.linking.link.value = len(spatial_shape(image)) == 3
+            if len(spatial_shape(image)) > 2:
+                self.volume_section.expand()  # a stack: every slice, linked, is likely wanted
 
     def _on_layers_changed(self, event=None) -> None:
         if not self.alive():

@@ -35,6 +35,7 @@ from typing import TYPE_CHECKING
 from qtpy.QtCore import QTimer
 
 from . import interactive_controls as controls
+from .image_slices import spatial_shape
 from .label_refinement import refine_request
 from .labels_writing import check_labels_fit
 from .layer_order import raise_layers
@@ -54,6 +55,7 @@ from .prompt_requests import (
 )
 from .prompts_from_layers import NEGATIVE, POSITIVE
 from .safe_import import ml_stack_ready
+from .sections import Section, lay_out
 from .target_labels import TargetLabels
 from .task_runner import process_events_until
 from .tiling_controls import tiling_controls
@@ -138,16 +140,32 @@ class InteractiveSegmentationWidget(SAMWidget):
         self.refine_button = b.refine
         volume = controls.volume_controls()
         self.segment_3d_button = volume.segment_3d
-        self.extend([pickers.image, pickers.points, pickers.shapes, pickers.labels])
-        self.extend([self.model_picker, self.embeddings_picker, opts.point_type, opts.label_id])
-        self.append(opts.add_to_label)
         self.tiling = tiling_controls()
-        self.extend([opts.multimask, *self.tiling.widgets, opts.overwrite, opts.live])
-        self.append(b.refine_id)
-        self.extend([row(b.run, b.commit), row(volume.segment_3d)])
-        self.extend([volume.projection, volume.iou_threshold, volume.axis_is_time])
-        self.extend([row(b.clear, self.cancel_button)])
-        self.extend([b.refine, row(self.status), row(b.shortcuts)])
+        self.volume_section = Section(
+            "3D and time",
+            [volume.segment_3d, volume.projection, volume.iou_threshold, volume.axis_is_time],
+            collapsed=True,
+        )
+        sections = [
+            Section("Image and model", [pickers.image, self.model_picker, self.embeddings_picker]),
+            Section(
+                "Prompts",
+                [pickers.points, pickers.shapes, opts.point_type, opts.live, b.shortcuts],
+            ),
+            Section(
+                "Segment",
+                [pickers.labels, opts.label_id, opts.add_to_label, opts.multimask],
+            ),
+            self.volume_section,
+            Section(
+                "Advanced: tiles, overwrite, refine",
+                [*self.tiling.widgets, opts.overwrite, b.refine_id, b.refine],
+                collapsed=True,
+                name="advanced",
+            ),
+        ]
+        footer = [row(b.run, b.commit), row(b.clear, self.cancel_button), row(self.status)]
+        lay_out(self, sections, footer)
 
     def _connect(self) -> None:
         viewer = self.viewer
@@ -203,6 +221,8 @@ class InteractiveSegmentationWidget(SAMWidget):
         if not self.alive() or self.image.value is None:
             return
         self.prompt_layers.setup(self.image.value, self.reset_choices)
+        if len(spatial_shape(self.image.value)) > 2:
+            self.volume_section.expand()  # a stack: Segment in 3D is what it is for
         if self.point_type.value != POSITIVE and self.points.value is not None:
             set_point_type(self.points.value, self.point_type.value)
         self._propose_target()

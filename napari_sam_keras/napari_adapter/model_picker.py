@@ -9,6 +9,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from magicgui.widgets import ComboBox, Container, LineEdit, PushButton
+from qtpy.QtWidgets import QComboBox
 
 from ..errors import ModelLoadError
 from ..model.config import PRESETS
@@ -82,6 +83,10 @@ class ModelPicker(Container):
         self.margins = (0, 0, 0, 0)
         self.field.native.setMinimumWidth(200)
         self.recent.native.setMinimumContentsLength(12)
+        # as wide as 12 characters, not as the longest path it lists (it covered the buttons)
+        self.recent.native.setSizeAdjustPolicy(
+            QComboBox.SizeAdjustPolicy.AdjustToMinimumContentsLengthWithIcon
+        )
         self.recent.changed.connect(self._on_recent)
         self.file_button.changed.connect(self.choose_file)
         self.folder_button.changed.connect(self.choose_folder)

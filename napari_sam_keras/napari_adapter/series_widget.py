@@ -24,8 +24,10 @@ from ..files.image_series import ImageSeries, labels_shape
 from .image_slices import current_slice
 from .loaded_models import shared_embedding_cache
 from .notifications import USER_ERRORS, report_error, report_info
+from .sections import NestedControls, Section, lay_out
 from .series_prefetch import NextImagePrefetcher
-from .widget_base import resolve_viewer
+from .status_line import wrap_text
+from .widget_base import resolve_viewer, row
 
 if TYPE_CHECKING:  # pragma: no cover
     import napari
@@ -34,7 +36,7 @@ NEXT_KEY = "PageDown"
 PREVIOUS_KEY = "PageUp"
 
 
-class ImageSeriesWidget(Container):
+class ImageSeriesWidget(NestedControls, Container):
     """Step through the images of a folder, saving each one's labels (dock widget).
 
     Value widgets: ``folder``, ``skip_done``, ``done``.  Buttons: ``open_button``,
@@ -43,7 +45,7 @@ class ImageSeriesWidget(Container):
     """
 
     def __init__(self, napari_viewer: napari.viewer.Viewer | None = None) -> None:
-        super().__init__()
+        super().__init__(labels=False)
         self.viewer = resolve_viewer(napari_viewer)
         self.series: ImageSeries | None = None
         self.image_layer = None
@@ -84,21 +86,16 @@ class ImageSeriesWidget(Container):
             text="Save labels",
             tooltip="Save this image's labels now (atomically, into the sam-labels folder).",
         )
-        self.extend(
-            [
-                self._folder_w,
-                self.open_button,
-                self._status_w,
-                self._done_w,
-                self._skip_w,
-                Container(
-                    widgets=[self.previous_button, self.next_button],
-                    layout="horizontal",
-                    labels=False,
-                ),
-                self.save_button,
-            ]
-        )
+        sections = [
+            Section(
+                "Folder",
+                [self._folder_w, self.open_button, self._skip_w, self._done_w, self.save_button],
+                name="series_folder",
+            )
+        ]
+        footer = [row(self.previous_button, self.next_button), row(self._status_w)]
+        lay_out(self, sections, footer)
+        wrap_text(self._status_w)
         self.open_button.changed.connect(lambda: self._guarded(self.open, self._folder_w.value))
         self.previous_button.changed.connect(lambda: self._guarded(self.previous))
         self.next_button.changed.connect(lambda: self._guarded(self.next))

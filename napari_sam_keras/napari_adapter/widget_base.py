@@ -17,6 +17,7 @@ from .layer_stores import take_notices
 from .loaded_models import ModelStore, shared_embedding_cache
 from .model_picker import ModelPicker
 from .notifications import report_error, report_warning
+from .sections import NestedControls, find_widget
 from .status_line import StatusLine
 from .task_runner import TaskRunner
 
@@ -44,16 +45,17 @@ def resolve_viewer(viewer):
     return unwrap_viewer(viewer)
 
 
-class SAMWidget(Container):
+class SAMWidget(NestedControls, Container):
     """Base of the dock widgets: ``viewer``, ``model_picker``, ``status``, ``runner``.
 
-    Subclasses add their controls and put ``self.model_picker``,
-    ``self.embeddings_picker``, ``self.cancel_button`` and ``self.status``
-    where they want them.
+    Subclasses lay out their controls with :func:`.sections.lay_out` (sections in a scroll
+    area, the status line in the footer) and put ``self.model_picker``,
+    ``self.embeddings_picker``, ``self.cancel_button`` and ``self.status`` where they want
+    them; every control stays reachable as ``widget.<name>``.
     """
 
     def __init__(self, napari_viewer=None) -> None:
-        super().__init__(labels=True)
+        super().__init__(labels=False)
         self.viewer = resolve_viewer(napari_viewer)
         self.model_store = ModelStore()
         self.embedding_cache = shared_embedding_cache()
@@ -69,20 +71,31 @@ class SAMWidget(Container):
         self.cancel_button.changed.connect(self.cancel)
         self.runner = TaskRunner(self.status, on_busy=self._on_busy)
         if self.model_picker.note:  # the demo model proposed offline: say what it is
-            self.status.show(self.model_picker.note)
+            note = self.model_picker.note
+            self.status.show(note.split(": ")[0] + ".", details=note)
 
     # --- the ``labels`` name (see the module docstring) -----------------------------------
 
     @property
     def labels(self):
         """The ``labels`` (target Labels layer) picker."""
-        widgets = self.__dict__.get("_list")
-        found = widgets.get_by_name("labels") if widgets is not None else None
+        if self.__dict__.get("_inserting"):  # magicgui asks for the flag (see _insert_widget)
+            return self._labels
+        found = find_widget(self, "labels") if "_list" in self.__dict__ else None
         return found if found is not None else self._labels
 
     @labels.setter
     def labels(self, value: bool) -> None:
         Container.labels.fset(self, value)
+
+    def _insert_widget(self, index: int, widget) -> None:
+        # magicgui reads ``self.labels`` to decide whether a control gets a name column: there
+        # it must be the flag, not the picker
+        self.__dict__["_inserting"] = True
+        try:
+            super()._insert_widget(index, widget)
+        finally:
+            self.__dict__["_inserting"] = False
 
     # --- shared parts -----------------------------------------------------------------
 
