@@ -53,7 +53,7 @@ from .prompt_requests import (
     read_prompts,
     remove_used_prompts,
 )
-from .prompts_from_layers import NEGATIVE, POSITIVE
+from .prompts_from_layers import NEGATIVE, POSITIVE, box_merge_hint
 from .safe_import import ml_stack_ready
 from .sections import Section, lay_out
 from .target_labels import TargetLabels
@@ -88,7 +88,7 @@ class InteractiveSegmentationWidget(SAMWidget):
             self.viewer,
             self.points,
             self.shapes,
-            on_data=lambda event: self.live_preview.on_prompt_data(event),
+            on_data=self._on_prompt_data,
             keys={
                 COMMIT_KEY: lambda _l: self.commit(),
                 CLEAR_KEY: lambda _l: self.clear_prompts(),
@@ -232,6 +232,28 @@ class InteractiveSegmentationWidget(SAMWidget):
         self.target.propose(self.image.value)
 
     # --- prompts ----------------------------------------------------------------------
+
+    def _on_prompt_data(self, event=None) -> None:
+        self.live_preview.on_prompt_data(event)
+        action = getattr(event, "action", None)
+        added = str(getattr(action, "value", action)) == "added"
+        if added and getattr(event, "source", None) is self.shapes.value:
+            QTimer.singleShot(0, self._hint_box_merge)  # not inside napari's event
+
+    def _hint_box_merge(self) -> None:
+        """Say so in the status line when the new box takes earlier points into its object."""
+        if not self.alive() or self.image.value is None:
+            return
+        try:
+            image_slice = image_slice_of(self.image.value, self.viewer.dims)
+            prompts = read_prompts(
+                self.points.value, self.shapes.value, image_slice, self.viewer.dims
+            )
+        except USER_ERRORS:
+            return  # the next Segment says what is wrong
+        hint = box_merge_hint(prompts)
+        if hint:
+            self.status.show(hint)
 
     def toggle_point_type(self) -> str:
         """Switch new points between positive and negative; returns the new type."""

@@ -159,3 +159,20 @@ def test_a_visible_window_with_a_progress_bar_does_not_starve_the_worker(make_na
         window.hide()
         hidden.append(_worker_rate(widget, 1.5))
     assert max(shown) >= 0.5 * max(hidden), (shown, hidden)
+
+
+def test_a_box_drawn_over_an_earlier_click_says_they_make_one_object(dock):
+    """Issue 24 item 6: the merge is told in the status line; a click elsewhere is not."""
+    from qtpy.QtWidgets import QApplication
+
+    viewer, widget = dock(INTERACTIVE, np.zeros((64, 64), np.uint8))
+    widget.points.value.add([[10, 10], [50, 50]])
+    widget.shapes.value.add_rectangles([[[40, 40], [60, 60]]])  # over the second click
+    for _ in range(5):
+        QApplication.processEvents()
+    assert "ONE object" in widget.status.value and "1 point(s)" in widget.status.value
+    widget.status.show("")
+    widget.shapes.value.add_rectangles([[[20, 0], [30, 8]]])  # over no click
+    for _ in range(5):
+        QApplication.processEvents()
+    assert widget.status.value == ""
