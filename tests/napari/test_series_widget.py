@@ -308,3 +308,23 @@ def test_a_click_goes_before_the_next_image(
     assert [e[0] for e in events] == ["click start", "encoder", "click end", "encoder"], events
     assert events[3][1].startswith("napari-sam-keras: SAM: embedding the next image")
     assert not events[1][1].startswith("napari-sam-keras")  # the click's, in Qt's pool
+
+
+def test_labels_drawn_after_the_last_save_survive_closing_the_viewer(
+    make_napari_viewer, tmp_path, monkeypatch
+):
+    """Issue 24 item 4: autosave on close; the folder is proposed again next time."""
+    monkeypatch.setenv("XDG_CONFIG_HOME", str(tmp_path / "config"))
+    images = write_cell_images(tmp_path / "plate", 2)
+    viewer, widget = open_series(make_napari_viewer, images[0].parent)
+    widget.next()
+    assert not widget.unsaved
+    paint(widget.labels_layer, np.s_[1:4, 2:6], 5)  # after the last "Save and next"
+    assert widget.unsaved
+    viewer.close()
+    saved = tifffile.imread(tmp_path / "plate" / "sam-labels" / "cells_01-labels.tif")
+    assert (saved == 5).sum() == 12
+
+    viewer = make_napari_viewer()
+    _dock, again = viewer.window.add_plugin_dock_widget(PLUGIN, SERIES)
+    assert str(again.folder.value) == str((tmp_path / "plate").resolve())
