@@ -464,15 +464,14 @@ def cmd_sample(args) -> int:
 
 
 def prepare_for_opengl() -> None:
-    """Load TensorFlow before napari's OpenGL driver, and keep Mesa off llvmpipe.
+    """Load TensorFlow (where it is used) before napari's OpenGL driver.
 
-    TensorFlow (which keras-cv imports whatever the Keras backend) and Mesa's OpenGL drivers
-    (Xvfb, virtual machines, Intel/AMD desktops) each carry their own LLVM.  Importing
-    TensorFlow after Mesa's driver is loaded segfaults, and Mesa's llvmpipe rasterizer
-    segfaults on the first paint once TensorFlow is loaded; its softpipe rasterizer does not.
-    ``GALLIUM_DRIVER`` only picks among Mesa's software rasterizers: GPU drivers ignore it.
+    TensorFlow and Mesa's OpenGL drivers (Xvfb, virtual machines, Intel/AMD desktops) each
+    carry their own LLVM; importing TensorFlow after Mesa's driver is loaded segfaults
+    (see :mod:`napari_sam_keras.runtime.tensorflow_loading`). The rasterizer is left to Mesa:
+    forcing its softpipe rasterizer starved every job while the window was visible (the GUI
+    thread repainting napari's activity indicator held the GIL; llvmpipe paints fast).
     """
-    os.environ.setdefault("GALLIUM_DRIVER", "softpipe")
     import_ml_stack()
 
 

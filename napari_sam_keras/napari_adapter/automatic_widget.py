@@ -21,7 +21,6 @@ from napari.layers import Image, Labels
 
 from ..errors import ImageError, SAMError
 from ..processing.instance_watershed import settings_for_model
-from .active_layer import keeping_active_layer
 from .automatic_controls import (
     MODE_TIP,
     NOT_LOADED_TIP,
@@ -40,12 +39,14 @@ from .image_slices import (
     displayed_layer_axes,
     spatial_shape,
 )
-from .labels_writing import create_labels_layer, write_label_images
-from .layer_pickers import labels_layer_for, layer_combo, needs_target, sam_labels_name
+from .labels_writing import OVERWRITE_TIP, write_label_images
+from .layer_pickers import layer_combo
 from .loaded_models import on_model_loaded
 from .notifications import USER_ERRORS, report_warning
 from .safe_import import ml_stack_ready
+from .sections import Section, lay_out
 from .segmentation_jobs import DECODER, GENERATOR, AutomaticJob
+from .target_labels import LabelsTarget
 from .task_runner import Relay
 from .tiling_controls import tiling_controls
 from .widget_base import SAMWidget, row
@@ -88,19 +89,46 @@ class AutomaticSegmentationWidget(SAMWidget):
         self._pps_w, self._iou_w, self._stab_w, self._nms_w, self._area_w = self._generator_ws
         self.tiling = tiling_controls()
         self.decoder = decoder_controls()
-        self._all_w = CheckBox(name="all_slices", value=False, text="every slice (nD images)")
+        self._all_w = CheckBox(
+            name="all_slices",
+            value=False,
+            text="every slice (nD images)",
+            tooltip="Segment every 2D slice of a stack, not only the one shown.",
+        )
         self.linking = link_controls()
         self._overwrite_w = CheckBox(
-            name="overwrite", value=False, text="overwrite existing labels"
+            name="overwrite", value=False, text="overwrite existing labels", tooltip=OVERWRITE_TIP
         )
-        self.run_button = PushButton(name="run_button", text="Segment everything")
-        self.extend([self._image_w, self._labels_w, self.model_picker, self.embeddings_picker])
-        self.append(self._mode_w)
-        self.extend(self.concept.widgets)
-        self.extend([*self._generator_ws, *self.tiling.widgets, *self.decoder.widgets])
-        self.append(self._all_w)
-        self.extend([*self.linking.widgets, self._overwrite_w, self.run_button])
-        self.extend([self.cancel_button, row(self.status)])
+        self.run_button = PushButton(
+            name="run_button",
+            text="Segment everything",
+            tooltip="Find every object on the slice (or every slice) and write them as new labels.",
+        )
+        self.volume_section = Section(
+            "3D and time", [self._all_w, *self.linking.widgets], collapsed=True
+        )
+        sections = [
+            Section("Image and model", [self._image_w, self.model_picker, self.embeddings_picker]),
+            Section(
+                "Segment",
+                [
+                    self._labels_w,
+                    self._mode_w,
+                    *self.concept.widgets,
+                    *self._generator_ws,
+                    *self.decoder.widgets,
+                ],
+            ),
+            self.volume_section,
+            Section(
+                "Advanced: tiles, overwrite",
+                [*self.tiling.widgets, self._overwrite_w],
+                collapsed=True,
+                name="advanced",
+            ),
+        ]
+        lay_out(self, sections, [row(self.run_button, self.cancel_button), row(self.status)])
+        self.target = LabelsTarget(viewer, self._labels_w, tuple, self.reset_choices)
         self._decoder_model: str | None = None  # whose default thresholds are shown
         self._loaded_relay = Relay(self._update_mode)  # model loads reported from any thread
         on_model_loaded(self._on_model_loaded)
@@ -114,9 +142,7 @@ class AutomaticSegmentationWidget(SAMWidget):
         viewer.layers.events.inserted.connect(self._on_layers_changed)
         viewer.layers.events.removed.connect(self._on_layers_changed)
         self.reset_choices()
-        active = viewer.layers.selection.active
-        if isinstance(active, Image):
-            self._image_w.value = active
+        self.follow_active_image(self._image_w)
         self._on_image_changed()
         self.linking.follow(False)
         self._update_mode()
@@ -203,6 +229,8 @@ class AutomaticSegmentationWidget(SAMWidget):
         image = self._image_w.value
         if image is not None:
             self.linking.link.value = len(spatial_shape(image)) == 3
+            if len(spatial_shape(image)) > 2:
+                self.volume_section.expand()  # a stack: every slice, linked, is likely wanted
 
     def _on_layers_changed(self, event=None) -> None:
         if not self.alive():
@@ -212,11 +240,7 @@ class AutomaticSegmentationWidget(SAMWidget):
 
     def _propose_target(self, _value=None) -> None:
         """The Labels layer already used for the image, when none (that fits) is chosen."""
-        image = self._image_w.value
-        if needs_target(self.viewer, self._labels_w.value, image):
-            proposed = labels_layer_for(self.viewer, image)
-            if proposed is not None or self._labels_w.value is not None:
-                self._labels_w.value = proposed
+        self.target.propose(self._image_w.value)
 
     # --- preparing --------------------------------------------------------------------
 
@@ -332,15 +356,6 @@ class AutomaticSegmentationWidget(SAMWidget):
         results = self.runner.run(call, description)
         return None if results is None else self._write(job, results)
 
-    def _target(self, image):
-        labels = self._labels_w.value
-        if labels is None or labels not in self.viewer.layers:
-            with keeping_active_layer(self.viewer):
-                labels = create_labels_layer(self.viewer, image, name=sam_labels_name(image))
-                self.reset_choices()
-                self._labels_w.value = labels
-        return labels
-
     def _write(self, job: AutomaticJob, results):
         image = job.layer
         if image not in self.viewer.layers:
@@ -352,7 +367,7 @@ class AutomaticSegmentationWidget(SAMWidget):
             self.status.show(message + " Try lower thresholds.")
             return None
         try:
-            labels = self._target(image)
+            labels = self.target.for_writing(image)
             ids = write_label_images(labels, results, overwrite=bool(self._overwrite_w.value))
         except SAMError as error:
             self.user_error(error)

@@ -26,7 +26,9 @@ class EmbeddingsFolderPicker(Container):
         self.field = LineEdit(
             name="embeddings_folder", value=current_folder() or "", tooltip=TOOLTIP
         )
-        self.button = PushButton(name="folder_button", text="Folder\u2026")
+        self.button = PushButton(
+            name="folder_button", text="Folder\u2026", tooltip="Choose the embeddings folder."
+        )
         super().__init__(
             name="embeddings_picker",
             label="embeddings folder",
@@ -36,8 +38,15 @@ class EmbeddingsFolderPicker(Container):
         )
         self.margins = (0, 0, 0, 0)
         self.field.native.editingFinished.connect(self._typed)
+        self.field.changed.connect(self._set_from_script)
         self.button.changed.connect(self.choose_folder)
         on_folder_changed(self._on_folder_changed)
+
+    def _set_from_script(self, value: str) -> None:
+        # Typing waits for Enter or leaving the field (no store for a half-typed path); a
+        # value set from a script (``widget.embeddings_folder.value = ...``) is used at once.
+        if not self.field.native.hasFocus() and (value or None) != current_folder():
+            self.set_folder(value)
 
     def _typed(self) -> None:
         self.set_folder(self.field.value)

@@ -16,6 +16,7 @@ from magicgui.widgets import (
 from napari.layers import Image, Labels, Points, Shapes
 
 from ..segmentation.volume import PROJECTIONS
+from .labels_writing import OVERWRITE_TIP
 from .layer_pickers import LayerComboBox, layer_combo
 from .prompts_from_layers import POINT_TYPES, POSITIVE
 from .status_line import wrap_text
@@ -104,10 +105,26 @@ def options() -> Options:
             name="add_to_label",
             value=False,
             text="add to the label under the first positive point",
+            tooltip="The new mask joins the label found under the first positive point.",
         ),
-        multimask=CheckBox(name="multimask", value=True, text="multimask (keep the best of 3)"),
-        overwrite=CheckBox(name="overwrite", value=False, text="overwrite existing labels"),
-        live=CheckBox(name="live", value=False, text="live preview on every prompt change"),
+        multimask=CheckBox(
+            name="multimask",
+            value=True,
+            text="multimask (keep the best of 3)",
+            tooltip="SAM proposes 3 masks per object; keep the one it scores best.",
+        ),
+        overwrite=CheckBox(
+            name="overwrite",
+            value=False,
+            text="overwrite existing labels",
+            tooltip=OVERWRITE_TIP,
+        ),
+        live=CheckBox(
+            name="live",
+            value=False,
+            text="live preview on every prompt change",
+            tooltip="Show the mask (cyan outline) after every click; Commit [C] writes it.",
+        ),
     )
 
 
@@ -128,9 +145,21 @@ def buttons() -> Buttons:
     wrap_text(shortcuts)
     shortcuts.native.setStyleSheet("color: #a0a0a0;")
     return Buttons(
-        run=PushButton(name="run_button", text="Segment prompts"),
-        commit=PushButton(name="commit_button", text="Commit preview [C]"),
-        clear=PushButton(name="clear_button", text="Clear prompts [Shift+C]"),
+        run=PushButton(
+            name="run_button",
+            text="Segment prompts",
+            tooltip="Write one label per object (box, or points) and remove the prompts used.",
+        ),
+        commit=PushButton(
+            name="commit_button",
+            text="Commit preview [C]",
+            tooltip="Write the live preview into the target labels.",
+        ),
+        clear=PushButton(
+            name="clear_button",
+            text="Clear prompts [Shift+C]",
+            tooltip="Remove every point and box of the prompt layers.",
+        ),
         refine_id=SpinBox(
             name="refine_id",
             label="label to refine",
@@ -141,7 +170,11 @@ def buttons() -> Buttons:
             "mask and box prompt SAM, plus the points on the slice. Follows the layer's "
             "selected label.",
         ),
-        refine=PushButton(name="refine_button", text="Refine label"),
+        refine=PushButton(
+            name="refine_button",
+            text="Refine label",
+            tooltip="Improve the label chosen in 'label to refine' with SAM (its mask and your points).",
+        ),
         shortcuts=shortcuts,
     )
 
@@ -159,7 +192,11 @@ class VolumeControls:
 def volume_controls() -> VolumeControls:
     """The controls of "Segment in 3D" (one object through z, or tracked through time)."""
     return VolumeControls(
-        segment_3d=PushButton(name="segment_3d_button", text="Segment in 3D [Shift+S]"),
+        segment_3d=PushButton(
+            name="segment_3d_button",
+            text="Segment in 3D [Shift+S]",
+            tooltip="Carry the object of the prompts through the stack (or through time).",
+        ),
         projection=ComboBox(
             name="projection",
             label="3D: next slice from",

@@ -32,10 +32,10 @@ from dataclasses import replace
 from functools import partial
 from typing import TYPE_CHECKING
 
-from napari.layers import Image
 from qtpy.QtCore import QTimer
 
 from . import interactive_controls as controls
+from .image_slices import spatial_shape
 from .label_refinement import refine_request
 from .labels_writing import check_labels_fit
 from .layer_order import raise_layers
@@ -53,8 +53,9 @@ from .prompt_requests import (
     read_prompts,
     remove_used_prompts,
 )
-from .prompts_from_layers import NEGATIVE, POSITIVE
+from .prompts_from_layers import NEGATIVE, POSITIVE, box_merge_hint
 from .safe_import import ml_stack_ready
+from .sections import Section, lay_out
 from .target_labels import TargetLabels
 from .task_runner import process_events_until
 from .tiling_controls import tiling_controls
@@ -87,7 +88,7 @@ class InteractiveSegmentationWidget(SAMWidget):
             self.viewer,
             self.points,
             self.shapes,
-            on_data=lambda event: self.live_preview.on_prompt_data(event),
+            on_data=self._on_prompt_data,
             keys={
                 COMMIT_KEY: lambda _l: self.commit(),
                 CLEAR_KEY: lambda _l: self.clear_prompts(),
@@ -128,9 +129,7 @@ class InteractiveSegmentationWidget(SAMWidget):
         )
         self._connect()
         self.reset_choices()
-        active = self.viewer.layers.selection.active
-        if isinstance(active, Image):
-            self.image.value = active
+        self.follow_active_image(self.image)
         self._setup_for_image()
 
     def _build(self) -> None:
@@ -141,16 +140,32 @@ class InteractiveSegmentationWidget(SAMWidget):
         self.refine_button = b.refine
         volume = controls.volume_controls()
         self.segment_3d_button = volume.segment_3d
-        self.extend([pickers.image, pickers.points, pickers.shapes, pickers.labels])
-        self.extend([self.model_picker, self.embeddings_picker, opts.point_type, opts.label_id])
-        self.append(opts.add_to_label)
         self.tiling = tiling_controls()
-        self.extend([opts.multimask, *self.tiling.widgets, opts.overwrite, opts.live])
-        self.append(b.refine_id)
-        self.extend([row(b.run, b.commit), row(volume.segment_3d)])
-        self.extend([volume.projection, volume.iou_threshold, volume.axis_is_time])
-        self.extend([row(b.clear, self.cancel_button)])
-        self.extend([b.refine, row(self.status), row(b.shortcuts)])
+        self.volume_section = Section(
+            "3D and time",
+            [volume.segment_3d, volume.projection, volume.iou_threshold, volume.axis_is_time],
+            collapsed=True,
+        )
+        sections = [
+            Section("Image and model", [pickers.image, self.model_picker, self.embeddings_picker]),
+            Section(
+                "Prompts",
+                [pickers.points, pickers.shapes, opts.point_type, opts.live, b.shortcuts],
+            ),
+            Section(
+                "Segment",
+                [pickers.labels, opts.label_id, opts.add_to_label, opts.multimask],
+            ),
+            self.volume_section,
+            Section(
+                "Advanced: tiles, overwrite, refine",
+                [*self.tiling.widgets, opts.overwrite, b.refine_id, b.refine],
+                collapsed=True,
+                name="advanced",
+            ),
+        ]
+        footer = [row(b.run, b.commit), row(b.clear, self.cancel_button), row(self.status)]
+        lay_out(self, sections, footer)
 
     def _connect(self) -> None:
         viewer = self.viewer
@@ -168,7 +183,6 @@ class InteractiveSegmentationWidget(SAMWidget):
         self.model_picker.on_chosen(self.live_preview.schedule)  # a new model: preview again
         viewer.layers.events.inserted.connect(self._on_layer_inserted)
         viewer.layers.events.removed.connect(self._on_layer_removed)
-        viewer.layers.selection.events.active.connect(self._on_active_layer)
 
     def _not_targets(self) -> tuple:
         layer = self.live_preview.layer if hasattr(self, "live_preview") else None
@@ -199,13 +213,6 @@ class InteractiveSegmentationWidget(SAMWidget):
         self.reset_choices()
         self.live_preview.forget_removed_layer()
 
-    def _on_active_layer(self, event=None) -> None:
-        """Follow the active image layer."""
-        active = self.viewer.layers.selection.active
-        if isinstance(active, Image) and self.alive() and active is not self.image.value:
-            self.reset_choices()
-            self.image.value = active
-
     def _on_image_changed(self, image=None) -> None:
         self.live_preview.clear()
         QTimer.singleShot(0, self._setup_for_image)
@@ -214,6 +221,8 @@ class InteractiveSegmentationWidget(SAMWidget):
         if not self.alive() or self.image.value is None:
             return
         self.prompt_layers.setup(self.image.value, self.reset_choices)
+        if len(spatial_shape(self.image.value)) > 2:
+            self.volume_section.expand()  # a stack: Segment in 3D is what it is for
         if self.point_type.value != POSITIVE and self.points.value is not None:
             set_point_type(self.points.value, self.point_type.value)
         self._propose_target()
@@ -223,6 +232,28 @@ class InteractiveSegmentationWidget(SAMWidget):
         self.target.propose(self.image.value)
 
     # --- prompts ----------------------------------------------------------------------
+
+    def _on_prompt_data(self, event=None) -> None:
+        self.live_preview.on_prompt_data(event)
+        action = getattr(event, "action", None)
+        added = str(getattr(action, "value", action)) == "added"
+        if added and getattr(event, "source", None) is self.shapes.value:
+            QTimer.singleShot(0, self._hint_box_merge)  # not inside napari's event
+
+    def _hint_box_merge(self) -> None:
+        """Say so in the status line when the new box takes earlier points into its object."""
+        if not self.alive() or self.image.value is None:
+            return
+        try:
+            image_slice = image_slice_of(self.image.value, self.viewer.dims)
+            prompts = read_prompts(
+                self.points.value, self.shapes.value, image_slice, self.viewer.dims
+            )
+        except USER_ERRORS:
+            return  # the next Segment says what is wrong
+        hint = box_merge_hint(prompts)
+        if hint:
+            self.status.show(hint)
 
     def toggle_point_type(self) -> str:
         """Switch new points between positive and negative; returns the new type."""
@@ -248,7 +279,7 @@ class InteractiveSegmentationWidget(SAMWidget):
         image_slice = image_slice_of(self.image.value, self.viewer.dims)
         target = self.labels.value
         if target is not None:
-            check_labels_fit(target, image_slice)
+            check_labels_fit(target, image_slice.layer)
         source = self.model_picker.source()
         prompts = None
         if not embed_only:
@@ -367,7 +398,7 @@ class InteractiveSegmentationWidget(SAMWidget):
         request.job = replace(request.job, tiling=self.tiling.tiling())
         target = self.labels.value
         if target is not None:
-            check_labels_fit(target, request.image_slice)
+            check_labels_fit(target, request.image_slice.layer)
         return request
 
     def _prepare_refine(self) -> PromptRequest:

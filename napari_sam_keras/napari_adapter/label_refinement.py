@@ -23,7 +23,7 @@ def refine_request(image, dims, target, label_id: int, points, source: str) -> P
     image_slice = image_slice_of(image, dims)
     if target is None:
         raise ImageError("Choose the Labels layer whose label to refine in 'labels (target)'.")
-    check_labels_fit(target, image_slice)
+    check_labels_fit(target, image_slice.layer)
     mask = np.asarray(target.data[image_slice.region]) == int(label_id)
     if not mask.any():
         raise ImageError(

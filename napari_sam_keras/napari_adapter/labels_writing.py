@@ -16,6 +16,12 @@ from ..errors import ImageError
 from ..segmentation.labels import masks_to_labels
 from .image_slices import ImageSlice, spatial_shape
 
+#: The tooltip of both widgets' "overwrite existing labels" box.
+OVERWRITE_TIP = (
+    "Unticked, pixels that already carry a label keep it; ticked, new objects replace them. "
+    "Every write can be undone (Ctrl+Z on the labels layer)."
+)
+
 
 def create_labels_layer(viewer, image, name: str | None = None, dtype=np.int32):
     """Add an empty Labels layer matching ``image``: spatial shape, scale, translate, affine."""
@@ -32,13 +38,17 @@ def create_labels_layer(viewer, image, name: str | None = None, dtype=np.int32):
     return viewer.add_labels(np.zeros(shape, dtype=dtype), **kwargs)
 
 
-def check_labels_fit(labels, image_slice: ImageSlice) -> None:
-    """Raise :class:`ImageError` unless ``labels`` has the image's spatial shape."""
+def check_labels_fit(labels, image) -> None:
+    """Raise :class:`ImageError` unless ``labels`` can hold labels of the ``image`` layer.
+
+    It must have the image's spatial shape and be a plain (not multiscale) layer.
+    """
     shape = tuple(int(n) for n in labels.data.shape)
-    if shape != tuple(image_slice.spatial_shape):
+    expected = tuple(spatial_shape(image))
+    if shape != expected:
         raise ImageError(
             f"Labels layer {labels.name!r} has shape {shape} but image "
-            f"{image_slice.layer.name!r} has {tuple(image_slice.spatial_shape)}: choose a labels "
+            f"{image.name!r} has {expected}: choose a labels "
             "layer of the same shape, or none to create one."
         )
     if getattr(labels, "multiscale", False):

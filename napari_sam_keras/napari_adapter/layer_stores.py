@@ -94,6 +94,14 @@ def _safe_name(name: str) -> str:
     return re.sub(r"[^A-Za-z0-9._-]+", "_", str(name)).strip("._") or "image"
 
 
+def store_base(layer_name: str, model_key: str) -> str:
+    """The store's name without ``.zarr``: layer and model, in characters valid on every OS.
+
+    (A model key holds a ``:``, which Windows refuses in file names.)
+    """
+    return f"{_safe_name(layer_name)}-{_safe_name(model_key)[:19]}"
+
+
 def storable(image_slice: ImageSlice) -> bool:
     """Whether the slice is one of its (single-scale) layer's own planes."""
     n = len(image_slice.spatial_shape)
@@ -129,7 +137,7 @@ def _layer_spec(image_slice: ImageSlice, network):
 
 def _bind(folder: str, image_slice: ImageSlice, network):
     spec, hidden = _layer_spec(image_slice, network)
-    base = f"{_safe_name(image_slice.layer.name)}-{network.key[:12]}"
+    base = store_base(image_slice.layer.name, network.key)
     refused = []
     for variant in range(1, MAX_VARIANTS + 1):
         path = Path(folder) / (base + (".zarr" if variant == 1 else f"-{variant}.zarr"))

@@ -24,6 +24,7 @@ from qtpy.QtCore import QTimer
 from ..segmentation.labels import masks_to_labels
 from .active_layer import keeping_active_layer
 from .image_slices import ImageSlice
+from .layer_pickers import PREVIEW_ROLE
 from .prompt_requests import PromptRequest
 from .prompts_from_layers import NoPromptsError
 from .task_runner import TaskRunner
@@ -211,6 +212,7 @@ class LivePreview:
                 translate=tuple(image.translate),
                 opacity=0.9,
                 colormap=preview_colormap(),
+                metadata=dict(PREVIEW_ROLE),
             )
             layer.contour = PREVIEW_CONTOUR
             self.layer = layer

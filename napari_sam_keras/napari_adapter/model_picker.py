@@ -9,6 +9,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from magicgui.widgets import ComboBox, Container, LineEdit, PushButton
+from qtpy.QtWidgets import QComboBox
 
 from ..errors import ModelLoadError
 from ..model.config import PRESETS
@@ -59,9 +60,22 @@ class ModelPicker(Container):
             value=proposed_model(),
             tooltip=f"{tooltip}\n\n{self.note}" if self.note else tooltip,
         )
-        self.recent = ComboBox(name="recent", choices=self._choices(), value=_PLACEHOLDER)
-        self.file_button = PushButton(name="file_button", text="File\u2026")
-        self.folder_button = PushButton(name="folder_button", text="Folder\u2026")
+        self.recent = ComboBox(
+            name="recent",
+            choices=self._choices(),
+            value=_PLACEHOLDER,
+            tooltip="Models used before, and the keras-cv presets.",
+        )
+        self.file_button = PushButton(
+            name="file_button",
+            text="File\u2026",
+            tooltip="Choose a checkpoint file (.pth, .keras, ...).",
+        )
+        self.folder_button = PushButton(
+            name="folder_button",
+            text="Folder\u2026",
+            tooltip="Choose a model folder (a saved or fine-tuned model, a preset folder).",
+        )
         row = Container(
             layout="horizontal",
             labels=False,
@@ -74,6 +88,10 @@ class ModelPicker(Container):
         self.margins = (0, 0, 0, 0)
         self.field.native.setMinimumWidth(200)
         self.recent.native.setMinimumContentsLength(12)
+        # as wide as 12 characters, not as the longest path it lists (it covered the buttons)
+        self.recent.native.setSizeAdjustPolicy(
+            QComboBox.SizeAdjustPolicy.AdjustToMinimumContentsLengthWithIcon
+        )
         self.recent.changed.connect(self._on_recent)
         self.file_button.changed.connect(self.choose_file)
         self.folder_button.changed.connect(self.choose_folder)

@@ -64,7 +64,7 @@ class ObjectWriter:
         ):
             return None
         try:
-            target = self.target.for_writing(image_slice)
+            target = self.target.for_writing(image_slice.layer)
             xy = request.first_positive_point()
             first = self.target.first_id(target, image_slice, xy, bool(self.add_to_label.value))
             ids = write_masks(target, image_slice, masks, bool(self.overwrite.value), first)
@@ -86,7 +86,7 @@ class ObjectWriter:
         ):
             return None
         try:
-            target = self.target.for_writing(job.image_slice)
+            target = self.target.for_writing(job.image_slice.layer)
             if request.first_positive is not None:
                 position, xy = request.first_positive
                 first = self.target.first_id(

@@ -21,7 +21,7 @@ import numpy as np
 
 from ..errors import PromptError
 from ..processing import prompt_rules
-from ..segmentation.prompt_objects import PromptObject, group_by_box
+from ..segmentation.prompt_objects import PromptObject, group_by_box, points_owner
 from .image_slices import ImageSlice
 
 #: Name of the Points-layer feature that says whether a point is positive.
@@ -241,3 +241,20 @@ def objects_on_slice(prompts: SlicePrompts) -> list[PromptObject]:
             "draw rectangles in the shapes layer, on the slice you want to segment."
         )
     return group_by_box(prompts.points_xy, prompts.point_labels, prompts.boxes)
+
+
+def box_merge_hint(prompts: SlicePrompts) -> str:
+    """A warning when the newest box holds points given before it: they make one object.
+
+    ("" when it does not.)  A box drawn over an earlier click on another cell, before that
+    click was segmented, would otherwise silently merge both into one broken object.
+    """
+    if len(prompts.boxes) == 0 or len(prompts.points_xy) == 0:
+        return ""
+    inside = int((points_owner(prompts.points_xy, prompts.boxes) == len(prompts.boxes) - 1).sum())
+    if inside == 0:
+        return ""
+    return (
+        f"\u26a0 the new box and the {inside} point(s) inside it make ONE object. To keep "
+        "them apart, undo the box, Segment or Commit [C] the points first, then draw it."
+    )

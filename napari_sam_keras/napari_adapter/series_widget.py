@@ -4,7 +4,10 @@ Choose a folder; its images open one at a time with their saved labels (or empty
 **Save and next** (PageDown) saves the labels atomically, marks the image done and opens
 the next one; **Previous** (PageUp) saves and goes back.  The position and the done images
 are remembered in the folder (``sam-labels/series.json``), so reopening the folder in a
-new napari session continues where the user stopped.  The interactive and automatic
+new napari session continues where the user stopped; the folder itself is remembered
+(``settings.py``).  Labels edited since the last save are saved (atomically) when another
+folder is opened, when the labels layer is removed and when the widget or the viewer closes;
+a warning says so when they cannot be.  The interactive and automatic
 widgets work on the current image: the series' Labels layer stays the same layer (its data
 is replaced), and each image gets a new Image layer (so no embedding of another image is
 ever reused for it).  While the user works on an image, the next one is read and embedded
@@ -21,11 +24,14 @@ import numpy as np
 from magicgui.widgets import CheckBox, Container, FileEdit, Label, PushButton
 
 from ..files.image_series import ImageSeries, labels_shape
+from . import settings
 from .image_slices import current_slice
 from .loaded_models import shared_embedding_cache
-from .notifications import USER_ERRORS, report_error, report_info
+from .notifications import USER_ERRORS, report_error, report_info, report_warning
+from .sections import NestedControls, Section, lay_out
 from .series_prefetch import NextImagePrefetcher
-from .widget_base import resolve_viewer
+from .status_line import wrap_text
+from .widget_base import resolve_viewer, row
 
 if TYPE_CHECKING:  # pragma: no cover
     import napari
@@ -34,7 +40,7 @@ NEXT_KEY = "PageDown"
 PREVIOUS_KEY = "PageUp"
 
 
-class ImageSeriesWidget(Container):
+class ImageSeriesWidget(NestedControls, Container):
     """Step through the images of a folder, saving each one's labels (dock widget).
 
     Value widgets: ``folder``, ``skip_done``, ``done``.  Buttons: ``open_button``,
@@ -43,7 +49,7 @@ class ImageSeriesWidget(Container):
     """
 
     def __init__(self, napari_viewer: napari.viewer.Viewer | None = None) -> None:
-        super().__init__()
+        super().__init__(labels=False)
         self.viewer = resolve_viewer(napari_viewer)
         self.series: ImageSeries | None = None
         self.image_layer = None
@@ -54,34 +60,58 @@ class ImageSeriesWidget(Container):
 
         self._folder_w = FileEdit(name="folder", mode="d", label="folder")
         self._folder_w.tooltip = "The folder of images; labels go to its sam-labels folder."
-        self.open_button = PushButton(name="open_button", text="Open folder")
-        self._status_w = Label(name="status", value="No folder open.")
-        self._done_w = CheckBox(name="done", text="this image is done")
-        self._skip_w = CheckBox(name="skip_done", text="skip done images", value=False)
-        self.previous_button = PushButton(name="previous_button", text=f"Previous ({PREVIOUS_KEY})")
-        self.next_button = PushButton(name="next_button", text=f"Save and next ({NEXT_KEY})")
-        self.save_button = PushButton(name="save_button", text="Save labels")
-        self.extend(
-            [
-                self._folder_w,
-                self.open_button,
-                self._status_w,
-                self._done_w,
-                self._skip_w,
-                Container(
-                    widgets=[self.previous_button, self.next_button],
-                    layout="horizontal",
-                    labels=False,
-                ),
-                self.save_button,
-            ]
+        self.open_button = PushButton(
+            name="open_button",
+            text="Open folder",
+            tooltip="Choose a folder of images; the series continues where it was left.",
         )
+        self._status_w = Label(name="status", value="No folder open.")
+        self._done_w = CheckBox(
+            name="done", text="this image is done", tooltip="Mark the image as annotated."
+        )
+        self._skip_w = CheckBox(
+            name="skip_done",
+            text="skip done images",
+            value=False,
+            tooltip="Next and Previous jump over the images marked done.",
+        )
+        self.previous_button = PushButton(
+            name="previous_button",
+            text=f"Previous ({PREVIOUS_KEY})",
+            tooltip="Save the labels and open the previous image.",
+        )
+        self.next_button = PushButton(
+            name="next_button",
+            text=f"Save and next ({NEXT_KEY})",
+            tooltip="Save the labels, mark the image done and open the next one.",
+        )
+        self.save_button = PushButton(
+            name="save_button",
+            text="Save labels",
+            tooltip="Save this image's labels now (atomically, into the sam-labels folder).",
+        )
+        sections = [
+            Section(
+                "Folder",
+                [self._folder_w, self.open_button, self._skip_w, self._done_w, self.save_button],
+                name="series_folder",
+            )
+        ]
+        footer = [row(self.previous_button, self.next_button), row(self._status_w)]
+        lay_out(self, sections, footer)
+        wrap_text(self._status_w)
         self.open_button.changed.connect(lambda: self._guarded(self.open, self._folder_w.value))
         self.previous_button.changed.connect(lambda: self._guarded(self.previous))
         self.next_button.changed.connect(lambda: self._guarded(self.next))
         self.save_button.changed.connect(lambda: self._guarded(self.save))
         self._done_w.changed.connect(self._on_done_toggled)
         self._skip_w.changed.connect(lambda _value: self.prefetch.refresh())
+        remembered = settings.series_folder()
+        if remembered:
+            self._folder_w.value = remembered
+        self._saved_labels: np.ndarray | None = None  # what the file holds, to spot edits
+        self.viewer.layers.events.removing.connect(self._on_layer_removing)
+        self.native.destroyed.connect(lambda *_: self.autosave())
         self.viewer.bind_key(NEXT_KEY, lambda _viewer: self._guarded(self.next), overwrite=True)
         self.viewer.bind_key(
             PREVIOUS_KEY, lambda _viewer: self._guarded(self.previous), overwrite=True
@@ -93,9 +123,49 @@ class ImageSeriesWidget(Container):
     def open(self, folder: str | Path) -> None:
         """Open a folder of images at the image where the series was left."""
         self.prefetch.cancel()  # the other folder's next image is of no use
-        self.series = ImageSeries(folder)
+        series = ImageSeries(folder)
+        self.autosave()  # the labels of the folder open so far are never dropped
+        self.series = series
         self._folder_w.value = str(folder)
+        settings.set_series_folder(str(Path(folder).resolve()))
         self._show()
+
+    @property
+    def unsaved(self) -> bool:
+        """Whether the labels were edited since they were opened or last saved."""
+        layer = self.labels_layer
+        if self.series is None or layer is None or self._saved_labels is None:
+            return False
+        data = np.asarray(layer.data)
+        saved = self._saved_labels
+        return data.shape != saved.shape or not np.array_equal(data, saved)
+
+    def autosave(self) -> Path | None:
+        """Save edited labels now (atomically); a warning when they cannot be saved.
+
+        Called when the folder changes, when the labels layer is removed, when the widget
+        or the viewer closes: labels drawn after the last **Save and next** survive.
+        """
+        if not self.unsaved:
+            return None
+        try:
+            path = self.series.save_labels(np.asarray(self.labels_layer.data))
+        except (OSError, *USER_ERRORS) as exc:
+            report_warning(
+                f"SAM: the labels of {self.series.current.name} could NOT be saved ({exc}); "
+                "keep napari open and save them with File > Save Selected Layers."
+            )
+            return None
+        self._saved_labels = np.array(self.labels_layer.data, copy=True)
+        return path
+
+    def _on_layer_removing(self, event) -> None:
+        try:
+            layer = self.viewer.layers[event.index]
+        except (AttributeError, IndexError, TypeError):
+            return
+        if layer is self.labels_layer:
+            self.autosave()
 
     def next(self) -> bool:
         """Save the labels, mark the image done and open the next one; False at the end."""
@@ -152,6 +222,7 @@ class ImageSeriesWidget(Container):
 
             raise SAMError("The series' Labels layer was deleted; reopen the folder.")
         path = series.save_labels(np.asarray(self.labels_layer.data))
+        self._saved_labels = np.array(self.labels_layer.data, copy=True)
         if done is not None:
             series.set_done(done)
         series.save_state()
@@ -185,6 +256,7 @@ class ImageSeriesWidget(Container):
         else:
             self.labels_layer.data = labels
             self.labels_layer.name = f"{Path(name).stem} labels"
+        self._saved_labels = np.array(labels, copy=True)
         self.viewer.reset_view()
         self.prefetch.adopt(self.image_layer, self.viewer.dims)
         self._update_controls()

@@ -1,4 +1,5 @@
-"""The widgets' small memory across napari sessions: recent models, the embeddings folder.
+"""The widgets' small memory across napari sessions: recent models, the embeddings folder,
+the folded dock sections, the image-series folder.
 
 Kept as JSON in the user's config folder (``platformdirs.user_config_path
 ("napari-sam-keras")``, e.g. ``~/.config/napari-sam-keras/widgets.json`` on
@@ -81,4 +82,35 @@ def set_embeddings_folder(folder: str | None) -> None:
     settings = load_settings()
     if settings.get("embeddings_folder") != folder:
         settings["embeddings_folder"] = folder
+        save_settings(settings)
+
+
+def folded_sections() -> dict[str, bool]:
+    """Which dock sections the user folded (section name -> folded)."""
+    value = load_settings().get("folded_sections", {})
+    return {str(k): bool(v) for k, v in value.items()} if isinstance(value, dict) else {}
+
+
+def set_section_folded(name: str, folded: bool) -> None:
+    """Remember whether the section ``name`` is folded."""
+    settings = load_settings()
+    sections = settings.get("folded_sections")
+    sections = dict(sections) if isinstance(sections, dict) else {}
+    if sections.get(name) != folded:
+        sections[name] = bool(folded)
+        settings["folded_sections"] = sections
+        save_settings(settings)
+
+
+def series_folder() -> str | None:
+    """The image-series folder opened last, or ``None``."""
+    value = load_settings().get("series_folder")
+    return value if isinstance(value, str) and value.strip() else None
+
+
+def set_series_folder(folder: str) -> None:
+    """Remember the image-series folder opened last."""
+    settings = load_settings()
+    if settings.get("series_folder") != str(folder):
+        settings["series_folder"] = str(folder)
         save_settings(settings)

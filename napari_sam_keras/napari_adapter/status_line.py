@@ -31,7 +31,12 @@ class StatusLine(Container):
 
     def __init__(self, name: str = "status") -> None:
         self._text = Label(name="text", value="")
-        self._details_button = PushButton(name="details_button", text=_SHOW, visible=False)
+        self._details_button = PushButton(
+            name="details_button",
+            text=_SHOW,
+            visible=False,
+            tooltip="Show or hide the full message of the last problem.",
+        )
         self._details = TextEdit(name="details", value="", visible=False)
         super().__init__(
             name=name,
@@ -57,14 +62,19 @@ class StatusLine(Container):
         """The full text of the last error (empty when none is shown)."""
         return self._details.value if self.error_shown else ""
 
-    def show(self, text: str) -> None:
-        """Show ``text``; an error shown so far goes away (a new action began)."""
+    def show(self, text: str, details: str = "") -> None:
+        """Show ``text``; an error shown so far goes away (a new action began).
+
+        ``details``: a longer explanation behind the **details** expander (the status line
+        stays short: it sits below the scrolling sections and takes their room).
+        """
         self.error_shown = False
         self._text.value = text
         self._text.native.setStyleSheet("")
-        self._details_button.visible = False
+        self._details_button.text = _SHOW
+        self._details_button.visible = bool(details)
         self._details.visible = False
-        self._details.value = ""
+        self._details.value = details
 
     def show_error(self, message: str, details: str | None = None) -> None:
         """Show an error until the next :meth:`show`; ``details`` go into the expander."""

@@ -1,9 +1,15 @@
-"""The interactive widget's target Labels layer: proposed, created, and which ids go into it.
+"""The widgets' target Labels layer: proposed, checked, created, and which ids go into it.
+
+:class:`LabelsTarget` (both widgets):
 
 * Proposed: the Labels layer already used for the image (see
   :func:`~.layer_pickers.labels_layer_for`), so a second widget or a new
   session writes where the first one did instead of stacking a new layer.
-* Created on first write when there is none, without stealing the active layer.
+* Checked before a write (shape, not multiscale); created on first write when there is
+  none, without stealing the active layer.
+
+:class:`TargetLabels` (the interactive widget) adds the ids:
+
 * Ids: **new label id** shows the next free id; a different id typed in is
   used for the next object (an existing one: the object joins it); **add to
   the label under the first positive point** takes the id found there.
@@ -19,27 +25,14 @@ from .labels_writing import check_labels_fit, create_labels_layer, label_under, 
 from .layer_pickers import labels_layer_for, needs_target, sam_labels_name
 
 
-class TargetLabels:
-    """Keeps ``labels`` (picker), ``label_id`` and ``refine_id`` (spin boxes) in step."""
+class LabelsTarget:
+    """The ``labels`` picker of a widget: which Labels layer its results go into."""
 
-    def __init__(
-        self,
-        viewer,
-        picker,
-        label_id,
-        refine_id,
-        exclude: Callable[[], tuple],
-        reset_choices: Callable[[], None],
-    ) -> None:
+    def __init__(self, viewer, picker, exclude: Callable[[], tuple], reset_choices) -> None:
         self.viewer = viewer
         self.picker = picker
-        self.label_id = label_id
-        self.refine_id = refine_id
         self.exclude = exclude
         self.reset_choices = reset_choices
-        self._proposed_id = 1
-        self._watched = None
-        picker.changed.connect(self._on_changed)
 
     @property
     def layer(self):
@@ -53,19 +46,37 @@ class TargetLabels:
             if proposed is not None or self.layer is not None:
                 self.picker.value = proposed
 
-    def for_writing(self, image_slice):
-        """The target for ``image_slice``'s image, created when there is none."""
+    def for_writing(self, image):
+        """The target for the ``image`` layer: checked, or created when there is none."""
         target = self.layer
         if target is not None and target in self.viewer.layers:
-            check_labels_fit(target, image_slice)
+            check_labels_fit(target, image)
             return target
         with keeping_active_layer(self.viewer):
-            target = create_labels_layer(
-                self.viewer, image_slice.layer, name=sam_labels_name(image_slice.layer)
-            )
+            target = create_labels_layer(self.viewer, image, name=sam_labels_name(image))
             self.reset_choices()
             self.picker.value = target
         return target
+
+
+class TargetLabels(LabelsTarget):
+    """Keeps ``labels`` (picker), ``label_id`` and ``refine_id`` (spin boxes) in step."""
+
+    def __init__(
+        self,
+        viewer,
+        picker,
+        label_id,
+        refine_id,
+        exclude: Callable[[], tuple],
+        reset_choices: Callable[[], None],
+    ) -> None:
+        super().__init__(viewer, picker, exclude, reset_choices)
+        self.label_id = label_id
+        self.refine_id = refine_id
+        self._proposed_id = 1
+        self._watched = None
+        picker.changed.connect(self._on_changed)
 
     def first_id(self, target, image_slice, first_positive_xy, add_to_label: bool) -> int | None:
         """The id of the first object to write (``None``: the next free one)."""

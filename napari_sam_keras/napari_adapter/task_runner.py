@@ -28,6 +28,9 @@ from ..errors import OperationCancelled
 from .notifications import report_outcome
 from .status_line import StatusLine
 
+#: Seconds between two progress repaints on the GUI thread (see :class:`Progress`).
+REPORT_INTERVAL = 0.25
+
 
 class Relay(QObject):
     """Calls ``on_change()`` on the GUI thread when ``changed`` is emitted from any thread."""
@@ -73,13 +76,25 @@ class Progress:
         self.total = 0
         self.step_text = ""
         self.started = time.monotonic()
+        self._last_report = 0.0
+        self._reports = 0
 
     def __call__(self, done: int, total: int) -> None:
         if self._cancel.is_set():
             raise OperationCancelled("cancelled by the user")
+        now = time.monotonic()
         with self._lock:
+            if int(total) != self.total:
+                self._reports = 0
             self.done, self.total = int(done), int(total)
-        if self._on_change is not None:
+            self._reports += 1
+            # A job may report thousands of times a second: the GUI thread repaints the status
+            # and the progress bar at most every REPORT_INTERVAL s (each repaint holds the GIL,
+            # and under a software OpenGL rasterizer takes long), and at the end.
+            due = now - self._last_report >= REPORT_INTERVAL or self.done >= self.total
+            if due:
+                self._last_report = now
+        if due and self._on_change is not None:
             self._on_change()
 
     def step(self, text: str) -> None:
@@ -104,10 +119,16 @@ class Progress:
             return min(self.done / self.total, 1.0) if self.total > 0 else None
 
     def time_left(self) -> float | None:
-        """Seconds left, extrapolated from the time so far (``None`` until it means something)."""
+        """Seconds left, extrapolated from the time so far; ``None`` until it is stable.
+
+        Stable: a tenth of the work done, five reports of the same total and five seconds
+        spent (early estimates swing from "27 min" to done 2 s later).
+        """
         fraction = self.fraction()
         elapsed = time.monotonic() - self.started
-        if fraction is None or fraction < 0.02 or fraction >= 1.0 or elapsed < 2.0:
+        if fraction is None or fraction < 0.1 or fraction >= 1.0 or elapsed < 5.0:
+            return None
+        if self._reports < 5:
             return None
         return elapsed * (1.0 - fraction) / fraction
 

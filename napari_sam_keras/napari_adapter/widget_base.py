@@ -18,6 +18,7 @@ from .loaded_models import ModelStore, shared_embedding_cache
 from .model_picker import ModelPicker
 from .notifications import report_error, report_warning
 from .safe_import import background_import_message, start_background_import
+from .sections import NestedControls, find_widget
 from .status_line import StatusLine
 from .task_runner import TaskRunner
 
@@ -45,29 +46,38 @@ def resolve_viewer(viewer):
     return unwrap_viewer(viewer)
 
 
-class SAMWidget(Container):
+class SAMWidget(NestedControls, Container):
     """Base of the dock widgets: ``viewer``, ``model_picker``, ``status``, ``runner``.
 
-    Subclasses add their controls and put ``self.model_picker``,
-    ``self.embeddings_picker``, ``self.cancel_button`` and ``self.status``
-    where they want them.
+    Subclasses lay out their controls with :func:`.sections.lay_out` (sections in a scroll
+    area, the status line in the footer) and put ``self.model_picker``,
+    ``self.embeddings_picker``, ``self.cancel_button`` and ``self.status`` where they want
+    them; every control stays reachable as ``widget.<name>``.
     """
 
     def __init__(self, napari_viewer=None) -> None:
-        super().__init__(labels=True)
+        super().__init__(labels=False)
         self.viewer = resolve_viewer(napari_viewer)
         self.model_store = ModelStore()
         self.embedding_cache = shared_embedding_cache()
         self.model_picker = ModelPicker()
         self.embeddings_picker = EmbeddingsFolderPicker()
         self.status = StatusLine()
-        self.cancel_button = PushButton(name="cancel_button", text="Cancel", enabled=False)
+        self.cancel_button = PushButton(
+            name="cancel_button",
+            text="Cancel",
+            enabled=False,
+            tooltip="Stop the running job; nothing of it is written.",
+        )
         self.cancel_button.changed.connect(self.cancel)
         self.runner = TaskRunner(self.status, on_busy=self._on_busy)
+        importing = start_background_import()  # Keras and jax/torch, off the Qt thread
         if self.model_picker.note:  # the demo model proposed offline: say what it is
-            self.status.show(self.model_picker.note)
-        elif start_background_import():  # Keras and jax/torch, off the Qt thread
+            note = self.model_picker.note
+            self.status.show(note.split(": ")[0] + ".", details=note)
+        elif importing:
             self.status.show(background_import_message())
+        if importing:
             self._import_timer = QTimer()
             self._import_timer.setInterval(250)
             self._import_timer.timeout.connect(self._watch_background_import)
@@ -86,13 +96,23 @@ class SAMWidget(Container):
     @property
     def labels(self):
         """The ``labels`` (target Labels layer) picker."""
-        widgets = self.__dict__.get("_list")
-        found = widgets.get_by_name("labels") if widgets is not None else None
+        if self.__dict__.get("_inserting"):  # magicgui asks for the flag (see _insert_widget)
+            return self._labels
+        found = find_widget(self, "labels") if "_list" in self.__dict__ else None
         return found if found is not None else self._labels
 
     @labels.setter
     def labels(self, value: bool) -> None:
         Container.labels.fset(self, value)
+
+    def _insert_widget(self, index: int, widget) -> None:
+        # magicgui reads ``self.labels`` to decide whether a control gets a name column: there
+        # it must be the flag, not the picker
+        self.__dict__["_inserting"] = True
+        try:
+            super()._insert_widget(index, widget)
+        finally:
+            self.__dict__["_inserting"] = False
 
     # --- shared parts -----------------------------------------------------------------
 
@@ -147,6 +167,19 @@ class SAMWidget(Container):
     def wait(self, timeout: float = 600.0) -> bool:
         """Block until no job runs or waits (GUI events keep flowing); True if so."""
         return self.runner.wait(timeout)
+
+    def follow_active_image(self, picker) -> None:
+        """Keep ``picker`` (an image drop-down) on the active image layer: now and on change."""
+        from napari.layers import Image
+
+        def follow(_event=None) -> None:
+            active = self.viewer.layers.selection.active
+            if isinstance(active, Image) and self.alive() and active is not picker.value:
+                self.reset_choices()
+                picker.value = active
+
+        self.viewer.layers.selection.events.active.connect(follow)
+        follow()
 
     def remember_model(self, source: str) -> None:
         """Note a model that loaded (the picker's recent list, kept across sessions)."""

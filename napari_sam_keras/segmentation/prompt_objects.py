@@ -65,9 +65,11 @@ def group_by_box(
 
     * points only: one object from all points;
     * boxes only: one object per box;
-    * one box and points: one object from both;
-    * several boxes and points: each point joins the first box that contains
-      it; a point in no box is an error.
+    * boxes and points: each point joins the first box that contains it; the points
+      outside every box make one object of their own when one of them is positive (a
+      click on one cell and a box around another are two objects); negative points
+      outside every box (and no positive one) join the box when there is only one, and
+      are an error with several boxes (no box to give them to).
     """
     xy = np.asarray(points_xy, np.float64).reshape(-1, 2)
     labels = np.asarray(point_labels).reshape(-1)
@@ -78,18 +80,18 @@ def group_by_box(
         objects = [PromptObject(xy, labels)]
     elif len(xy) == 0:
         objects = [PromptObject(box=b) for b in boxes]
-    elif len(boxes) == 1:
-        objects = [PromptObject(xy, labels, boxes[0])]
     else:
-        owner = np.full(len(xy), -1)
-        for j, (x0, y0, x1, y1) in enumerate(boxes):
-            inside = (xy[:, 0] >= x0) & (xy[:, 0] <= x1) & (xy[:, 1] >= y0) & (xy[:, 1] <= y1)
-            owner[(owner < 0) & inside] = j
-        if (owner < 0).any():
-            raise PromptError(
-                f"{int((owner < 0).sum())} point(s) lie in none of the {len(boxes)} boxes: with "
-                "several boxes, each point must lie inside the box of its object."
-            )
+        owner = points_owner(xy, boxes)
+        outside = owner < 0
+        if outside.any() and not (labels[outside] == 1).any():
+            if len(boxes) > 1:
+                raise PromptError(
+                    f"{int(outside.sum())} negative point(s) lie in none of the {len(boxes)} "
+                    "boxes: with several boxes, a negative point must lie inside the box of "
+                    "its object."
+                )
+            owner[outside] = 0  # one box: its negative points may lie just outside it
+            outside[:] = False
         objects = []
         for j, b in enumerate(boxes):
             mine = owner == j
@@ -97,8 +99,20 @@ def group_by_box(
                 objects.append(PromptObject(xy[mine], labels[mine], b))
             else:
                 objects.append(PromptObject(box=b))
+        if outside.any():
+            objects.append(PromptObject(xy[outside], labels[outside]))
     require_foreground(objects)
     return objects
+
+
+def points_owner(points_xy: np.ndarray, boxes: np.ndarray) -> np.ndarray:
+    """For each (x, y) point, the index of the first box (x0, y0, x1, y1) holding it, or -1."""
+    xy = np.asarray(points_xy, np.float64).reshape(-1, 2)
+    owner = np.full(len(xy), -1)
+    for j, (x0, y0, x1, y1) in enumerate(np.asarray(boxes, np.float64).reshape(-1, 4)):
+        inside = (xy[:, 0] >= x0) & (xy[:, 0] <= x1) & (xy[:, 1] >= y0) & (xy[:, 1] <= y1)
+        owner[(owner < 0) & inside] = j
+    return owner
 
 
 def require_foreground(objects: Sequence[PromptObject]) -> None:

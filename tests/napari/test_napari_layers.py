@@ -143,9 +143,11 @@ def test_grouping_prompts_into_objects():
     first, second = objects_on_slice(prompts)
     np.testing.assert_allclose(first.point_coords, [[5, 5]])
     np.testing.assert_array_equal(second.point_labels, [0])
-    points.data = np.array([[15.0, 15.0]])  # in no box
-    with pytest.raises(PromptError, match="none of the 2 boxes"):
-        objects_on_slice(prompts_on_slice(points, shapes, image_slice, viewer.dims.point))
+    points.data = np.array([[15.0, 15.0]])  # in no box: an object of its own
+    *_boxes, click = objects_on_slice(
+        prompts_on_slice(points, shapes, image_slice, viewer.dims.point)
+    )
+    assert click.box is None and click.has_points
 
 
 # --- image slices ----------------------------------------------------------------------

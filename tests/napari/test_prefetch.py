@@ -14,6 +14,7 @@ import time
 import numpy as np
 import pytest
 
+from napari_sam_keras.napari_adapter.layer_stores import store_base
 from napari_sam_keras.runtime.backend import import_ml_stack
 
 import_ml_stack()  # before any viewer exists (see test_napari_widgets)
@@ -153,7 +154,8 @@ def test_the_embeddings_folder_is_shared_remembered_and_never_overwritten(
     assert widget.run() is not None, widget.status.details
     qtbot.waitUntil(lambda: not widget.prefetch.busy, timeout=30000)
     stores = sorted(folder.glob("*.zarr"))
-    assert [p.name for p in stores] == [f"img-{tiny_network.key[:12]}.zarr"]
+    assert [p.name for p in stores] == [store_base("img", tiny_network.key) + ".zarr"]
+    assert ":" not in stores[0].name  # valid on Windows too
     store = EmbeddingStore(stores[0])
     assert [store.is_complete(z, 0) for z in range(5)] == [False, True, True, True, False]
 
@@ -182,5 +184,5 @@ def test_the_embeddings_folder_is_shared_remembered_and_never_overwritten(
     assert widget.run() is not None, widget.status.details
     qtbot.waitUntil(lambda: "made for other data" in widget.status.value, timeout=5000)
     assert (stores[0] / "zarr.json").read_bytes() == before
-    new = folder / f"img-{tiny_network.key[:12]}-2.zarr"
+    new = folder / (store_base("img", tiny_network.key) + "-2.zarr")
     assert new.is_dir() and EmbeddingStore(new).is_complete(2, 0)

@@ -12,6 +12,7 @@ import tifffile
 from helpers import write_cell_images
 
 from napari_sam_keras.files.image_series import ImageSeries
+from napari_sam_keras.napari_adapter.layer_stores import store_base
 
 pytestmark = pytest.mark.gui
 
@@ -188,7 +189,7 @@ def test_the_next_image_is_embedded_in_the_background_and_next_computes_nothing(
     assert widget.prefetch.ready.file[0] == str(images[1].resolve())
     assert runs == [(48, 64)]  # image 1, in the background; image 0 was never embedded
     if with_folder:  # in the store the layer of cells_01.tif will use
-        store = folder / f"cells_01.tif-{tiny_network.key[:12]}.zarr"
+        store = folder / (store_base("cells_01.tif", tiny_network.key) + ".zarr")
         assert EmbeddingStore(store).is_complete(0, 0)
 
     widget.next()
@@ -307,3 +308,23 @@ def test_a_click_goes_before_the_next_image(
     assert [e[0] for e in events] == ["click start", "encoder", "click end", "encoder"], events
     assert events[3][1].startswith("napari-sam-keras: SAM: embedding the next image")
     assert not events[1][1].startswith("napari-sam-keras")  # the click's, in Qt's pool
+
+
+def test_labels_drawn_after_the_last_save_survive_closing_the_viewer(
+    make_napari_viewer, tmp_path, monkeypatch
+):
+    """Issue 24 item 4: autosave on close; the folder is proposed again next time."""
+    monkeypatch.setenv("XDG_CONFIG_HOME", str(tmp_path / "config"))
+    images = write_cell_images(tmp_path / "plate", 2)
+    viewer, widget = open_series(make_napari_viewer, images[0].parent)
+    widget.next()
+    assert not widget.unsaved
+    paint(widget.labels_layer, np.s_[1:4, 2:6], 5)  # after the last "Save and next"
+    assert widget.unsaved
+    viewer.close()
+    saved = tifffile.imread(tmp_path / "plate" / "sam-labels" / "cells_01-labels.tif")
+    assert (saved == 5).sum() == 12
+
+    viewer = make_napari_viewer()
+    _dock, again = viewer.window.add_plugin_dock_widget(PLUGIN, SERIES)
+    assert str(again.folder.value) == str((tmp_path / "plate").resolve())
