@@ -255,9 +255,11 @@ def test_bad_arguments_fail_before_any_work(tmp_path, images):
     for kwargs, message in cases:
         inputs = kwargs.pop("inputs", images[0])
         with pytest.raises(SAMError, match=message):
-            segment_batch(inputs, tmp_path / "out", model=images[0], **kwargs)
+            segment_batch(inputs, tmp_path / "out", model=tmp_path, **kwargs)  # a folder model
     with pytest.raises(ModelLoadError, match="not found"):
         segment_batch(images[0], tmp_path / "out", model=tmp_path / "nope.pth")
+    with pytest.raises(ModelLoadError, match="Don't know how to load"):  # an image is no model
+        segment_batch(images[0], tmp_path / "out", model=images[0])
     assert not (tmp_path / "out").exists()
 
 
