@@ -28,6 +28,9 @@ _EXPORTS = {
     "InstanceSegmenter": ".segmentation.instance_segmenter",
     "masks_to_labels": ".segmentation.labels",
     "segment_batch": ".segmentation.batch",
+    "open_axis_image": ".files.axis_readers",
+    "open_planes": ".files.axis_readers",
+    "AxisImage": ".files.image_axes",
     "ImageEmbedding": ".model.embedding",
     "EmbeddingCache": ".model.embedding",
     "EmbeddingStore": ".model.embedding_store",
@@ -70,6 +73,8 @@ if TYPE_CHECKING:  # pragma: no cover
         PromptError,
         SAMError,
     )
+    from .files.axis_readers import open_axis_image, open_planes
+    from .files.image_axes import AxisImage
     from .model.config import SAMConfig
     from .model.embedding import EmbeddingCache, ImageEmbedding
     from .model.embedding_store import EmbeddingStore

@@ -10,6 +10,7 @@ import tifffile
 from napari_sam_keras import cli
 from napari_sam_keras.files.axis_readers import open_axis_image
 from napari_sam_keras.segmentation.batch import segment_batch
+from tests.cli.test_cli import run
 from tests.microscopy_files import (
     array_bytes,
     blobs,
@@ -22,15 +23,6 @@ from tests.microscopy_files import (
 
 pytest.importorskip("ome_zarr")
 AUTO = ["--points-per-side", "4", "--pred-iou-thresh", "0", "--stability-score-thresh", "0"]
-
-
-def run(capsys, *argv):
-    try:
-        status = cli.main([str(a) for a in argv])
-    except SystemExit as exc:
-        status = exc.code
-    out, err = capsys.readouterr()
-    return status, out, err
 
 
 @pytest.fixture

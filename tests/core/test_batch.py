@@ -116,7 +116,10 @@ def test_bad_inputs_are_reported_and_the_others_written(
     status = {Path(r["input"]).name: (r["status"], r["message"]) for r in summary.rows}
     assert status[good.name] == ("done", "")
     assert status["broken.tif"][0] == "failed" and "broken.tif" in status["broken.tif"][1]
-    assert status["four_d.npy"][0] == "failed" and "expected a 2D" in status["four_d.npy"][1]
+    assert (
+        status["four_d.npy"][0] == "failed"
+        and "without axis metadata: expected" in status["four_d.npy"][1]
+    )
     assert status["stack.tif"][0] == "failed" and "--all-planes" in status["stack.tif"][1]
     assert status["missing.tif"] == ("failed", "no such file or folder")
     assert status["none-*.png"] == ("failed", "the pattern matches no files")
