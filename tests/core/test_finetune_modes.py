@@ -307,14 +307,14 @@ def _good():
 @pytest.mark.parametrize(
     "change, error, message",
     [
-        (lambda i, l: (i, l[:0]), TrainingDataError, "1 images but 0 label"),
-        (lambda i, l: (i, [l[0][:32]]), TrainingDataError, "same pixels"),
-        (lambda i, l: (i, [l[0].astype(np.float32)]), TrainingDataError, "not integers"),
-        (lambda i, l: (i, [np.zeros_like(l[0])]), TrainingDataError, "no object at all"),
-        (lambda i, l: ([], []), TrainingDataError, "No training images"),
-        (lambda i, l: (i, [-l[0]]), TrainingDataError, "negative"),
-        (lambda i, l: ([i[0].astype(float) * np.nan], l), TrainingDataError, "NaN"),
-        (lambda i, l: ("images", l), TrainingDataError, "list of arrays"),
+        (lambda i, lab: (i, lab[:0]), TrainingDataError, "1 images but 0 label"),
+        (lambda i, lab: (i, [lab[0][:32]]), TrainingDataError, "same pixels"),
+        (lambda i, lab: (i, [lab[0].astype(np.float32)]), TrainingDataError, "not integers"),
+        (lambda i, lab: (i, [np.zeros_like(lab[0])]), TrainingDataError, "no object at all"),
+        (lambda i, lab: ([], []), TrainingDataError, "No training images"),
+        (lambda i, lab: (i, [-lab[0]]), TrainingDataError, "negative"),
+        (lambda i, lab: ([i[0].astype(float) * np.nan], lab), TrainingDataError, "NaN"),
+        (lambda i, lab: ("images", lab), TrainingDataError, "list of arrays"),
     ],
 )
 def test_bad_data_is_one_clear_error(change, error, message):
