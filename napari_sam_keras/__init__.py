@@ -47,6 +47,14 @@ _EXPORTS = {
     "ConceptModel": ".model.sam3_loading",
     "ConceptSegmenter": ".segmentation.concept_segmenter",
     "ConceptResult": ".segmentation.concept_segmenter",
+    "finetune": ".training.finetune",
+    "FineTuneResult": ".training.finetune",
+    "save_model": ".model.model_folder",
+    "export_micro_sam": ".model.micro_sam_export",
+    "evaluate_prompts": ".training.evaluation",
+    "evaluate_instances": ".training.evaluation",
+    "TrainingDataError": ".errors",
+    "TrainingSettingsError": ".errors",
     "SAMError": ".errors",
     "ImageError": ".errors",
     "EmbeddingError": ".errors",
@@ -72,6 +80,8 @@ if TYPE_CHECKING:  # pragma: no cover
         OperationCancelled,
         PromptError,
         SAMError,
+        TrainingDataError,
+        TrainingSettingsError,
     )
     from .files.axis_readers import open_axis_image, open_planes
     from .files.image_axes import AxisImage
@@ -79,6 +89,8 @@ if TYPE_CHECKING:  # pragma: no cover
     from .model.embedding import EmbeddingCache, ImageEmbedding
     from .model.embedding_store import EmbeddingStore
     from .model.loading import load_model
+    from .model.micro_sam_export import export_micro_sam
+    from .model.model_folder import save_model
     from .model.network import SAMNetwork, build_sam
     from .model.sam3_loading import ConceptModel, load_concept_model
     from .segmentation.automatic_mask_generator import SAMAutomaticMaskGenerator
@@ -92,6 +104,8 @@ if TYPE_CHECKING:  # pragma: no cover
     from .segmentation.tracking import track_object
     from .segmentation.volume import segment_volume
     from .segmentation.volume_linking import link_slices, segment_volume_automatic
+    from .training.evaluation import evaluate_instances, evaluate_prompts
+    from .training.finetune import FineTuneResult, finetune
 
 
 def __getattr__(name: str):
