@@ -9,6 +9,7 @@ from ..model.config import DEFAULT_MODEL, MODEL_ENV_VAR
 from ..runtime.backend import DEFAULT_BACKEND, PROJECT_ENV_VAR, SUPPORTED_BACKENDS
 from .commands import cmd_auto, cmd_batch, cmd_embed, cmd_napari, cmd_predict, cmd_sample
 from .prompt_args import AppendPrompt, parse_box, parse_pair, parse_point, parse_size
+from .training_args import add_evaluate, add_finetune
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -28,6 +29,8 @@ def build_parser() -> argparse.ArgumentParser:
     _add_auto(sub, [common, model, image, tiling])
     _add_embed(sub, [common, model])
     _add_batch(sub, [common, model])
+    add_finetune(sub, [common, model])
+    add_evaluate(sub, [common, model])
     _add_sample(sub, common)
     return parser
 
