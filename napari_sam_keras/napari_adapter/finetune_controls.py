@@ -12,6 +12,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from magicgui.widgets import ComboBox, Container, FloatSpinBox, Label, LineEdit, PushButton, SpinBox
+from qtpy.QtCore import Qt
 
 from ..processing.training_figures import format_rows
 from .status_line import wrap_text
@@ -104,7 +105,7 @@ def finetune_controls() -> FineTuneControls:
     c.output_row = row(c.output, c.output_button)
     c.output_row.label = "save to"
     wrap_text(c.data_summary)
-    c.results.native.setTextFormat(1)  # Qt.TextFormat.RichText
+    c.results.native.setTextFormat(Qt.TextFormat.RichText)
     return c
 
 

@@ -20,7 +20,7 @@ from ..errors import SAMError
 from ..files.image_series import ImageSeries
 from ..processing.images import to_rgb_uint8
 from .image_slices import all_slice_indices, make_slice, spatial_shape
-from .layer_pickers import labels_layer_for
+from .layer_pickers import labels_layer_for, named, sam_labels_name
 
 NO_LAYERS = (
     "No training data: no image layer has a Labels layer with objects. Annotate a few "
@@ -59,16 +59,30 @@ class TrainingData:
 
 
 def annotated_layers(viewer, exclude: tuple = ()) -> list[tuple]:
-    """``(image layer, labels layer)`` for every Image layer with a Labels layer of its shape."""
-    from napari.layers import Image
+    """``(image layer, labels layer)`` for every Image layer with a Labels layer of its shape.
 
-    pairs = []
-    for layer in viewer.layers:
-        if isinstance(layer, Image) and len(spatial_shape(layer)) >= 2:
-            labels = labels_layer_for(viewer, layer, exclude)
+    Each Labels layer trains one image only: an image's own ``"<image> SAM labels"`` first,
+    then, for the others, the topmost unclaimed Labels layer of their shape.
+    """
+    from napari.layers import Image, Labels
+
+    images = [
+        layer
+        for layer in viewer.layers
+        if isinstance(layer, Image) and len(spatial_shape(layer)) >= 2
+    ]
+    chosen = {}
+    for image in images:
+        own = named(viewer, Labels, sam_labels_name(image))
+        if own is not None and own not in exclude and own.data.shape == spatial_shape(image):
+            chosen[id(image)] = own
+    for image in images:
+        if id(image) not in chosen:
+            claimed = tuple(exclude) + tuple(chosen.values())
+            labels = labels_layer_for(viewer, image, claimed)
             if labels is not None:
-                pairs.append((layer, labels))
-    return pairs
+                chosen[id(image)] = labels
+    return [(image, chosen[id(image)]) for image in images if id(image) in chosen]
 
 
 def layer_training_data(viewer, exclude: tuple = ()) -> TrainingData:
