@@ -16,12 +16,12 @@ from pathlib import Path
 from ..errors import SAMError
 from ..files.training_pairs import pair_files, read_pairs
 from ..processing.training_figures import (
+    EpochWatcher,
     before_after_rows,
     figure_rows,
     format_rows,
-    history_columns,
-    last_epoch,
     latest_loss,
+    validation_figures,
 )
 from .commands import _info, _load_model
 
@@ -63,8 +63,8 @@ def _check_out(out: Path, resume: bool) -> Path:
 
 
 class TrainingDisplay:
-    """``progress(done, total)`` for ``finetune``: a bar with the loss on a terminal, a line
-    per epoch in a log.  :meth:`epoch_done` is told each epoch's record."""
+    """``progress(done, total)`` for ``finetune``: a bar with the last loss on a terminal;
+    one line per finished epoch (:meth:`epoch_done`) everywhere."""
 
     WIDTH = 24
 
@@ -73,48 +73,37 @@ class TrainingDisplay:
         self.tty = bool(getattr(self.stream, "isatty", lambda: False)())
         self.start = time.perf_counter()
         self.loss: float | None = None
-        self.text = ""
 
     def __call__(self, done: int, total: int) -> None:
-        total = max(int(total), 1)
         if not self.tty:
             return
+        total = max(int(total), 1)
         filled = self.WIDTH * min(done, total) // total
         bar = "#" * filled + "-" * (self.WIDTH - filled)
         loss = f"  loss {self.loss:.4f}" if self.loss is not None else ""
         elapsed = time.perf_counter() - self.start
-        line = f"\r\033[K{self.text or 'training'} [{bar}] {done}/{total}{loss}  {elapsed:.0f} s"
+        line = f"\r\033[Ktraining [{bar}] step {done}/{total}{loss}  {elapsed:.0f} s"
         print(line[:200], end="", file=self.stream, flush=True)
 
-    def step(self, text: str) -> None:
-        """The stage the run is in (embedding, training, validating)."""
-        self.text = text
-
     def epoch_done(self, history) -> None:
-        """A finished epoch: ``history`` holds every epoch so far."""
+        """Epochs finished: ``history`` holds the record of each one so far."""
         self.loss = latest_loss(history)
-        epochs = max((len(v) for v in history_columns(history).values()), default=0)
-        figures = ", ".join(
-            f"{name} {value:.3f}" for name, value in figure_rows(last_epoch(history))
-        )
+        figures = ", ".join(f"{name} {value:.3f}" for name, value in figure_rows(history[-1]))
         if self.tty:
             print("\r\033[K", end="", file=self.stream)
-        print(f"epoch {epochs}: {figures}", file=self.stream, flush=True)
+        print(f"epoch {len(history)}: {figures}", file=self.stream, flush=True)
 
     def close(self) -> None:
         if self.tty:
             print("\r\033[K", end="", file=self.stream, flush=True)
 
 
-def _validation_split(images, labels, fraction: float, seed: int):
-    """The images held out for the before/after figures: the same split as ``finetune``'s
-    when the core exposes it, else every image."""
-    from .. import training
+def _default_epochs() -> int:
+    import inspect
 
-    split = getattr(training, "validation_split", None)
-    if split is None or fraction <= 0:
-        return images, labels
-    return split(images, labels, fraction, seed=seed)
+    from .. import finetune
+
+    return int(inspect.signature(finetune).parameters["epochs"].default)
 
 
 def cmd_finetune(args) -> int:
@@ -126,18 +115,16 @@ def cmd_finetune(args) -> int:
     _info(f"{len(pairs)} annotated images")
     network = _load_model(args)
 
-    from .. import evaluate_prompts, finetune, save_model
+    from .. import finetune, save_model
 
-    val_images, val_labels = _validation_split(images, labels, args.validation, args.seed)
-    t0 = time.perf_counter()
-    before = evaluate_prompts(network, val_images, val_labels)
-    _info(f"base model measured in {time.perf_counter() - t0:.1f} s")
     options = {
         name: getattr(args, name)
         for name in ("epochs", "learning_rate", "objects_per_image")
         if getattr(args, name) is not None
     }
     display = TrainingDisplay()
+    epochs = args.epochs or _default_epochs()
+    watcher = EpochWatcher(checkpoints, epochs, display.epoch_done, display)
     t0 = time.perf_counter()
     try:
         result = finetune(
@@ -149,17 +136,25 @@ def cmd_finetune(args) -> int:
             instance_decoder=args.instance_decoder,
             seed=args.seed,
             checkpoint_dir=checkpoints,
-            progress=display,
+            progress=watcher,
             **options,
         )
+        watcher.finish(result.history)
     finally:
         display.close()
     _info(f"fine-tuned in {time.perf_counter() - t0:.1f} s")
-    save_model(result.model, out)
-    after = evaluate_prompts(result.model, val_images, val_labels)
+    save_model(result, out)
     shutil.rmtree(checkpoints, ignore_errors=True)
-    held_out = "held-out" if val_images is not images else "training"
-    print(f"{held_out} images ({len(val_images)}):")
+    before = validation_figures(result.before)
+    after = validation_figures(result.history[-1] if result.history else None)
+    where = "held-out images"
+    if not before:  # nothing held out: measure on the training images
+        from .. import evaluate_prompts
+
+        where = "training images (nothing was held out)"
+        before = evaluate_prompts(network, images, labels)
+        after = evaluate_prompts(result.model, images, labels)
+    print(f"before and after fine-tuning, on the {where}:")
     print(format_rows(["", "before", "after", "gain"], before_after_rows(before, after)))
     print(f"wrote {out}")
     return 0
@@ -190,22 +185,21 @@ def cmd_evaluate(args) -> int:
         t0 = time.perf_counter()
         rows += figure_rows(_instance_figures(network, images, labels, method))
         _info(f"automatic segmentation ({method}) measured in {time.perf_counter() - t0:.1f} s")
-    print(f"{len(images)} images:")
-    print(format_rows(["", "value"], [(name, value) for name, value in rows]))
+    print(f"{len(images)} images, {prompts.get('objects', '?')} objects:")
+    print(format_rows(["", "value"], rows))
     return 0
 
 
 def _instance_figures(network, images, labels, method: str):
-    """mSA, SA50, SA75, F1 of the automatic segmentation of every image (plane)."""
+    """mSA, SA50, SA75, F1 of the automatic segmentation, averaged over the images (planes)."""
     from .. import evaluate_instances
 
-    predicted, truth = [], []
+    scores = []
     for image, label in zip(images, labels, strict=True):
         planes = [(image, label)] if label.ndim == 2 else list(zip(image, label, strict=True))
         for plane, plane_labels in planes:
-            predicted.append(_segment(network, plane, method))
-            truth.append(plane_labels)
-    return evaluate_instances(predicted, truth)
+            scores.append(evaluate_instances(_segment(network, plane, method), plane_labels))
+    return {key: sum(s[key] for s in scores) / len(scores) for key in scores[0]}
 
 
 def _segment(network, image, method: str):

@@ -136,13 +136,16 @@ class FineTuneWidget(SAMWidget):
         """The run the controls ask for; user errors are raised here, before any work."""
         c = self.controls
         data = self.training_data()
+        output = self.output_folder()
+        # shown, so that a cancelled run is resumed by pressing Fine-tune again
+        c.output.value = str(output)
         return FineTuneJob(
             model_store=self.model_store,
             model_source=self.model_picker.source(),
             mode=str(c.mode.value),
             epochs=int(c.epochs.value),
             validation=float(c.validation.value),
-            output=self.output_folder(),
+            output=output,
             data=data,
             series_folder=None if data is not None else str(c.series_folder.value),
             on_epoch=self._on_epoch,

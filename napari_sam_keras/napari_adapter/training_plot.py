@@ -13,9 +13,10 @@ from ..processing.training_figures import history_columns
 
 #: The curves: history key -> (legend text, axis, line style).
 CURVES = {
-    "train_loss": ("training loss", "loss", "-"),
-    "val_iou_point": ("IoU, 1 click", "iou", "-"),
-    "val_iou_box": ("IoU, box", "iou", "--"),
+    "loss": ("training loss", "loss", "-"),
+    "instance_loss": ("instance decoder loss", "loss", ":"),
+    "val_point_iou": ("IoU, 1 click", "iou", "-"),
+    "val_box_iou": ("IoU, box", "iou", "--"),
     "val_msa": ("mSA, instances", "iou", ":"),
 }
 
@@ -53,7 +54,7 @@ class TrainingPlot(Container):
         self.loss_axes.set_ylabel("loss", color=text, fontsize=7)
         self.iou_axes.set_ylabel("IoU / mSA", color=text, fontsize=7)
         self.iou_axes.set_ylim(0, 1)
-        colours = ("#f5a623", "#4fc3f7", "#4fc3f7", "#9ccc65")
+        colours = ("#f5a623", "#f5a623", "#4fc3f7", "#4fc3f7", "#9ccc65")
         #: The curves by history key (``matplotlib.lines.Line2D``).
         self.lines = {}
         for (key, (name, axis, style)), colour in zip(CURVES.items(), colours, strict=True):
@@ -71,7 +72,7 @@ class TrainingPlot(Container):
         self.show_history([])
 
     def show_history(self, history) -> None:
-        """Draw ``history``: a list of per-epoch records, or a mapping of lists."""
+        """Draw ``history``: ``FineTuneResult.history``'s per-epoch records."""
         columns = history_columns(history)
         shown = []
         for key, line in self.lines.items():

@@ -75,11 +75,11 @@ def test_the_plot_draws_each_history_it_is_given(make_napari_viewer):
     _dock, widget = viewer.window.add_plugin_dock_widget(PLUGIN, "Fine-tune")
     widget.plot.show_history(
         [
-            {"train_loss": 0.9, "val_iou_point": 0.3, "val_iou_box": 0.5},
-            {"train_loss": 0.5, "val_iou_point": 0.6, "val_iou_box": 0.7},
+            {"epoch": 1, "loss": 0.9, "val_point_iou": 0.3, "val_box_iou": 0.5, "val_msa": None},
+            {"epoch": 2, "loss": 0.5, "val_point_iou": 0.6, "val_box_iou": 0.7, "val_msa": None},
         ]
     )
-    loss = widget.plot.lines["train_loss"]
+    loss = widget.plot.lines["loss"]
     assert list(loss.get_xdata()) == [1, 2] and list(loss.get_ydata()) == [0.9, 0.5]
     assert not widget.plot.lines["val_msa"].get_visible()  # no instance decoder figures
     widget.plot.clear()
@@ -97,16 +97,16 @@ def test_fine_tune_from_labels_layers_plots_and_offers_the_model(make_napari_vie
     widget.controls.output.value = str(out)
     epochs_drawn = []
     widget.plot.canvas.draw_idle = lambda: epochs_drawn.append(
-        len(widget.plot.lines["train_loss"].get_xdata())
+        len(widget.plot.lines["loss"].get_xdata())
     )
     outcome = widget.run()
     assert outcome is not None, widget.status.details or widget.status.value
     assert out.is_dir() and outcome.path == out
     # the live plot was drawn after each epoch (from the worker's reports) and at the end
-    loss = widget.plot.lines["train_loss"]
+    loss = widget.plot.lines["loss"]
     assert list(loss.get_xdata()) == [1, 2]
     assert np.isfinite(loss.get_ydata()).all()
-    assert len(widget.plot.lines["val_iou_point"].get_xdata()) == 2
+    assert len(widget.plot.lines["val_point_iou"].get_xdata()) == 2
     assert 1 in epochs_drawn or 2 in epochs_drawn
     # the before/after table
     names = [row[0] for row in outcome.rows]
