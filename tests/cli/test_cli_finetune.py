@@ -131,3 +131,30 @@ def test_float_labels_are_refused_with_the_file_name(tmp_path, capsys):
         capsys, "evaluate", "--images", images, "--labels", labels, "--model", "demo_nuclei"
     )
     assert status == 2 and "one-labels.tif" in err and "float32" in err, err
+
+
+def test_finetune_then_evaluate_the_new_model(tmp_path, capsys):
+    """A short real run on the demo model: epoch lines, the before/after table, a model
+    folder that ``evaluate --model`` reads (prompt IoUs and the instance decoder's mSA)."""
+    images, labels = _write_pairs(tmp_path, ["a", "b", "c", "d"])
+    out = tmp_path / "my-model"
+    status, printed, err = run(
+        capsys, "finetune", "--images", images, "--labels", labels, "--out", out,
+        "--model", "demo_nuclei", "--epochs", "2", "--validation", "0.25",
+    )  # fmt: skip
+    assert status == 0, err
+    assert "epoch 1:" in err and "epoch 2:" in err, err
+    table = printed.split("held-out images:")[1]
+    header, *rows = [line.split() for line in table.strip().splitlines() if line.strip()][:-1]
+    assert header == ["before", "after", "gain"]
+    figures = {" ".join(r[:-3]): [float(v) for v in r[-3:]] for r in rows}
+    assert {"IoU, 1 click", "IoU, box", "mSA"} <= set(figures)
+    for before, after, gain in figures.values():
+        assert 0 <= before <= 1 and 0 <= after <= 1 and abs(after - before - gain) < 2e-3
+    assert out.is_dir() and not out.with_name("my-model.checkpoints").exists()
+    status, printed, err = run(
+        capsys, "evaluate", "--model", out, "--images", images, "--labels", labels
+    )
+    assert status == 0, err
+    values = dict(line.rsplit(None, 1) for line in printed.splitlines()[1:])
+    assert {"IoU, 1 click", "IoU, box", "mSA", "SA50", "SA75", "F1"} <= set(values), printed
