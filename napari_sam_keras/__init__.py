@@ -40,6 +40,14 @@ _EXPORTS = {
     "track_object": ".segmentation.tracking",
     "link_slices": ".segmentation.volume_linking",
     "segment_volume_automatic": ".segmentation.volume_linking",
+    "finetune": ".training.finetune",
+    "FineTuneResult": ".training.finetune",
+    "save_model": ".model.model_folder",
+    "export_micro_sam": ".model.micro_sam_export",
+    "evaluate_prompts": ".training.evaluation",
+    "evaluate_instances": ".training.evaluation",
+    "TrainingDataError": ".errors",
+    "TrainingSettingsError": ".errors",
     "SAMError": ".errors",
     "ImageError": ".errors",
     "EmbeddingError": ".errors",
@@ -63,11 +71,15 @@ if TYPE_CHECKING:  # pragma: no cover
         OperationCancelled,
         PromptError,
         SAMError,
+        TrainingDataError,
+        TrainingSettingsError,
     )
     from .model.config import SAMConfig
     from .model.embedding import EmbeddingCache, ImageEmbedding
     from .model.embedding_store import EmbeddingStore
     from .model.loading import load_model
+    from .model.micro_sam_export import export_micro_sam
+    from .model.model_folder import save_model
     from .model.network import SAMNetwork, build_sam
     from .segmentation.automatic_mask_generator import SAMAutomaticMaskGenerator
     from .segmentation.batch import segment_batch
@@ -79,6 +91,8 @@ if TYPE_CHECKING:  # pragma: no cover
     from .segmentation.tracking import track_object
     from .segmentation.volume import segment_volume
     from .segmentation.volume_linking import link_slices, segment_volume_automatic
+    from .training.evaluation import evaluate_instances, evaluate_prompts
+    from .training.finetune import FineTuneResult, finetune
 
 
 def __getattr__(name: str):

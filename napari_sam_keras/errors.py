@@ -35,6 +35,14 @@ class CorruptEmbeddingError(EmbeddingStoreError):
     """A stored embedding does not match its checksum (damaged or missing chunk)."""
 
 
+class TrainingDataError(SAMError):
+    """Fine-tuning data cannot be used (shapes, label dtype, no objects, unpaired lists)."""
+
+
+class TrainingSettingsError(SAMError):
+    """A fine-tuning setting is invalid (unknown mode, epochs < 1, a foreign checkpoint)."""
+
+
 class BackendError(RuntimeError):
     """The requested Keras backend cannot be used in this process."""
 
@@ -54,4 +62,6 @@ __all__ = [
     "OperationCancelled",
     "PromptError",
     "SAMError",
+    "TrainingDataError",
+    "TrainingSettingsError",
 ]

@@ -30,6 +30,7 @@ from .decoder_conversion import (
     load_cached_decoder,
     load_decoder_file,
 )
+from .model_folder import with_folder_decoder
 from .network import SAMNetwork, build_keras_cv_sam, config_from_serialized, dtype_policy_scope
 from .weights_cache import (
     discard_converted,
@@ -72,7 +73,9 @@ def load_model(
       downloaded and cached by keras-cv (``hub="keras_cv"``, default) or
       keras-hub (``hub="keras_hub"``);
     * a Keras preset directory (``config.json`` + ``model.weights.h5``, as
-      written by :func:`save_preset` or keras-cv's ``save_to_preset``);
+      written by :func:`save_preset` or keras-cv's ``save_to_preset``), or a
+      model folder of :func:`~napari_sam_keras.save_model` (a preset directory
+      that may hold an instance decoder too);
     * a ``.keras`` file of a keras-cv ``SegmentAnythingModel``;
     * a ``.weights.h5`` file with its architecture: ``config`` or a
       ``<name>.json`` beside it (a :class:`SAMConfig` as JSON);
@@ -316,7 +319,8 @@ def _load_preset_dir(path: Path) -> SAMNetwork:
     if not weights.is_file():
         raise ModelLoadError(f"The preset in {path} has no weights file {weights.name}.")
     model = _build_with_weights(config_from_serialized(serialized), weights)
-    return SAMNetwork.from_keras_cv(model, name=str(path), key=_weights_key(weights))
+    network = SAMNetwork.from_keras_cv(model, name=str(path), key=_weights_key(weights))
+    return with_folder_decoder(network, path)
 
 
 def _load_keras_file(path: Path) -> SAMNetwork:

@@ -86,6 +86,57 @@ def wait_for_warm_ups() -> None:
         os._exit(130)
 
 
+def padded_prompts(
+    config: SAMConfig,
+    point_coords: list[np.ndarray | None],
+    point_labels: list[np.ndarray | None],
+    boxes: list[np.ndarray | None],
+    mask_inputs: list[np.ndarray | None] | None,
+    slots: int,
+    batch: int,
+) -> dict[str, np.ndarray]:
+    """The prompt decoder's inputs for a list of prompts, padded to ``batch`` x ``slots``.
+
+    Each list has one entry per prompt (see :meth:`PromptPath.run`); the pad
+    point is added here, as the official prompt encoder does.  With
+    ``mask_inputs=None`` the dict has no mask inputs.
+    """
+    pts = np.zeros((batch, slots, 2), np.float32)
+    labels = np.full((batch, slots), -1, np.int32)
+    valid = np.zeros((batch, slots), np.float32)
+    box_arr = np.zeros((batch, 2, 2), np.float32)
+    box_valid = np.zeros((batch,), np.float32)
+    for i in range(len(point_coords)):
+        p, lab, box = point_coords[i], point_labels[i], boxes[i]
+        k = 0 if p is None else len(p)
+        if k:
+            pts[i, :k] = p
+            labels[i, :k] = lab
+            valid[i, :k] = 1.0
+            if box is None:  # the official pad point: (0, 0) with label -1
+                valid[i, k] = 1.0
+        if box is not None:
+            box_arr[i] = np.asarray(box, np.float32).reshape(2, 2)
+            box_valid[i] = 1.0
+    inputs = {
+        "points": pts,
+        "point_labels": labels,
+        "point_valid": valid,
+        "boxes": box_arr,
+        "box_valid": box_valid,
+    }
+    if mask_inputs is not None:
+        m = config.low_res_mask_size
+        masks = np.zeros((batch, m, m, 1), np.float32)
+        has_mask = np.zeros((batch,), np.float32)
+        for i, mask in enumerate(mask_inputs):
+            if mask is not None:
+                masks[i, :, :, 0] = mask
+                has_mask[i] = 1.0
+        inputs.update(mask_input=masks, has_mask=has_mask)
+    return inputs
+
+
 class PromptPath:
     """Runs padded prompts through the compiled prompt encoder + mask decoder.
 
@@ -149,6 +200,12 @@ class PromptPath:
     def trace_count(self) -> int:
         return self.compiled.trace_count
 
+    def forget_prepared(self) -> None:
+        """Drop the prepared image side (after the decoder's weights changed, e.g. in training)."""
+        with self._lock:
+            self._prepared_for = None
+            self._prepared = {}
+
     def _prepare(self, image_embedding: np.ndarray) -> dict[str, Any]:
         """The decoder's prompt-independent image side, computed once per embedding."""
         if self._prepared_for is not image_embedding:
@@ -174,44 +231,17 @@ class PromptPath:
         is added here, as the official prompt encoder does.  ``mask_inputs=None``
         uses a compiled function without mask inputs (the automatic generator's).
         """
-        cfg = self.config
         n = len(point_coords)
         most = max((len(p) for p in point_coords if p is not None), default=0)
-        slots = point_slots_for(most, min_point_slots)
-        batch = batch_slots_for(n)
-        pts = np.zeros((batch, slots, 2), np.float32)
-        labels = np.full((batch, slots), -1, np.int32)
-        valid = np.zeros((batch, slots), np.float32)
-        box_arr = np.zeros((batch, 2, 2), np.float32)
-        box_valid = np.zeros((batch,), np.float32)
-        for i in range(n):
-            p, lab, box = point_coords[i], point_labels[i], boxes[i]
-            k = 0 if p is None else len(p)
-            if k:
-                pts[i, :k] = p
-                labels[i, :k] = lab
-                valid[i, :k] = 1.0
-                if box is None:  # the official pad point: (0, 0) with label -1
-                    valid[i, k] = 1.0
-            if box is not None:
-                box_arr[i] = np.asarray(box, np.float32).reshape(2, 2)
-                box_valid[i] = 1.0
-        inputs = {
-            "points": pts,
-            "point_labels": labels,
-            "point_valid": valid,
-            "boxes": box_arr,
-            "box_valid": box_valid,
-        }
-        if mask_inputs is not None:
-            m = cfg.low_res_mask_size
-            masks = np.zeros((batch, m, m, 1), np.float32)
-            has_mask = np.zeros((batch,), np.float32)
-            for i, mask in enumerate(mask_inputs):
-                if mask is not None:
-                    masks[i, :, :, 0] = mask
-                    has_mask[i] = 1.0
-            inputs.update(mask_input=masks, has_mask=has_mask)
+        inputs = padded_prompts(
+            self.config,
+            point_coords,
+            point_labels,
+            boxes,
+            mask_inputs,
+            point_slots_for(most, min_point_slots),
+            batch_slots_for(n),
+        )
         with self._lock:
             out = self.compiled({**inputs, **self._prepare(image_embedding)})
         low_res = out["low_res_logits"][:n].astype(np.float32, copy=False)
