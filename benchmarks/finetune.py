@@ -86,9 +86,8 @@ def median_step(step, steps: int, warmup: int) -> tuple[float, float]:
 
 
 def keras_step(steps: int, warmup: int) -> dict:
-    from napari_sam_keras.keras_layers.fine_tuning import PromptTrainingModel
-
     from napari_sam_keras import build_sam
+    from napari_sam_keras.keras_layers.fine_tuning import PromptTrainingModel
     from napari_sam_keras.model.prompt_path import padded_prompts
     from napari_sam_keras.runtime.backend import import_keras
 
