@@ -14,8 +14,6 @@ import sys
 import tempfile
 from pathlib import Path
 
-import numpy as np
-
 from napari_sam_keras.runtime.backend import import_ml_stack
 
 OUT = Path(__file__).with_name("screenshot-finetune.png")
@@ -24,8 +22,7 @@ OUT = Path(__file__).with_name("screenshot-finetune.png")
 def main(model: str, epochs: int) -> None:
     import_ml_stack()
     import napari
-    from make_screenshot import close_toasts
-    from PIL import Image
+    from make_screenshot import save_screenshot
 
     from napari_sam_keras.sample_data import sample_image
 
@@ -48,18 +45,7 @@ def main(model: str, epochs: int) -> None:
         for layer in viewer.layers:
             layer.visible = layer.name.startswith("cells 1")
         viewer.reset_view()
-        app = napari.qt.get_qapp()
-        for _ in range(10):
-            app.processEvents()
-        close_toasts(viewer)
-        for _ in range(10):
-            app.processEvents()
-        shot = viewer.screenshot(canvas_only=False, flash=False)
-    picture = Image.fromarray(np.asarray(shot)[..., :3])
-    picture.save(OUT, optimize=True)
-    if OUT.stat().st_size > 280_000:
-        picture.quantize(colors=256, method=Image.Quantize.FASTOCTREE).save(OUT, optimize=True)
-    print(f"wrote {OUT} {picture.size}, {OUT.stat().st_size // 1024} KiB")
+        save_screenshot(viewer, OUT)
     viewer.close()
 
 
