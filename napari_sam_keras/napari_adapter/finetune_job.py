@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import shutil
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -47,6 +47,7 @@ class FineTuneJob:
     series_folder: str | None = None  # ... or an image-series folder (read here)
     on_epoch: Callable[[Any], None] = lambda history: None
     seed: int = 0
+    options: dict = field(default_factory=dict)  # more finetune() settings (scripts)
 
     @property
     def checkpoint_dir(self) -> Path:
@@ -75,6 +76,7 @@ class FineTuneJob:
             seed=self.seed,
             checkpoint_dir=self.checkpoint_dir,
             progress=watcher,
+            **self.options,
         )
         watcher.finish(result.history)
         before = validation_figures(result.before)

@@ -49,6 +49,9 @@ class FineTuneWidget(SAMWidget):
         self.run_button = c.run
         self.results = c.results
         self.outcome: FineTuneOutcome | None = None
+        #: More ``finetune`` settings for scripts (``objects_per_image``, ``prompt_iterations``,
+        #: ``learning_rate``, ``instance_decoder``, ``seed``); the controls set the rest.
+        self.training_options: dict = {}
         self.extend([c.source, c.series_row, c.data_summary, self.model_picker])
         self.extend([c.mode, c.epochs, c.validation, c.output_row])
         self.extend([row(c.run, self.cancel_button), row(self.status), self.plot, c.results])
@@ -149,6 +152,8 @@ class FineTuneWidget(SAMWidget):
             data=data,
             series_folder=None if data is not None else str(c.series_folder.value),
             on_epoch=self._on_epoch,
+            seed=int(self.training_options.get("seed", 0)),
+            options={k: v for k, v in self.training_options.items() if k != "seed"},
         )
 
     def _description(self, job: FineTuneJob) -> str:
