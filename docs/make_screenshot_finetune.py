@@ -36,6 +36,7 @@ def main(model: str, epochs: int) -> None:
     widget.model.value = model
     widget.controls.epochs.value = epochs
     widget.controls.validation.value = 0.34
+    widget.training_options = {"objects_per_image": 4, "prompt_iterations": 2}
     with tempfile.TemporaryDirectory() as folder:
         widget.controls.output.value = str(Path(folder) / "demo_nuclei-finetuned")
         outcome = widget.run()
