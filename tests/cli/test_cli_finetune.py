@@ -156,5 +156,5 @@ def test_finetune_then_evaluate_the_new_model(tmp_path, capsys):
         capsys, "evaluate", "--model", out, "--images", images, "--labels", labels
     )
     assert status == 0, err
-    values = dict(line.rsplit(None, 1) for line in printed.splitlines()[1:])
+    values = dict(line.rsplit(None, 1) for line in printed.splitlines()[2:])
     assert {"IoU, 1 click", "IoU, box", "mSA", "SA50", "SA75", "F1"} <= set(values), printed
