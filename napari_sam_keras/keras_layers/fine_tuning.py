@@ -56,8 +56,18 @@ class PromptTrainingModel(keras.Model):
             embedding = self.image_encoder(inputs["image"])
         else:
             embedding = inputs["embedding"]
-        prompts = {k: v for k, v in inputs.items() if k not in ("image", "embedding")}
-        prepared = self.decoder.prepare_image(embedding)
+        skip = ("image", "embedding", "mask_input", "has_mask")
+        prompts = {k: v for k, v in inputs.items() if k not in skip}
+        # every prompt gets its own image side (its mask input or the "no mask" vector);
+        # computed for all, without the inference path's branch, which costs compile time
+        encoder = self.decoder.prompt_encoder
+        no_mask = ops.reshape(
+            encoder.no_mask_embed(ops.zeros((1,), "int32")),
+            (1, 1, 1, self.decoder.sam_config.prompt_embed_dim),
+        )
+        has_mask = ops.reshape(inputs["has_mask"], (-1, 1, 1, 1))
+        dense = has_mask * encoder.mask_downscaler(inputs["mask_input"]) + (1 - has_mask) * no_mask
+        prepared = self.decoder.prepare_image(embedding, dense)
         return self.decoder.call({**prompts, **prepared}, training=training)
 
     def compute_loss(self, x=None, y=None, y_pred=None, sample_weight=None, training=True):

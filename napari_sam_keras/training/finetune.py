@@ -113,8 +113,13 @@ def _base_network(model: Any) -> SAMNetwork:
 
 
 def _signature(planes: list[RawPlane], base: SAMNetwork, settings: dict) -> str:
+    from ..model.weights_cache import model_checksum
+
     digest = hashlib.sha1(json.dumps(settings, sort_keys=True).encode())
     digest.update(str(base.config.to_json()).encode())
+    digest.update(model_checksum(base.model).encode())
+    if base.instance_decoder is not None:
+        digest.update(model_checksum(base.instance_decoder.model).encode())
     for plane in planes:
         digest.update(np.ascontiguousarray(plane.image).tobytes())
         digest.update(np.ascontiguousarray(plane.labels).tobytes())
