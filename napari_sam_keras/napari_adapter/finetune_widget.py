@@ -7,7 +7,7 @@ picker as the segmentation widgets.  **Fine-tune** runs in a worker thread (prog
 the status line and napari's progress bar, **Cancel** stops it and writes nothing); a
 live plot shows the training loss and the held-out IoU after every epoch, and a table the
 base model's and the new model's figures at the end.  The new model is saved to the chosen
-folder (default: under the user data folder), put first in the recent models of every
+folder (default: under the user data folder), added to the recent models of every
 open widget's model picker, and kept loaded, so choosing it segments at once.
 """
 
@@ -213,9 +213,7 @@ class FineTuneWidget(SAMWidget):
         self.results.value = results_html(outcome.rows)
         self.controls.output.value = ""  # the next run gets a new folder
         if self.alive():
-            self.status.show(
-                f"saved {source}; it is first in the segmentation widgets' recent models"
-            )
+            self.status.show(f"saved {source}; it is in the segmentation widgets' recent models")
         return outcome
 
 

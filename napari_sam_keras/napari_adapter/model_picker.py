@@ -72,7 +72,11 @@ class ModelPicker(Container):
             value=proposed_model(),
             tooltip=f"{tooltip}\n\n{self.note}" if self.note else tooltip,
         )
-        self.recent = ComboBox(name="recent", choices=self._choices(), value=_PLACEHOLDER)
+        # a callable: a container's reset_choices() (napari calls it on layer changes) reads
+        # the settings again instead of restoring the list the picker was made with
+        self.recent = ComboBox(
+            name="recent", choices=lambda _widget: self._choices(), value=_PLACEHOLDER
+        )
         self.file_button = PushButton(name="file_button", text="File\u2026")
         self.folder_button = PushButton(name="folder_button", text="Folder\u2026")
         row = Container(
@@ -125,7 +129,7 @@ class ModelPicker(Container):
         """List the recent models again (another widget may have added one)."""
         self.recent.changed.disconnect(self._on_recent)
         try:
-            self.recent.choices = self._choices()
+            self.recent.reset_choices()
             self.recent.value = _PLACEHOLDER
         finally:
             self.recent.changed.connect(self._on_recent)
