@@ -31,7 +31,6 @@ def close_toasts(viewer) -> None:
 def main(model: str) -> None:
     import_ml_stack()
     import napari
-    from PIL import Image
 
     from napari_sam_keras.sample_data import sample_image
 
@@ -60,6 +59,15 @@ def main(model: str) -> None:
     labels.opacity = 0.55
     viewer.layers.selection.active = widget.points.value
     viewer.reset_view()
+    save_screenshot(viewer, OUT)
+    viewer.close()
+
+
+def save_screenshot(viewer, out: Path) -> None:
+    """The whole window (toasts closed) as a PNG, quantized when large."""
+    import napari
+    from PIL import Image
+
     app = napari.qt.get_qapp()
     for _ in range(10):
         app.processEvents()
@@ -68,11 +76,10 @@ def main(model: str) -> None:
         app.processEvents()
     shot = viewer.screenshot(canvas_only=False, flash=False)
     picture = Image.fromarray(np.asarray(shot)[..., :3])
-    picture.save(OUT, optimize=True)
-    if OUT.stat().st_size > 280_000:  # keep the README light; octree keeps small colour spots
-        picture.quantize(colors=256, method=Image.Quantize.FASTOCTREE).save(OUT, optimize=True)
-    print(f"wrote {OUT} {picture.size}, {OUT.stat().st_size // 1024} KiB")
-    viewer.close()
+    picture.save(out, optimize=True)
+    if out.stat().st_size > 280_000:  # keep the README light; octree keeps small colour spots
+        picture.quantize(colors=256, method=Image.Quantize.FASTOCTREE).save(out, optimize=True)
+    print(f"wrote {out} {picture.size}, {out.stat().st_size // 1024} KiB")
 
 
 if __name__ == "__main__":

@@ -10,6 +10,7 @@ from ..runtime.backend import DEFAULT_BACKEND, PROJECT_ENV_VAR, SUPPORTED_BACKEN
 from .commands import cmd_auto, cmd_batch, cmd_embed, cmd_napari, cmd_predict, cmd_sample
 from .concept_args import add_concept_options
 from .prompt_args import AppendPrompt, parse_box, parse_pair, parse_point, parse_size
+from .training_args import add_evaluate, add_finetune
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -29,6 +30,8 @@ def build_parser() -> argparse.ArgumentParser:
     _add_auto(sub, [common, model, image, tiling])
     _add_embed(sub, [common, model])
     _add_batch(sub, [common, model])
+    add_finetune(sub, [common, model])
+    add_evaluate(sub, [common, model])
     _add_sample(sub, common)
     return parser
 

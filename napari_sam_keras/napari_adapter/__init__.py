@@ -3,6 +3,7 @@
 * :class:`~.interactive_widget.InteractiveSegmentationWidget`: points/boxes -> labels.
 * :class:`~.automatic_widget.AutomaticSegmentationWidget`: everything on a slice -> labels.
 * :class:`~.series_widget.ImageSeriesWidget`: a folder of images, one after the other.
+* :class:`~.finetune_widget.FineTuneWidget`: fine-tune the model on the annotations.
 
 The widgets hold no model logic; they read layers, run the core in a worker
 thread and write results into Labels layers (undoable, never overwriting).
@@ -19,13 +20,16 @@ PLUGIN_NAME = "napari-sam-keras"
 INTERACTIVE_WIDGET = "Interactive segmentation"
 AUTOMATIC_WIDGET = "Automatic segmentation"
 SERIES_WIDGET = "Image series"
+FINETUNE_WIDGET = "Fine-tune"
 
 __all__ = [
     "AUTOMATIC_WIDGET",
+    "FINETUNE_WIDGET",
     "INTERACTIVE_WIDGET",
     "PLUGIN_NAME",
     "SERIES_WIDGET",
     "AutomaticSegmentationWidget",
+    "FineTuneWidget",
     "ImageSeriesWidget",
     "InteractiveSegmentationWidget",
 ]
@@ -44,4 +48,8 @@ def __getattr__(name: str):
         from .series_widget import ImageSeriesWidget
 
         return ImageSeriesWidget
+    if name == "FineTuneWidget":
+        from .finetune_widget import FineTuneWidget
+
+        return FineTuneWidget
     raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

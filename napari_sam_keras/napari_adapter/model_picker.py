@@ -6,6 +6,7 @@ The choice is remembered across napari sessions (:mod:`.settings`).  A
 
 from __future__ import annotations
 
+import weakref
 from pathlib import Path
 
 from magicgui.widgets import ComboBox, Container, LineEdit, PushButton
@@ -19,6 +20,23 @@ from .settings import recent_models, remember_model
 
 MODEL_FILTER = "SAM models (*.pth *.pt *.keras *.weights.h5);;All files (*)"
 _PLACEHOLDER = "recent and preset models\u2026"
+
+#: The open pickers, so that a model made in one widget (fine-tuning) is listed in all.
+_PICKERS: list[weakref.ref] = []
+
+
+def offer_model(source: str) -> None:
+    """Put ``source`` first among the recent models, in every open picker and the settings."""
+    remember_model(source)
+    for ref in list(_PICKERS):
+        picker = ref()
+        try:
+            if picker is not None:
+                picker.refresh()
+                continue
+        except RuntimeError:  # its Qt widget was deleted
+            pass
+        _PICKERS.remove(ref)
 
 
 def model_source(value) -> str:
@@ -60,9 +78,11 @@ class ModelPicker(Container):
             value=proposed_model(),
             tooltip=f"{tooltip}\n\n{self.note}" if self.note else tooltip,
         )
+        # a callable: a container's reset_choices() (napari calls it on layer changes) reads
+        # the settings again instead of restoring the list the picker was made with
         self.recent = ComboBox(
             name="recent",
-            choices=self._choices(),
+            choices=lambda _widget: self._choices(),
             value=_PLACEHOLDER,
             tooltip="Models used before, and the keras-cv presets.",
         )
@@ -97,6 +117,7 @@ class ModelPicker(Container):
         self.folder_button.changed.connect(self.choose_folder)
         self._on_chosen: list = []
         self.field.native.editingFinished.connect(self._chosen)
+        _PICKERS.append(weakref.ref(self))
 
     def on_chosen(self, callback) -> None:
         """Call ``callback()`` when a model was chosen (typed and confirmed, or picked)."""
@@ -123,9 +144,13 @@ class ModelPicker(Container):
     def remember(self, source: str) -> None:
         """Put ``source`` first among the recent models (after it was loaded)."""
         remember_model(source)
+        self.refresh()
+
+    def refresh(self) -> None:
+        """List the recent models again (another widget may have added one)."""
         self.recent.changed.disconnect(self._on_recent)
         try:
-            self.recent.choices = self._choices()
+            self.recent.reset_choices()
             self.recent.value = _PLACEHOLDER
         finally:
             self.recent.changed.connect(self._on_recent)

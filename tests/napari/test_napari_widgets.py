@@ -153,7 +153,7 @@ def test_plugin_menu_has_both_widgets_and_sample_data(make_napari_viewer):
     submenus = {a.text(): a.menu() for a in menu.actions() if a.menu() is not None}
     assert "SAM Keras" in submenus  # the manifest's display_name
     titles = [a.text() for a in submenus["SAM Keras"].actions()]
-    assert titles == [INTERACTIVE, AUTOMATIC, "Image series"]
+    assert titles == [INTERACTIVE, AUTOMATIC, "Image series", "Fine-tune"]
     viewer.open_sample(PLUGIN, "cells_2d")
     viewer.open_sample(PLUGIN, "cells_3d")
     viewer.open_sample(PLUGIN, "cells_timelapse")
