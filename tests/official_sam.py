@@ -8,6 +8,7 @@ puts a small, faithful implementation of exactly those functions into
 
 from __future__ import annotations
 
+import importlib.machinery
 import sys
 import types
 from functools import partial
@@ -72,15 +73,18 @@ def install_torchvision_shim() -> None:
     functional = types.ModuleType("torchvision.transforms.functional")
     functional.resize, functional.to_pil_image = resize, to_pil_image
     root.ops, ops.boxes, root.transforms, transforms.functional = ops, boxes, transforms, functional
-    sys.modules.update(
-        {
-            "torchvision": root,
-            "torchvision.ops": ops,
-            "torchvision.ops.boxes": boxes,
-            "torchvision.transforms": transforms,
-            "torchvision.transforms.functional": functional,
-        }
-    )
+    shims = {
+        "torchvision": root,
+        "torchvision.ops": ops,
+        "torchvision.ops.boxes": boxes,
+        "torchvision.transforms": transforms,
+        "torchvision.transforms.functional": functional,
+    }
+    for name, module in shims.items():
+        # a spec, so that importlib.util.find_spec (transformers asks it) does not raise;
+        # with no torchvision distribution installed, transformers still sees none
+        module.__spec__ = importlib.machinery.ModuleSpec(name, None)
+    sys.modules.update(shims)
 
 
 def build_official_sam(config, seed: int = 0):
