@@ -21,10 +21,11 @@ from typing import TYPE_CHECKING
 from .finetune_controls import LAYERS, SERIES, default_output, finetune_controls, results_html
 from .finetune_data import TrainingData, annotated_layers, layer_training_data
 from .finetune_job import FineTuneJob, FineTuneOutcome
-from .live_preview import PREVIEW_NAME
+from .layer_pickers import is_sam_preview
 from .model_picker import offer_model
 from .notifications import USER_ERRORS
 from .safe_import import ml_stack_ready
+from .sections import Section, lay_out
 from .task_runner import Relay
 from .training_plot import TrainingPlot
 from .widget_base import SAMWidget, row
@@ -52,9 +53,16 @@ class FineTuneWidget(SAMWidget):
         #: More ``finetune`` settings for scripts (``objects_per_image``, ``prompt_iterations``,
         #: ``learning_rate``, ``instance_decoder``, ``seed``); the controls set the rest.
         self.training_options: dict = {}
-        self.extend([c.source, c.series_row, c.data_summary, self.model_picker])
-        self.extend([c.mode, c.epochs, c.validation, c.output_row])
-        self.extend([row(c.run, self.cancel_button), row(self.status), self.plot, c.results])
+        sections = [
+            Section("Training data", [c.source, c.series_row, c.data_summary]),
+            Section(
+                "Model and training",
+                [self.model_picker, c.mode, c.epochs, c.validation, c.output_row],
+                name="finetune_training",
+            ),
+            Section("Training curve and results", [self.plot, c.results], name="finetune_plot"),
+        ]
+        lay_out(self, sections, [row(c.run, self.cancel_button), row(self.status)])
         self._history = None
         self._history_lock = threading.Lock()
         self._plot_relay = Relay(self._show_history)  # epochs reported from the worker
@@ -70,7 +78,7 @@ class FineTuneWidget(SAMWidget):
     # --- training data ----------------------------------------------------------------
 
     def _not_training_labels(self) -> tuple:
-        return tuple(layer for layer in self.viewer.layers if layer.name == PREVIEW_NAME)
+        return tuple(layer for layer in self.viewer.layers if is_sam_preview(layer))
 
     def _on_source_changed(self, _value=None) -> None:
         self.controls.series_row.visible = self.controls.source.value == SERIES
