@@ -193,7 +193,7 @@ def test_ctrl_c_writes_the_summary_and_exits_130(tmp_path):
             str(out),
             *OPTIONS,
             "--model",
-            str(images[0]),
+            "demo_nuclei",  # a name the resolver accepts; the model is never loaded here
         ],  # fmt: skip
         capture_output=True,
         text=True,
