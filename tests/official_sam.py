@@ -26,6 +26,13 @@ def install_torchvision_shim() -> None:
         for name in [m for m in sys.modules if m == "torchvision" or m.startswith("torchvision.")]:
             del sys.modules[name]
 
+    try:  # transformers (the SAM 3 oracle) must keep seeing no torchvision: ask it first
+        from transformers.utils.import_utils import is_torchvision_available
+
+        is_torchvision_available()  # cached from now on
+    except ImportError:
+        pass
+
     import torch
     from PIL import Image
 
