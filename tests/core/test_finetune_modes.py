@@ -202,7 +202,7 @@ def test_micro_sam_export_loads_strictly_into_official_sam(tuned, tmp_path):
 RESUME_SCRIPT = textwrap.dedent(
     """
     import sys, time
-    sys.path[:0] = [{root!r}, {tests!r}]
+    sys.path[:0] = [{root!r}, {tests!r}, {here!r}]
     from test_finetune_modes import blob_data, SMALL
     from helpers import TINY
     from napari_sam_keras import build_sam, finetune
@@ -222,7 +222,11 @@ RESUME_SCRIPT = textwrap.dedent(
 
 def test_a_killed_run_resumes_from_its_last_checkpoint(tmp_path):
     script = tmp_path / "run.py"
-    script.write_text(RESUME_SCRIPT.format(root=str(ROOT), tests=str(ROOT / "tests")))
+    script.write_text(
+        RESUME_SCRIPT.format(
+            root=str(ROOT), tests=str(ROOT / "tests"), here=str(Path(__file__).parent)
+        )
+    )
     folder = tmp_path / "checkpoints"
     proc = subprocess.Popen(
         [sys.executable, str(script), str(folder)],
