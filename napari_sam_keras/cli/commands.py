@@ -12,13 +12,14 @@ import numpy as np
 from ..errors import ImageError, SAMError
 from ..files.atomic_write import check_output
 from ..files.axis_readers import open_planes
-from ..files.image_files import check_label_output, read_image, write_array, write_labels
+from ..files.image_files import check_label_output, read_image, write_array
 from ..files.resource_limits import check_block_limit, check_shape_limit
 from ..model.model_source import resolve_model
 from ..napari_adapter import INTERACTIVE_WIDGET, PLUGIN_NAME
 from ..processing.prompt_rules import check_size, check_threshold
 from ..processing.prompts import check_boxes, check_points
 from ..runtime.backend import import_ml_stack
+from .label_output import write_label_output
 from .prompt_args import objects_from_command_line
 
 #: The label image written into an input OME-Zarr's ``labels/`` group without ``--out``.
@@ -36,18 +37,6 @@ def _default_out(args, selection) -> Path:
     else:
         out = args.image.with_name(args.image.stem + "-labels.tif")
     return check_label_output(out, inputs=[args.image], overwrite=args.overwrite)
-
-
-def write_label_output(args, out: Path, labels: np.ndarray, selection) -> Path:
-    """The label image with the input's pixel sizes (TIFF, OME-Zarr, or into the input's
-    OME-Zarr ``labels/``)."""
-    return write_labels(
-        out,
-        labels,
-        pixel_sizes=selection.pixel_sizes,
-        axes=selection.label_axes,
-        ngff_version=getattr(args, "ngff_version", "0.5"),
-    )
 
 
 def _select_plane(args):

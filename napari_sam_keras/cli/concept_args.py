@@ -76,7 +76,7 @@ def auto_concept(args, image, out, selection) -> int:
     )
     print(f"{len(result)} instances in {time.perf_counter() - t0:.1f} s", file=sys.stderr)
     labels = result.labels
-    from .commands import write_label_output
+    from .label_output import write_label_output
 
     path = write_label_output(args, out, labels, selection)
     print(f"wrote {path} ({int(len(set(labels[labels > 0].tolist())))} objects)")

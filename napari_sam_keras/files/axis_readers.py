@@ -13,14 +13,14 @@ plain), OME-Zarr, and the formats without axis metadata (PNG, JPEG, ``.npy``, ..
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
 from ..errors import ImageError
-from .image_axes import AxisImage, PlaneSelection, select_planes
+from .image_axes import AxisImage, PlaneSelection, guess_axes, select_planes
+from .ngff_metadata import is_ome_zarr, ngff_attributes
 
 #: Unit spellings of OME-XML, ImageJ and NGFF, to NGFF (UDUNITS-2) names.
 UNIT_NAMES = {
@@ -66,11 +66,6 @@ def unit_name(unit: Any) -> str | None:
     return UNIT_NAMES.get(text) or UNIT_NAMES.get(text.lower())
 
 
-def is_ome_zarr(path: str | Path) -> bool:
-    """Whether ``path`` is a zarr folder with OME ``multiscales`` metadata (NGFF 0.4 or 0.5)."""
-    return _ngff_attributes(Path(path)) is not None
-
-
 def open_axis_image(path: str | Path, level: int = 0) -> AxisImage:
     """Open an image file or OME-Zarr folder with its axes and pixel sizes, reading no pixels
     where the format allows (TIFF, OME-Zarr, ``.npy``).
@@ -98,22 +93,6 @@ def _npy(path: Path) -> np.ndarray:
         return np.load(path, mmap_mode="r", allow_pickle=False)
     except Exception as exc:  # the user's file
         raise ImageError(f"cannot read image {path}: {exc}") from exc
-
-
-def guess_axes(shape: tuple[int, ...]) -> str:
-    """Axes of an array without metadata: YX, YXS (last axis 3 or 4), and a leading Z."""
-    ndim = len(shape)
-    rgb = ndim >= 3 and shape[-1] in (1, 3, 4)
-    tail = "YXS" if rgb else "YX"
-    if ndim == len(tail):
-        return tail
-    if ndim == len(tail) + 1:
-        return "Z" + tail
-    raise ImageError(
-        f"an image of shape {tuple(shape)} without axis metadata: expected (Y, X), "
-        "(Y, X, 3|4) or a stack of them (Z, ...); save it as an OME-TIFF or ImageJ TIFF "
-        "with its axes"
-    )
 
 
 # --- TIFF -----------------------------------------------------------------------------------
@@ -219,28 +198,6 @@ def _imagej_sizes(tif: Any) -> dict[str, tuple[float, str | None]]:
 
 
 # --- OME-Zarr -------------------------------------------------------------------------------
-
-
-def _ngff_attributes(path: Path) -> dict[str, Any] | None:
-    """The OME attributes of a zarr group (0.5: under ``ome``; 0.4: at the top), or None."""
-    for name in ("zarr.json", ".zattrs"):
-        try:
-            meta = json.loads((path / name).read_text())
-        except (OSError, ValueError):
-            continue
-        attrs = meta.get("attributes", {}) if name == "zarr.json" else meta
-        attrs = attrs.get("ome", attrs)
-        if isinstance(attrs, dict) and "multiscales" in attrs:
-            return attrs
-    return None
-
-
-def ngff_attributes(path: str | Path) -> dict[str, Any]:
-    """The OME attributes of an OME-Zarr image or label group."""
-    attrs = _ngff_attributes(Path(path))
-    if attrs is None:
-        raise ImageError(f"{path} is not an OME-Zarr image (no multiscales metadata)")
-    return attrs
 
 
 def _open_ome_zarr(path: Path, level: int) -> AxisImage:

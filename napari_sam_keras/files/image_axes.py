@@ -238,3 +238,19 @@ class AxisView:
 
     def __len__(self) -> int:
         return self.shape[0]
+
+
+def guess_axes(shape: tuple[int, ...]) -> str:
+    """Axes of an array without metadata: YX, YXS (last axis 3 or 4), and a leading Z."""
+    ndim = len(shape)
+    rgb = ndim >= 3 and shape[-1] in (1, 3, 4)
+    tail = "YXS" if rgb else "YX"
+    if ndim == len(tail):
+        return tail
+    if ndim == len(tail) + 1:
+        return "Z" + tail
+    raise ImageError(
+        f"an image of shape {tuple(shape)} without axis metadata: expected (Y, X), "
+        "(Y, X, 3|4) or a stack of them (Z, ...); save it as an OME-TIFF or ImageJ TIFF "
+        "with its axes"
+    )

@@ -82,8 +82,7 @@ def _read_tiff(path: Path) -> np.ndarray:
 def select_plane(image: np.ndarray, plane: int | None, path: Path) -> np.ndarray:
     """Reduce an array without axis metadata to one 2D grey or RGB(A) plane (``plane``: the
     index along its leading Z axis), or say how to (:func:`.image_axes.select_planes`)."""
-    from .axis_readers import guess_axes
-    from .image_axes import AxisImage, select_planes
+    from .image_axes import AxisImage, guess_axes, select_planes
 
     image = np.asarray(image)
     axes = AxisImage(image, guess_axes(image.shape), Path(path))
@@ -108,7 +107,7 @@ def check_label_path(path: Path) -> Path:
 def image_of_label_path(path: Path) -> Path | None:
     """The OME-Zarr image whose ``labels/`` group ``path`` is in (``IMAGE/labels/NAME``),
     or None."""
-    from .axis_readers import is_ome_zarr
+    from .ngff_metadata import is_ome_zarr
 
     path = Path(path)
     if path.parent.name == "labels" and is_ome_zarr(path.parent.parent):

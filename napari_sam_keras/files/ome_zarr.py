@@ -152,7 +152,7 @@ def write_labels_into_image(
     ``NAME`` is added to the ``labels`` group's list.  An existing label image ``NAME`` is
     replaced only with ``overwrite``.  Nothing else of the image is written.
     """
-    from .axis_readers import ngff_attributes
+    from .ngff_metadata import ngff_attributes
 
     image = Path(image)
     attrs = ngff_attributes(image)
@@ -238,9 +238,14 @@ def read_ome_zarr_attributes(path: str | Path) -> dict[str, Any]:
 
 def read_ome_zarr_labels(path: str | Path, level: int = 0) -> np.ndarray:
     """Level ``level`` of an OME-Zarr label (or image) group, as a numpy array."""
-    from .axis_readers import open_axis_image
+    import zarr
 
-    return np.asarray(open_axis_image(path, level=level).data[...])
+    from .ngff_metadata import ngff_attributes
+
+    datasets = ngff_attributes(path)["multiscales"][0]["datasets"]
+    if not 0 <= level < len(datasets):
+        raise ImageError(f"{path} has no multiscale level {level}")
+    return np.asarray(zarr.open_array(str(Path(path) / datasets[level]["path"]), mode="r")[...])
 
 
 __all__ = [
