@@ -81,6 +81,9 @@ def export_micro_sam(network: Any, path: str | os.PathLike, *, overwrite: bool =
     """
     if hasattr(network, "model") and hasattr(network, "history"):
         network = network.model
+    from .as_network import as_network
+
+    network = as_network(network)  # anything else: one clear NotAModelError
     try:
         import torch
     except ImportError as err:

@@ -49,11 +49,13 @@ def save_model(
     """
     from keras_cv.src.utils.preset_utils import save_to_preset
 
+    from .as_network import as_network
     from .network_copy import copy_network
 
     if hasattr(network, "model") and hasattr(network, "history"):  # a FineTuneResult
         training = network.training if training is None else training
         network = network.model
+    network = as_network(network)  # anything else: one clear NotAModelError
     path = Path(path)
     if path.exists() and not overwrite:
         raise OutputExistsError(

@@ -71,12 +71,32 @@ def bad_calls(tmp_path) -> dict[str, list]:
         "track_object": [lambda: nsk.track_object(NOT_A_MODEL, VOLUME, PROMPT)],
         "link_slices": [lambda: nsk.link_slices(np.zeros((3, 4, 4)))],
         "segment_volume_automatic": [lambda: nsk.segment_volume_automatic(NOT_A_MODEL, VOLUME)],
+        "open_axis_image": [lambda: nsk.open_axis_image(tmp_path / "missing.tif")],
+        "open_planes": [lambda: nsk.open_planes(tmp_path / "missing.tif")],
+        "AxisImage": [lambda: nsk.AxisImage(np.zeros((4, 4)), "ZYX", tmp_path / "x.tif")],
+        "load_concept_model": [
+            lambda: nsk.load_concept_model(tmp_path / "missing"),
+            lambda: nsk.load_concept_model(a_file),
+        ],
+        "ConceptSegmenter": [lambda: nsk.ConceptSegmenter(NOT_A_MODEL)],
+        "finetune": [
+            lambda: nsk.finetune(NOT_A_MODEL, [], []),
+            lambda: nsk.finetune(
+                NOT_A_MODEL, [np.zeros((8, 8))], [np.zeros((8, 8), np.float32)], mode="nope"
+            ),
+        ],
+        "save_model": [lambda: nsk.save_model(NOT_A_MODEL, tmp_path / "m")],
+        "export_micro_sam": [lambda: nsk.export_micro_sam(NOT_A_MODEL, tmp_path / "m.pt")],
+        "evaluate_prompts": [lambda: nsk.evaluate_prompts(NOT_A_MODEL, [], [])],
+        "evaluate_instances": [
+            lambda: nsk.evaluate_instances(np.zeros((4, 4), int), np.zeros((5, 5), int))
+        ],
     }
 
 
-#: Public names that are not called with user input: exception classes, and the network
-#: object that load_model and build_sam make.
-NOT_CALLED = {"SAMNetwork"}
+#: Public names that are not called with user input: exception classes, the network objects
+#: that load_model, build_sam and load_concept_model make, and the results the API returns.
+NOT_CALLED = {"SAMNetwork", "ConceptModel", "ConceptResult", "FineTuneResult"}
 
 
 def _walked() -> list[str]:
