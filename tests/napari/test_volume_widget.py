@@ -277,5 +277,7 @@ def test_offline_the_widget_proposes_the_demo_model_and_says_what_it_is(
     viewer.add_image(np.zeros((8, 32, 32), np.uint16))
     _dock, widget = viewer.window.add_plugin_dock_widget(PLUGIN, INTERACTIVE)
     assert widget.model.value == DEMO
-    assert "synthetic blobs" in widget.status.value
-    assert "synthetic blobs" in widget.model.native.toolTip()
+    note = widget.model_picker.note
+    assert "demo_nuclei" in note and "synthetic" in note
+    assert note.split(": ")[0] in widget.status.value  # the status line: its first words
+    assert note in widget.model.native.toolTip()
