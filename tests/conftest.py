@@ -33,6 +33,24 @@ def pytest_configure(config):
     import_ml_stack()
 
 
+def pytest_collection_modifyitems(config, items):
+    """In the other-backend runs (``-m other_backends``), deselect the tests whose mark's
+    ``backends=(...)`` does not list this process's backend."""
+    if config.option.markexpr != "other_backends":
+        return
+    import keras
+
+    backend = keras.backend.backend()
+    keep, drop = [], []
+    for item in items:
+        mark = item.get_closest_marker("other_backends")
+        backends = mark.kwargs.get("backends") if mark is not None else None
+        (drop if backends and backend not in backends else keep).append(item)
+    if drop:
+        config.hook.pytest_deselected(items=drop)
+        items[:] = keep
+
+
 @pytest.fixture(scope="session", autouse=True)
 def _isolated_cache(tmp_path_factory):
     """Keep converted-checkpoint caches out of the user's real cache directory."""

@@ -9,11 +9,8 @@ model compiles once; the parity test runs again on tensorflow in a process of it
 
 from __future__ import annotations
 
-from pathlib import Path
-
 import numpy as np
 import pytest
-from helpers import run_pytest_on_backend
 
 pytest.importorskip("keras_hub")
 pytest.importorskip("transformers")
@@ -38,7 +35,6 @@ POSITIVE = (8.0, 6.0, 38.0, 30.0)
 NEGATIVE = (52.0, 24.0, 84.0, 54.0)
 #: The exemplars of every model call (one compiled shape): a positive and a negative box.
 EXEMPLARS = {"exemplars": [POSITIVE, NEGATIVE], "exemplar_labels": [1, 0]}
-HERE = Path(__file__).parent
 
 
 def _image() -> np.ndarray:
@@ -62,6 +58,7 @@ def _inputs(model, image, text, boxes, labels):
     }
 
 
+@pytest.mark.other_backends(backends=("tensorflow",))
 def test_parity_with_transformers(tiny_sam3, tiny_concept_model):
     """Text + a positive and a negative exemplar on a non-square image: same outputs."""
     _, oracle, tokenizer = tiny_sam3
@@ -90,13 +87,6 @@ def test_parity_with_transformers(tiny_sam3, tiny_concept_model):
     np.testing.assert_allclose(ours.scores, theirs.scores, atol=1e-5)
     disagree = np.mean(ours.masks != theirs.masks)
     assert disagree < 1e-3, f"{disagree:.2%} of mask pixels differ"
-
-
-def test_parity_on_tensorflow(tmp_path):
-    stdout = run_pytest_on_backend(
-        "tensorflow", ["test_concept_segmenter.py", "-k", "parity_with"], HERE, tmp_path / "c"
-    )
-    assert " passed" in stdout
 
 
 def test_negative_exemplar_changes_the_answer(tiny_concept_model):

@@ -30,7 +30,7 @@ if str(TESTS) not in sys.path:
     sys.path.insert(0, str(TESTS))
 
 import torch_em_oracle  # noqa: E402
-from helpers import TINY, run_pytest_on_backend  # noqa: E402
+from helpers import TINY  # noqa: E402
 
 needs_torch_em = pytest.mark.skipif(
     not torch_em_oracle.torch_em_available(), reason="torch and torch-em are needed"
@@ -131,6 +131,7 @@ def _check_parity(network, unetr, features) -> None:
 
 
 @needs_torch_em
+@pytest.mark.other_backends
 def test_parity_bilinear_decoder(files, torch_models, embedding_features):
     from napari_sam_keras import load_model
 
@@ -142,6 +143,7 @@ def test_parity_bilinear_decoder(files, torch_models, embedding_features):
 
 
 @needs_torch_em
+@pytest.mark.other_backends
 def test_parity_transposed_conv_decoder(files, torch_models, embedding_features):
     from napari_sam_keras import load_model
 
@@ -149,14 +151,6 @@ def test_parity_transposed_conv_decoder(files, torch_models, embedding_features)
     config = network.instance_decoder.config
     assert config.conv_transpose and config.features == (128, 64, 32, 16)
     _check_parity(network, torch_models[2], embedding_features)
-
-
-@needs_torch_em
-@pytest.mark.parametrize("backend", ["jax", "tensorflow", "torch"])
-def test_parity_other_backend(backend, tmp_path):
-    selection = ["-k", "parity and not other_backend", str(Path(__file__))]
-    stdout = run_pytest_on_backend(backend, selection, TESTS, tmp_path / "cache", timeout=900)
-    assert "2 passed" in stdout, stdout[-2000:]
 
 
 # --- checkpoint layouts, cache, errors ---------------------------------------------------------

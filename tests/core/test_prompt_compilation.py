@@ -8,6 +8,7 @@ import pytest
 from napari_sam_keras import SAMPredictor
 
 
+@pytest.mark.other_backends(backends=("tensorflow",))  # torch runs eagerly: nothing compiles
 @pytest.mark.skipif(
     __import__("keras").backend.backend() == "torch", reason="torch runs eagerly; nothing compiles"
 )

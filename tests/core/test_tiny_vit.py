@@ -2,17 +2,14 @@
 
 One MobileSAM (1024 px: its encoder cannot be shrunk) is saved as ``mobile_sam.pt``
 and loaded through :func:`load_model`.  The ``parity`` tests also run on the other
-installed Keras backends, each in its own process (:func:`test_parity_on_backend`).
+installed Keras backends, each in its own process (``tests/core/test_other_backends.py``).
 """
 
 from __future__ import annotations
 
-from pathlib import Path
-
 import numpy as np
 import pytest
 import torch
-from helpers import run_pytest_on_backend
 from mobile_sam_oracle import import_mobile_sam, save_mobile_sam_checkpoint
 
 from napari_sam_keras import ModelLoadError, SAMAutomaticMaskGenerator, SAMPredictor, load_model
@@ -29,7 +26,6 @@ mobile_sam = import_mobile_sam()
 EMBEDDING_TOL = 1e-4  # relative L2
 LOW_RES_TOL = 1e-3
 IOU_TOL = 1e-4
-TESTS = Path(__file__).resolve().parents[1]
 
 
 def blob_image(h: int = 300, w: int = 410, seed: int = 0) -> np.ndarray:
@@ -81,6 +77,7 @@ def same_weights(a, b) -> bool:
 # --- parity ---------------------------------------------------------------------------------
 
 
+@pytest.mark.other_backends
 def test_parity_embedding(pair):
     ours, theirs = pair
     a = ours.get_image_embedding()
@@ -104,6 +101,7 @@ PROMPTS = {
 }
 
 
+@pytest.mark.other_backends
 @pytest.mark.parametrize("multimask", [True, False], ids=["multi", "single"])
 @pytest.mark.parametrize("kind", list(PROMPTS))
 def test_parity_prompts(pair, kind, multimask):
@@ -144,14 +142,6 @@ def test_automatic_generator_matches_mobile_sam(pair, checkpoint):
         assert abs(o["predicted_iou"] - t["predicted_iou"]) < IOU_TOL
         a, b = np.asarray(o["segmentation"], bool), np.asarray(t["segmentation"], bool)
         assert (a & b).sum() / max(1, (a | b).sum()) > 0.99
-
-
-@pytest.mark.parametrize("backend", ["jax", "tensorflow", "torch"])
-def test_parity_on_backend(backend, tmp_path):
-    """The parity tests above, in a process of their own on each other Keras backend."""
-    selection = ["-k", "parity and not on_backend", str(Path(__file__).relative_to(TESTS))]
-    stdout = run_pytest_on_backend(backend, selection, TESTS, tmp_path / "cache")
-    assert f"{1 + 2 * len(PROMPTS)} passed" in stdout, stdout[-2000:]
 
 
 # --- the encoder's pieces -------------------------------------------------------------------
