@@ -1,7 +1,10 @@
 """Official PyTorch SAM checkpoints (``sam_vit_b_01ec64.pth`` and the like).
 
-MobileSAM checkpoints (TinyViT image encoder) are recognised here too; their
-encoder's tensors are handled by :mod:`napari_sam_keras.model.tiny_vit_conversion`.
+The image encoder's tensors belong to its family
+(:mod:`napari_sam_keras.model.encoder_families`: SAM's ViT in
+:mod:`~napari_sam_keras.model.vit_conversion`, MobileSAM's TinyViT in
+:mod:`~napari_sam_keras.model.tiny_vit_conversion`); the prompt encoder's and
+mask decoder's, the same for every family, are named here.
 
 An official state dict fixes its own architecture; :func:`config_from_state_dict`
 reads it from the tensor shapes, and :func:`assign_state_dict` copies every
@@ -20,11 +23,20 @@ import numpy as np
 
 from ..errors import ModelLoadError
 from .config import SAMConfig
+from .torch_weights import (
+    conv,
+    conv_transpose,
+    dense_pairs,
+    mlp_dense_layers,
+    norm_pairs,
+    same,
+    to_numpy,
+)
 
-_BLOCK = re.compile(r"image_encoder\.blocks\.(\d+)\.")
 _DECODER_LAYER = re.compile(r"mask_decoder\.transformer\.layers\.(\d+)\.")
 _IOU_LAYER = re.compile(r"mask_decoder\.iou_prediction_head\.layers\.(\d+)\.weight")
 
+#: An official SAM (ViT) checkpoint has these; a MobileSAM one the last two.
 REQUIRED_KEYS = (
     "image_encoder.patch_embed.proj.weight",
     "image_encoder.pos_embed",
@@ -32,9 +44,13 @@ REQUIRED_KEYS = (
     "mask_decoder.iou_token.weight",
 )
 
-#: The first image-encoder tensor of SAM's ViT and of MobileSAM's TinyViT: finding one
-#: under some prefix locates the state dict inside a checkpoint.
-ENCODER_MARKERS = (REQUIRED_KEYS[0], "image_encoder.patch_embed.seq.0.c.weight")
+
+def _encoder_markers() -> list[str]:
+    """Every encoder family's marker tensor: finding one under some prefix locates the
+    state dict inside a checkpoint."""
+    from .encoder_families import encoder_families
+
+    return [family.marker for family in encoder_families()]
 
 
 def unwrap_state_dict(obj: Any) -> dict[str, np.ndarray]:
@@ -57,41 +73,29 @@ def unwrap_state_dict(obj: Any) -> dict[str, np.ndarray]:
             continue
         keys = [k for k in cand if isinstance(k, str)]
         for prefix in ("", "module.", "model.", "sam.", "module.model."):
-            if any(f"{prefix}{marker}" in cand for marker in ENCODER_MARKERS):
-                return {k[len(prefix) :]: _to_numpy(cand[k]) for k in keys if k.startswith(prefix)}
+            if any(f"{prefix}{marker}" in cand for marker in _encoder_markers()):
+                return {k[len(prefix) :]: to_numpy(cand[k]) for k in keys if k.startswith(prefix)}
+    from .encoder_families import encoder_families
+
+    found = " or ".join(f"'{f.marker}' ({f.description})" for f in encoder_families())
     raise ModelLoadError(
-        "This file is not an official SAM checkpoint: no "
-        f"'{REQUIRED_KEYS[0]}' (SAM) or '{ENCODER_MARKERS[1]}' (MobileSAM) tensor found "
+        f"This file is not an official SAM checkpoint: no {found} tensor found "
         "(is it a SAM 2 or HQ-SAM file?)."
     )
 
 
-def _to_numpy(value: Any) -> np.ndarray:
-    if hasattr(value, "detach"):
-        value = value.detach().cpu().float().numpy()
-    return np.asarray(value, dtype=np.float32)
-
-
 def config_from_state_dict(sd: Mapping[str, np.ndarray]) -> SAMConfig:
-    """Read the architecture of an official SAM or MobileSAM from its tensor shapes."""
-    try:
-        if ENCODER_MARKERS[1] in sd:
-            from .tiny_vit_conversion import tiny_vit_config_fields
+    """Read the architecture of an official SAM (any encoder family) from its tensor shapes."""
+    from .encoder_families import family_of_state_dict
 
-            return SAMConfig(**tiny_vit_config_fields(sd), **_prompt_decoder_fields(sd))
-        return _vit_config(sd)
-    except KeyError as err:
-        raise ModelLoadError(
-            f"Not a complete SAM checkpoint: it lacks tensor {err.args[0]!r}."
-        ) from err
-
-
-def _vit_config(sd: Mapping[str, np.ndarray]) -> SAMConfig:
+    family = family_of_state_dict(sd)
     missing = [k for k in REQUIRED_KEYS if k not in sd]
-    if missing:
+    if family is None or (family.marker == REQUIRED_KEYS[0] and missing):
         raise ModelLoadError(f"Not a complete SAM checkpoint; missing tensors: {missing}")
     try:
-        return _config_from_shapes(sd)
+        return SAMConfig(
+            encoder=family.name, **family.config_fields(sd), **_prompt_decoder_fields(sd)
+        )
     except KeyError as err:
         raise ModelLoadError(
             f"Not a complete SAM checkpoint; missing tensor {err.args[0]!r}."
@@ -100,36 +104,6 @@ def _vit_config(sd: Mapping[str, np.ndarray]) -> SAMConfig:
         raise ModelLoadError(
             f"Not a complete SAM checkpoint: its tensors do not describe a SAM ({err})."
         ) from err
-
-
-def _config_from_shapes(sd: Mapping[str, np.ndarray]) -> SAMConfig:
-    embed_dim, _, patch, _ = sd["image_encoder.patch_embed.proj.weight"].shape
-    grid = sd["image_encoder.pos_embed"].shape[1]
-    depth = 1 + max(int(m.group(1)) for k in sd if (m := _BLOCK.match(k)))
-    head_dim = sd["image_encoder.blocks.0.attn.rel_pos_h"].shape[1]
-    global_idx = tuple(
-        i
-        for i in range(depth)
-        if sd[f"image_encoder.blocks.{i}.attn.rel_pos_h"].shape[0] == 2 * grid - 1
-    )
-    windowed = [i for i in range(depth) if i not in global_idx]
-    window = (
-        (sd[f"image_encoder.blocks.{windowed[0]}.attn.rel_pos_h"].shape[0] + 1) // 2
-        if windowed
-        else 14
-    )
-    mlp_dim = sd["image_encoder.blocks.0.mlp.lin1.weight"].shape[0]
-    return SAMConfig(
-        image_size=int(grid * patch),
-        patch_size=int(patch),
-        encoder_embed_dim=int(embed_dim),
-        encoder_depth=int(depth),
-        encoder_num_heads=int(embed_dim // head_dim),
-        encoder_global_attn_indexes=global_idx,
-        encoder_mlp_ratio=mlp_dim / embed_dim,
-        window_size=int(window),
-        **_prompt_decoder_fields(sd),
-    )
 
 
 def _prompt_decoder_fields(sd: Mapping[str, np.ndarray]) -> dict[str, int]:
@@ -149,41 +123,6 @@ def _prompt_decoder_fields(sd: Mapping[str, np.ndarray]) -> dict[str, int]:
     )
 
 
-# --- layout transforms, PyTorch -> Keras ---------------------------------------------------
-
-
-def _linear(w: np.ndarray) -> np.ndarray:  # (out, in) -> (in, out)
-    return w.T
-
-
-def _conv(w: np.ndarray) -> np.ndarray:  # (O, I, kh, kw) -> (kh, kw, I, O)
-    return w.transpose(2, 3, 1, 0)
-
-
-def _conv_transpose(w: np.ndarray) -> np.ndarray:  # (I, O, kh, kw) -> (kh, kw, O, I)
-    return w.transpose(2, 3, 1, 0)
-
-
-def _same(w: np.ndarray) -> np.ndarray:
-    return w
-
-
-def _dense_pairs(layer: Any, prefix: str) -> Iterator[tuple[str, Any, Any]]:
-    yield f"{prefix}.weight", layer.kernel, _linear
-    yield f"{prefix}.bias", layer.bias, _same
-
-
-def _norm_pairs(layer: Any, prefix: str) -> Iterator[tuple[str, Any, Any]]:
-    yield f"{prefix}.weight", layer.gamma, _same
-    yield f"{prefix}.bias", layer.beta, _same
-
-
-def _dense_layers(mlp: Any) -> list[Any]:
-    """The Dense layers of a keras-cv or keras-hub ``MLP`` in order."""
-    seq = getattr(mlp, "dense_net", None) or mlp.mlp_block
-    return [lyr for lyr in seq.layers if hasattr(lyr, "kernel")]
-
-
 def _attention_pairs(attn: Any, prefix: str) -> Iterator[tuple[str, Any, Any]]:
     for ours, theirs in (
         ("query_proj", "q_proj"),
@@ -191,45 +130,7 @@ def _attention_pairs(attn: Any, prefix: str) -> Iterator[tuple[str, Any, Any]]:
         ("value_proj", "v_proj"),
         ("out_proj", "out_proj"),
     ):
-        yield from _dense_pairs(getattr(attn, ours), f"{prefix}.{theirs}")
-
-
-def _layer_of_type(layers: list[Any], type_name: str) -> list[Any]:
-    return [lyr for lyr in layers if type(lyr).__name__ == type_name]
-
-
-def _backbone_pairs(backbone: Any) -> Iterator[tuple[str, Any, Any]]:
-    layers = backbone.layers
-    if _layer_of_type(layers, "TinyViTEncoder"):
-        from .tiny_vit_conversion import tiny_vit_weight_pairs
-
-        yield from tiny_vit_weight_pairs(backbone)
-        return
-    (patch,) = _layer_of_type(layers, "ViTDetPatchingAndEmbedding")
-    yield "image_encoder.patch_embed.proj.weight", patch.projection.kernel, _conv
-    yield "image_encoder.patch_embed.proj.bias", patch.projection.bias, _same
-    (pos,) = _layer_of_type(layers, "AddPositionalEmbedding")
-    yield "image_encoder.pos_embed", pos.pos_embed, _same
-    for i, block in enumerate(_layer_of_type(layers, "WindowedTransformerEncoder")):
-        p = f"image_encoder.blocks.{i}"
-        yield from _norm_pairs(block.layer_norm1, f"{p}.norm1")
-        yield from _dense_pairs(block.attention.qkv, f"{p}.attn.qkv")
-        yield from _dense_pairs(block.attention.projection, f"{p}.attn.proj")
-        attn = block.attention
-        # keras-cv spells it "reative", keras-hub "relative"
-        rel = getattr(attn, "add_decomposed_reative_pe", None) or attn.add_decomposed_relative_pe
-        yield f"{p}.attn.rel_pos_h", rel.rel_pos_h, _same
-        yield f"{p}.attn.rel_pos_w", rel.rel_pos_w, _same
-        yield from _norm_pairs(block.layer_norm2, f"{p}.norm2")
-        lin1, lin2 = _dense_layers(block.mlp_block)
-        yield from _dense_pairs(lin1, f"{p}.mlp.lin1")
-        yield from _dense_pairs(lin2, f"{p}.mlp.lin2")
-    (neck,) = [lyr for lyr in layers if type(lyr).__name__ == "Sequential"]
-    conv1, norm1, conv2, norm2 = neck.layers
-    yield "image_encoder.neck.0.weight", conv1.kernel, _conv
-    yield from _norm_pairs(norm1, "image_encoder.neck.1")
-    yield "image_encoder.neck.2.weight", conv2.kernel, _conv
-    yield from _norm_pairs(norm2, "image_encoder.neck.3")
+        yield from dense_pairs(getattr(attn, ours), f"{prefix}.{theirs}")
 
 
 def _prompt_encoder_pairs(enc: Any) -> Iterator[tuple[str, Any, Any]]:
@@ -237,7 +138,7 @@ def _prompt_encoder_pairs(enc: Any) -> Iterator[tuple[str, Any, Any]]:
     yield (
         f"{p}.pe_layer.positional_encoding_gaussian_matrix",
         enc.positional_embedding_layer.positional_encoding_gaussian_matrix,
-        _same,
+        same,
     )
     for i, layer in enumerate(
         (
@@ -247,15 +148,15 @@ def _prompt_encoder_pairs(enc: Any) -> Iterator[tuple[str, Any, Any]]:
             enc.bottom_right_corner_embed,
         )
     ):
-        yield f"{p}.point_embeddings.{i}.weight", layer.embeddings, _same
-    yield f"{p}.not_a_point_embed.weight", enc.not_a_point_embed.embeddings, _same
-    yield f"{p}.no_mask_embed.weight", enc.no_mask_embed.embeddings, _same
+        yield f"{p}.point_embeddings.{i}.weight", layer.embeddings, same
+    yield f"{p}.not_a_point_embed.weight", enc.not_a_point_embed.embeddings, same
+    yield f"{p}.no_mask_embed.weight", enc.no_mask_embed.embeddings, same
     conv0, norm1, _, conv3, norm4, _, conv6 = enc.mask_downscaler.layers
-    for idx, conv in ((0, conv0), (3, conv3), (6, conv6)):
-        yield f"{p}.mask_downscaling.{idx}.weight", conv.kernel, _conv
-        yield f"{p}.mask_downscaling.{idx}.bias", conv.bias, _same
-    yield from _norm_pairs(norm1, f"{p}.mask_downscaling.1")
-    yield from _norm_pairs(norm4, f"{p}.mask_downscaling.4")
+    for idx, layer in ((0, conv0), (3, conv3), (6, conv6)):
+        yield f"{p}.mask_downscaling.{idx}.weight", layer.kernel, conv
+        yield f"{p}.mask_downscaling.{idx}.bias", layer.bias, same
+    yield from norm_pairs(norm1, f"{p}.mask_downscaling.1")
+    yield from norm_pairs(norm4, f"{p}.mask_downscaling.4")
 
 
 def _mask_decoder_pairs(dec: Any) -> Iterator[tuple[str, Any, Any]]:
@@ -264,35 +165,35 @@ def _mask_decoder_pairs(dec: Any) -> Iterator[tuple[str, Any, Any]]:
     for i, layer in enumerate(t.layers):
         lp = f"{p}.transformer.layers.{i}"
         yield from _attention_pairs(layer.self_attention, f"{lp}.self_attn")
-        yield from _norm_pairs(layer.layer_norm1, f"{lp}.norm1")
+        yield from norm_pairs(layer.layer_norm1, f"{lp}.norm1")
         yield from _attention_pairs(
             layer.cross_attention_token_to_image, f"{lp}.cross_attn_token_to_image"
         )
-        yield from _norm_pairs(layer.layer_norm2, f"{lp}.norm2")
-        lin1, lin2 = _dense_layers(layer.mlp_block)
-        yield from _dense_pairs(lin1, f"{lp}.mlp.lin1")
-        yield from _dense_pairs(lin2, f"{lp}.mlp.lin2")
-        yield from _norm_pairs(layer.layer_norm3, f"{lp}.norm3")
+        yield from norm_pairs(layer.layer_norm2, f"{lp}.norm2")
+        lin1, lin2 = mlp_dense_layers(layer.mlp_block)
+        yield from dense_pairs(lin1, f"{lp}.mlp.lin1")
+        yield from dense_pairs(lin2, f"{lp}.mlp.lin2")
+        yield from norm_pairs(layer.layer_norm3, f"{lp}.norm3")
         yield from _attention_pairs(
             layer.cross_attention_image_to_token, f"{lp}.cross_attn_image_to_token"
         )
-        yield from _norm_pairs(layer.layer_norm4, f"{lp}.norm4")
+        yield from norm_pairs(layer.layer_norm4, f"{lp}.norm4")
     yield from _attention_pairs(
         t.final_attention_token_to_image, f"{p}.transformer.final_attn_token_to_image"
     )
-    yield from _norm_pairs(t.final_layer_norm, f"{p}.transformer.norm_final_attn")
-    yield f"{p}.iou_token.weight", dec.iou_token.embeddings, _same
-    yield f"{p}.mask_tokens.weight", dec.mask_tokens.embeddings, _same
+    yield from norm_pairs(t.final_layer_norm, f"{p}.transformer.norm_final_attn")
+    yield f"{p}.iou_token.weight", dec.iou_token.embeddings, same
+    yield f"{p}.mask_tokens.weight", dec.mask_tokens.embeddings, same
     up0, norm1, _, up3, _ = dec.output_upscaling.layers
-    for idx, conv in ((0, up0), (3, up3)):
-        yield f"{p}.output_upscaling.{idx}.weight", conv.kernel, _conv_transpose
-        yield f"{p}.output_upscaling.{idx}.bias", conv.bias, _same
-    yield from _norm_pairs(norm1, f"{p}.output_upscaling.1")
+    for idx, layer in ((0, up0), (3, up3)):
+        yield f"{p}.output_upscaling.{idx}.weight", layer.kernel, conv_transpose
+        yield f"{p}.output_upscaling.{idx}.bias", layer.bias, same
+    yield from norm_pairs(norm1, f"{p}.output_upscaling.1")
     for i, mlp in enumerate(dec.output_hypernetworks_mlps):
-        for j, dense in enumerate(_dense_layers(mlp)):
-            yield from _dense_pairs(dense, f"{p}.output_hypernetworks_mlps.{i}.layers.{j}")
-    for j, dense in enumerate(_dense_layers(dec.iou_prediction_head)):
-        yield from _dense_pairs(dense, f"{p}.iou_prediction_head.layers.{j}")
+        for j, dense in enumerate(mlp_dense_layers(mlp)):
+            yield from dense_pairs(dense, f"{p}.output_hypernetworks_mlps.{i}.layers.{j}")
+    for j, dense in enumerate(mlp_dense_layers(dec.iou_prediction_head)):
+        yield from dense_pairs(dense, f"{p}.iou_prediction_head.layers.{j}")
 
 
 def weight_pairs(model: Any) -> Iterator[tuple[str, Any, Any]]:
@@ -304,7 +205,9 @@ def component_weight_pairs(
     image_encoder: Any, prompt_encoder: Any, mask_decoder: Any
 ) -> Iterator[tuple[str, Any, Any]]:
     """The same for the three parts of a SAM; keras-hub's parts share keras-cv's layout."""
-    yield from _backbone_pairs(image_encoder)
+    from .encoder_families import family_of_backbone
+
+    yield from family_of_backbone(image_encoder).weight_pairs(image_encoder)
     yield from _prompt_encoder_pairs(prompt_encoder)
     yield from _mask_decoder_pairs(mask_decoder)
 
@@ -329,9 +232,10 @@ def assign_state_dict(model: Any, sd: Mapping[str, np.ndarray]) -> None:
         variable.assign(value)
         used.add(name)
         filled.add(id(variable))
-    from .tiny_vit_conversion import ignored_tensor
+    from .encoder_families import family_of_backbone
 
-    unused = sorted(k for k in set(sd) - used if not ignored_tensor(k))
+    ignored = family_of_backbone(model.backbone).ignored_tensor
+    unused = sorted(k for k in set(sd) - used if not ignored(k))
     if unused:
         raise ModelLoadError(f"Checkpoint has tensors SAM does not use: {unused[:5]}...")
     unfilled = [v.path for v in model.weights if id(v) not in filled]

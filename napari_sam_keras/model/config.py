@@ -8,9 +8,6 @@ from dataclasses import dataclass, field
 
 from ..errors import SAMError
 
-#: The image encoders a :class:`SAMConfig` can describe.
-ENCODERS = ("vit", "tiny_vit")
-
 TUPLE_FIELDS = (
     "encoder_global_attn_indexes",
     "pixel_mean",
@@ -71,31 +68,11 @@ class SAMConfig:
             object.__setattr__(self, name, tuple(getattr(self, name)))
         if self.image_size % self.patch_size:
             raise SAMError("image_size must be a multiple of patch_size")
-        if self.encoder not in ENCODERS:
-            raise SAMError(f"Unknown encoder {self.encoder!r}; use one of {ENCODERS}")
-        if self.encoder == "tiny_vit":
-            self._check_tiny_vit()
-        elif self.encoder_embed_dim % self.encoder_num_heads:
-            raise SAMError("encoder_embed_dim must be divisible by encoder_num_heads")
+        from .encoder_families import encoder_family
+
+        encoder_family(self.encoder).check_config(self)  # SAMError for an unknown one
         if self.prompt_embed_dim % (2 * self.decoder_num_heads):
             raise SAMError("prompt_embed_dim must be divisible by 2 * decoder_num_heads")
-
-    def _check_tiny_vit(self) -> None:
-        stages = (
-            self.tiny_vit_embed_dims,
-            self.tiny_vit_depths,
-            self.tiny_vit_num_heads,
-            self.tiny_vit_window_sizes,
-        )
-        if any(len(values) != 4 for values in stages):
-            raise SAMError("TinyViT has four stages: give four dims, depths, heads and windows")
-        if self.patch_size != 16:
-            raise SAMError("TinyViT downsamples by 16: patch_size must be 16")
-        for i in range(1, 4):
-            if self.tiny_vit_embed_dims[i] % self.tiny_vit_num_heads[i]:
-                raise SAMError(f"TinyViT stage {i}: embed dim must be divisible by its heads")
-        if self.tiny_vit_embed_dims[0] % 2:
-            raise SAMError("TinyViT's first embed dim must be even (the stem halves it)")
 
     @property
     def embedding_size(self) -> int:

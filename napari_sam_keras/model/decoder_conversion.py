@@ -27,6 +27,7 @@ import numpy as np
 
 from ..errors import ModelLoadError
 from ..runtime.backend import import_keras
+from .torch_weights import conv, conv_transpose, same, to_numpy
 from .weights_cache import (
     discard_converted,
     model_checksum,
@@ -101,12 +102,6 @@ class InstanceDecoder:
 # --- reading decoder state dicts -----------------------------------------------------------
 
 
-def _to_numpy(value: Any) -> np.ndarray:
-    if hasattr(value, "detach"):
-        value = value.detach().cpu().float().numpy()
-    return np.asarray(value, dtype=np.float32)
-
-
 def decoder_state_dict(obj: Any, source: str = "the checkpoint") -> dict[str, np.ndarray]:
     """The decoder's tensors as float32 numpy arrays, from what ``torch.load`` returned.
 
@@ -119,7 +114,7 @@ def decoder_state_dict(obj: Any, source: str = "the checkpoint") -> dict[str, np
     if not isinstance(obj, Mapping):
         raise ModelLoadError(f"{source} holds no decoder state dict (found {type(obj).__name__}).")
     state = {
-        k: _to_numpy(v)
+        k: to_numpy(v)
         for k, v in obj.items()
         if isinstance(k, str) and not k.startswith("encoder.") and hasattr(v, "shape")
     }
@@ -162,26 +157,14 @@ def decoder_config_from_state_dict(sd: Mapping[str, np.ndarray]) -> DecoderConfi
 # --- torch names of the Keras variables -----------------------------------------------------
 
 
-def _conv(w: np.ndarray) -> np.ndarray:  # (O, I, kh, kw) -> (kh, kw, I, O)
-    return w.transpose(2, 3, 1, 0)
-
-
-def _conv_transpose(w: np.ndarray) -> np.ndarray:  # (I, O, kh, kw) -> (kh, kw, O, I)
-    return w.transpose(2, 3, 1, 0)
-
-
-def _same(w: np.ndarray) -> np.ndarray:
-    return w
-
-
-def _conv_pairs(conv: Any, prefix: str, transform=_conv) -> Iterator[tuple[str, Any, Any]]:
-    yield f"{prefix}.weight", conv.kernel, transform
-    yield f"{prefix}.bias", conv.bias, _same
+def _conv_pairs(layer: Any, prefix: str, transform=conv) -> Iterator[tuple[str, Any, Any]]:
+    yield f"{prefix}.weight", layer.kernel, transform
+    yield f"{prefix}.bias", layer.bias, same
 
 
 def _upsampler_pairs(up: Any, prefix: str) -> Iterator[tuple[str, Any, Any]]:
     if up.conv_transpose:
-        yield from _conv_pairs(up.conv, f"{prefix}.block", _conv_transpose)
+        yield from _conv_pairs(up.conv, f"{prefix}.block", conv_transpose)
     else:
         yield from _conv_pairs(up.conv, f"{prefix}.conv")
 
@@ -199,10 +182,10 @@ def decoder_weight_pairs(model: Any) -> Iterator[tuple[str, Any, Any]]:
         yield from _upsampler_pairs(deconv.upsampler, f"{p}.0")
         yield from _conv_pairs(deconv.conv, f"{p}.1.block")
         norm = deconv.norm
-        yield f"{p}.2.weight", norm.gamma, _same
-        yield f"{p}.2.bias", norm.beta, _same
-        yield f"{p}.2.running_mean", norm.moving_mean, _same
-        yield f"{p}.2.running_var", norm.moving_variance, _same
+        yield f"{p}.2.weight", norm.gamma, same
+        yield f"{p}.2.bias", norm.beta, same
+        yield f"{p}.2.running_mean", norm.moving_mean, same
+        yield f"{p}.2.running_var", norm.moving_variance, same
     yield from _conv_block_pairs(model.base, "base")
     for j, (sampler, block) in enumerate(zip(model.samplers, model.blocks, strict=True)):
         yield from _upsampler_pairs(sampler, f"decoder.samplers.{j}")

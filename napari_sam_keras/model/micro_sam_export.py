@@ -25,35 +25,24 @@ import numpy as np
 from ..errors import ModelLoadError
 from ..files.atomic_write import OutputExistsError, atomic_write
 from ..runtime.backend import import_keras
+from .torch_weights import to_torch_layout
 
 SAM_PREFIX = "sam."
-
-
-def _inverse(transform: Any, value: np.ndarray) -> np.ndarray:
-    """Keras layout -> PyTorch layout: the inverse of an import transform."""
-    from . import checkpoint_conversion as cc
-
-    if transform is cc._linear:
-        return value.T  # Dense (in, out) -> Linear (out, in)
-    if transform in (cc._conv, cc._conv_transpose):
-        # Conv (kh, kw, I, O) -> (O, I, kh, kw); ConvTranspose (kh, kw, O, I) -> (I, O, kh, kw)
-        return value.transpose(3, 2, 0, 1)
-    if transform is cc._same:
-        return value
-    raise ModelLoadError(f"No export for this tensor layout ({transform!r}).")
 
 
 def sam_state_dict(network: Any) -> dict[str, np.ndarray]:
     """The network's weights as an official SAM state dict (numpy, PyTorch layouts)."""
     from .checkpoint_conversion import weight_pairs
+    from .encoder_families import encoder_family
 
-    if network.config.encoder != "vit":
-        raise ModelLoadError("Export to micro-sam supports SAM's ViT encoder only.")
+    family = encoder_family(network.config.encoder)
+    if not family.micro_sam_export:
+        raise ModelLoadError(f"Export to micro-sam does not support {family.description} yet.")
     ops = import_keras().ops
     state = {}
     for name, variable, transform in weight_pairs(network.model):
         value = np.asarray(ops.convert_to_numpy(variable), np.float32)
-        state[name] = np.ascontiguousarray(_inverse(transform, value))
+        state[name] = np.ascontiguousarray(to_torch_layout(transform, value))
     return state
 
 

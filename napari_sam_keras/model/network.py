@@ -33,7 +33,8 @@ def build_sam_model(
 
     Its backbone is SAM's ViT (:class:`~napari_sam_keras.keras_layers.vit_det.ViTDetBackbone`),
     or MobileSAM's TinyViT when ``config.encoder`` is ``"tiny_vit"``
-    (:func:`napari_sam_keras.keras_layers.tiny_vit.tiny_vit_backbone`).  The layout is
+    (:func:`napari_sam_keras.keras_layers.tiny_vit.tiny_vit_backbone`), built by the
+    config's encoder family (:mod:`napari_sam_keras.model.encoder_families`).  The layout is
     keras-cv's, so keras-cv weight files load into it.
 
     ``dtype_policy`` (e.g. ``"mixed_bfloat16"``) sets the Keras dtype policy of its layers;
@@ -72,31 +73,12 @@ def _build_sam_model(config: SAMConfig, seed: int | None) -> Any:
     from ..keras_layers.sam_mask_decoder import SAMMaskDecoder, TwoWayTransformer
     from ..keras_layers.sam_model import SegmentAnythingModel
     from ..keras_layers.sam_prompt_encoder import SAMPromptEncoder
-    from ..keras_layers.vit_det import ViTDetBackbone
 
     if seed is not None:
         keras.utils.set_random_seed(seed)
-    if config.encoder == "tiny_vit":
-        from ..keras_layers.tiny_vit import tiny_vit_backbone
+    from .encoder_families import encoder_family
 
-        backbone = tiny_vit_backbone(config)
-    else:
-        backbone = ViTDetBackbone(
-            include_rescaling=True,
-            input_shape=(config.image_size, config.image_size, 3),
-            patch_size=config.patch_size,
-            embed_dim=config.encoder_embed_dim,
-            depth=config.encoder_depth,
-            mlp_dim=config.encoder_mlp_dim,
-            num_heads=config.encoder_num_heads,
-            out_chans=config.prompt_embed_dim,
-            use_bias=True,
-            use_abs_pos=True,
-            use_rel_pos=True,
-            window_size=config.window_size,
-            global_attention_indices=list(config.encoder_global_attn_indexes),
-            layer_norm_epsilon=1e-6,
-        )
+    backbone = encoder_family(config.encoder).build_backbone(config)
     prompt_encoder = SAMPromptEncoder(
         embed_dim=config.prompt_embed_dim,
         image_embedding_size=(config.embedding_size, config.embedding_size),
@@ -150,21 +132,18 @@ def config_from_serialized(serialized: dict) -> SAMConfig:
         encoder = cfg["prompt_encoder"]["config"]
         decoder = cfg["mask_decoder"]["config"]
         transformer = decoder["transformer"]["config"]
-        from .tiny_vit_conversion import tiny_vit_fields_from_serialized
+        from .encoder_families import encoder_families
 
-        image_encoder = tiny_vit_fields_from_serialized(backbone)
-        if image_encoder is None:
-            image_encoder = dict(
-                image_size=int(backbone["input_shape"][0]),
-                patch_size=int(backbone["patch_size"]),
-                encoder_embed_dim=int(backbone["embed_dim"]),
-                encoder_depth=int(backbone["depth"]),
-                encoder_num_heads=int(backbone["num_heads"]),
-                encoder_global_attn_indexes=tuple(backbone["global_attention_indices"]),
-                encoder_mlp_ratio=backbone["mlp_dim"] / backbone["embed_dim"],
-                window_size=int(backbone["window_size"]),
-            )
+        found = (
+            (family.name, fields)
+            for family in encoder_families()
+            if (fields := family.fields_from_serialized(backbone)) is not None
+        )
+        name, image_encoder = next(found, (None, None))
+        if name is None:
+            raise ModelLoadError("The Keras config's image encoder is of no known family.")
         return SAMConfig(
+            encoder=name,
             **image_encoder,
             prompt_embed_dim=int(encoder["embed_dim"]),
             mask_in_chans=int(encoder["mask_in_chans"]),
@@ -245,11 +224,10 @@ class SAMNetwork:
         SAM's ViT runs through :func:`~napari_sam_keras.keras_layers.vit_encoder.backbone_forward`
         (chunked global attention); MobileSAM's TinyViT is the backbone itself.
         """
-        if self.config.encoder == "tiny_vit":
-            return self.model.backbone
-        from ..keras_layers.vit_encoder import backbone_forward
+        from .encoder_families import encoder_family
 
-        return backbone_forward(self.model.backbone, self.config)
+        family = encoder_family(self.config.encoder)
+        return family.image_encoder_model(self.model.backbone, self.config)
 
 
 def build_sam(
@@ -270,5 +248,7 @@ def build_sam(
             )
         config = ARCHITECTURES[config]
     model = build_sam_model(config, seed=seed, dtype_policy=dtype_policy)
-    size = "tiny_vit" if config.encoder == "tiny_vit" else f"{config.encoder_embed_dim}d"
-    return SAMNetwork(model=model, config=config, name=f"random {size}")
+    from .encoder_families import encoder_family
+
+    label = encoder_family(config.encoder).label(config)
+    return SAMNetwork(model=model, config=config, name=f"random {label}")

@@ -5,8 +5,8 @@ SAM's usual ``prompt_encoder.*`` and ``mask_decoder.*`` tensors and, under
 ``image_encoder.*``, TinyViT's.  :func:`tiny_vit_config_fields` reads the
 encoder's architecture from their shapes; :func:`tiny_vit_weight_pairs` names
 every variable of our :class:`~napari_sam_keras.keras_layers.tiny_vit.TinyViTEncoder`
-by its MobileSAM tensor name.  Hooked into :mod:`napari_sam_keras.checkpoint_conversion`;
-only numpy is needed here.
+by its MobileSAM tensor name.  Declared as an encoder family in
+:mod:`napari_sam_keras.model.encoder_families`; only numpy is needed here.
 """
 
 from __future__ import annotations
@@ -18,7 +18,16 @@ from typing import Any
 
 import numpy as np
 
-from ..errors import ModelLoadError
+from ..errors import ModelLoadError, SAMError
+from .torch_weights import (
+    WeightPair,
+    conv,
+    dense_pairs,
+    depthwise,
+    layers_of_type,
+    norm_pairs,
+    same,
+)
 
 #: A tensor only TinyViT checkpoints have (the first conv of the stem).
 TINY_VIT_MARKER = "image_encoder.patch_embed.seq.0.c.weight"
@@ -33,9 +42,28 @@ _BLOCK = re.compile(r"^image_encoder\.layers\.(\d+)\.blocks\.(\d+)\.")
 MOBILE_SAM_IMAGE_SIZE = 1024
 
 
-def is_tiny_vit_state_dict(sd: Mapping[str, Any]) -> bool:
-    """Whether an (unwrapped) state dict holds a TinyViT image encoder."""
-    return TINY_VIT_MARKER in sd
+def is_tiny_vit_backbone(backbone: Any) -> bool:
+    """Whether a built Keras backbone holds our TinyViT encoder."""
+    return bool(layers_of_type(backbone.layers, "TinyViTEncoder"))
+
+
+def check_tiny_vit_config(config: Any) -> None:
+    """``SAMError`` for a TinyViT config that cannot be built."""
+    stages = (
+        config.tiny_vit_embed_dims,
+        config.tiny_vit_depths,
+        config.tiny_vit_num_heads,
+        config.tiny_vit_window_sizes,
+    )
+    if any(len(values) != 4 for values in stages):
+        raise SAMError("TinyViT has four stages: give four dims, depths, heads and windows")
+    if config.patch_size != 16:
+        raise SAMError("TinyViT downsamples by 16: patch_size must be 16")
+    for i in range(1, 4):
+        if config.tiny_vit_embed_dims[i] % config.tiny_vit_num_heads[i]:
+            raise SAMError(f"TinyViT stage {i}: embed dim must be divisible by its heads")
+    if config.tiny_vit_embed_dims[0] % 2:
+        raise SAMError("TinyViT's first embed dim must be even (the stem halves it)")
 
 
 def ignored_tensor(name: str) -> bool:
@@ -82,7 +110,6 @@ def tiny_vit_config_fields(sd: Mapping[str, np.ndarray]) -> dict[str, Any]:
     hidden = _shape(sd, f"{p}.layers.0.blocks.0.conv1.c.weight")[0]
     mlp_hidden = _shape(sd, f"{p}.layers.1.blocks.0.mlp.fc1.weight")[0]
     return {
-        "encoder": "tiny_vit",
         "image_size": MOBILE_SAM_IMAGE_SIZE,
         "patch_size": 16,
         "tiny_vit_embed_dims": tuple(dims),
@@ -95,47 +122,18 @@ def tiny_vit_config_fields(sd: Mapping[str, np.ndarray]) -> dict[str, Any]:
     }
 
 
-# --- PyTorch -> Keras layouts ------------------------------------------------------------
+def _conv_bn_pairs(layer: Any, prefix: str) -> Iterator[WeightPair]:
+    yield f"{prefix}.c.weight", layer.conv.kernel, depthwise if layer.depthwise else conv
+    yield f"{prefix}.bn.weight", layer.bn.gamma, same
+    yield f"{prefix}.bn.bias", layer.bn.beta, same
+    yield f"{prefix}.bn.running_mean", layer.bn.moving_mean, same
+    yield f"{prefix}.bn.running_var", layer.bn.moving_variance, same
 
 
-def _conv(w: np.ndarray) -> np.ndarray:  # (O, I, kh, kw) -> (kh, kw, I, O)
-    return w.transpose(2, 3, 1, 0)
-
-
-def _depthwise(w: np.ndarray) -> np.ndarray:  # (C, 1, kh, kw) -> (kh, kw, C, 1)
-    return w.transpose(2, 3, 0, 1)
-
-
-def _linear(w: np.ndarray) -> np.ndarray:  # (out, in) -> (in, out)
-    return w.T
-
-
-def _same(w: np.ndarray) -> np.ndarray:
-    return w
-
-
-def _conv_bn_pairs(layer: Any, prefix: str) -> Iterator[tuple[str, Any, Any]]:
-    yield f"{prefix}.c.weight", layer.conv.kernel, _depthwise if layer.depthwise else _conv
-    yield f"{prefix}.bn.weight", layer.bn.gamma, _same
-    yield f"{prefix}.bn.bias", layer.bn.beta, _same
-    yield f"{prefix}.bn.running_mean", layer.bn.moving_mean, _same
-    yield f"{prefix}.bn.running_var", layer.bn.moving_variance, _same
-
-
-def _dense_pairs(layer: Any, prefix: str) -> Iterator[tuple[str, Any, Any]]:
-    yield f"{prefix}.weight", layer.kernel, _linear
-    yield f"{prefix}.bias", layer.bias, _same
-
-
-def _norm_pairs(layer: Any, prefix: str) -> Iterator[tuple[str, Any, Any]]:
-    yield f"{prefix}.weight", layer.gamma, _same
-    yield f"{prefix}.bias", layer.beta, _same
-
-
-def tiny_vit_weight_pairs(backbone: Any) -> Iterator[tuple[str, Any, Any]]:
+def tiny_vit_weight_pairs(backbone: Any) -> Iterator[WeightPair]:
     """(MobileSAM tensor name, Keras variable, layout transform) for every variable of
     the TinyViT in ``backbone`` (a model made by ``tiny_vit_backbone``)."""
-    (encoder,) = [lyr for lyr in backbone.layers if type(lyr).__name__ == "TinyViTEncoder"]
+    (encoder,) = layers_of_type(backbone.layers, "TinyViTEncoder")
     p = "image_encoder"
     yield from _conv_bn_pairs(encoder.stem[0], f"{p}.patch_embed.seq.0")
     yield from _conv_bn_pairs(encoder.stem[1], f"{p}.patch_embed.seq.2")
@@ -147,13 +145,13 @@ def tiny_vit_weight_pairs(backbone: Any) -> Iterator[tuple[str, Any, Any]]:
                     yield from _conv_bn_pairs(getattr(block, f"conv{n}"), f"{b}.conv{n}")
                 continue
             attn = block.attn
-            yield f"{b}.attn.attention_biases", attn.attention_biases, _same
-            yield from _norm_pairs(attn.norm, f"{b}.attn.norm")
-            yield from _dense_pairs(attn.qkv, f"{b}.attn.qkv")
-            yield from _dense_pairs(attn.proj, f"{b}.attn.proj")
-            yield from _norm_pairs(block.mlp_norm, f"{b}.mlp.norm")
-            yield from _dense_pairs(block.fc1, f"{b}.mlp.fc1")
-            yield from _dense_pairs(block.fc2, f"{b}.mlp.fc2")
+            yield f"{b}.attn.attention_biases", attn.attention_biases, same
+            yield from norm_pairs(attn.norm, f"{b}.attn.norm")
+            yield from dense_pairs(attn.qkv, f"{b}.attn.qkv")
+            yield from dense_pairs(attn.proj, f"{b}.attn.proj")
+            yield from norm_pairs(block.mlp_norm, f"{b}.mlp.norm")
+            yield from dense_pairs(block.fc1, f"{b}.mlp.fc1")
+            yield from dense_pairs(block.fc2, f"{b}.mlp.fc2")
             yield from _conv_bn_pairs(block.local_conv, f"{b}.local_conv")
     # MobileSAM's stage i ends with the patch merging into stage i + 1
     for i, merge in enumerate(encoder.merges):
@@ -161,10 +159,10 @@ def tiny_vit_weight_pairs(backbone: Any) -> Iterator[tuple[str, Any, Any]]:
             yield from _conv_bn_pairs(
                 getattr(merge, f"conv{n}"), f"{p}.layers.{i}.downsample.conv{n}"
             )
-    yield f"{p}.neck.0.weight", encoder.neck_conv1.kernel, _conv
-    yield from _norm_pairs(encoder.neck_norm1, f"{p}.neck.1")
-    yield f"{p}.neck.2.weight", encoder.neck_conv2.kernel, _conv
-    yield from _norm_pairs(encoder.neck_norm2, f"{p}.neck.3")
+    yield f"{p}.neck.0.weight", encoder.neck_conv1.kernel, conv
+    yield from norm_pairs(encoder.neck_norm1, f"{p}.neck.1")
+    yield f"{p}.neck.2.weight", encoder.neck_conv2.kernel, conv
+    yield from norm_pairs(encoder.neck_norm2, f"{p}.neck.3")
 
 
 def tiny_vit_fields_from_serialized(backbone: Mapping[str, Any]) -> dict[str, Any] | None:
@@ -191,7 +189,6 @@ def tiny_vit_fields_from_serialized(backbone: Mapping[str, Any]) -> dict[str, An
         return None
     size = shapes[0][1]
     return {
-        "encoder": "tiny_vit",
         "image_size": int(size),
         "patch_size": 16,
         "tiny_vit_embed_dims": tuple(cfg["embed_dims"]),

@@ -21,15 +21,15 @@ LORA_RANK = 4
 
 def attention_projections(network: SAMNetwork) -> Iterator[Any]:
     """The encoder's attention projection layers that get adapters."""
-    if network.config.encoder != "vit":
+    from ..model.encoder_families import encoder_family
+
+    family = encoder_family(network.config.encoder)
+    if family.lora_projections is None:
         raise TrainingSettingsError(
-            "LoRA fine-tuning supports SAM's ViT image encoder; this model has a "
-            f"{network.config.encoder} encoder: use mode='decoder' or 'full'."
+            f"LoRA fine-tuning does not support {family.description} image encoder "
+            "yet: use mode='decoder' or 'full'."
         )
-    for layer in network.model.backbone.layers:
-        if type(layer).__name__ == "WindowedTransformerEncoder":
-            yield layer.attention.qkv
-            yield layer.attention.projection
+    yield from family.lora_projections(network.model.backbone)
 
 
 def enable_lora(network: SAMNetwork, rank: int = LORA_RANK) -> list[Any]:
