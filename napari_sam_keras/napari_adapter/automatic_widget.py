@@ -415,7 +415,7 @@ class AutomaticSegmentationWidget(SAMWidget):
     @staticmethod
     def _few_objects_hint(job: AutomaticJob, found: int) -> str:
         """Which generator setting to loosen when few objects were found ("" otherwise)."""
-        if job.method != GENERATOR:
+        if job.method != GENERATOR or isinstance(job, ConceptJob):
             return ""
         return few_objects_hint(found, job.dropped, job.generator_options)
 
