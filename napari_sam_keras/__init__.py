@@ -35,6 +35,8 @@ _EXPORTS = {
     "EmbeddingCache": ".model.embedding",
     "EmbeddingStore": ".model.embedding_store",
     "precompute_embeddings": ".segmentation.precompute",
+    "import_micro_sam_embeddings": ".segmentation.micro_sam_embeddings",
+    "export_micro_sam_embeddings": ".segmentation.micro_sam_embeddings",
     "TileGrid": ".segmentation.tiling",
     "EmbeddingStoreError": ".errors",
     "EmbeddingStoreMismatch": ".errors",
@@ -98,6 +100,10 @@ if TYPE_CHECKING:  # pragma: no cover
     from .segmentation.concept_segmenter import ConceptResult, ConceptSegmenter
     from .segmentation.instance_segmenter import InstanceSegmenter
     from .segmentation.labels import masks_to_labels
+    from .segmentation.micro_sam_embeddings import (
+        export_micro_sam_embeddings,
+        import_micro_sam_embeddings,
+    )
     from .segmentation.precompute import precompute_embeddings
     from .segmentation.predictor import SAMPredictor
     from .segmentation.tiling import TileGrid

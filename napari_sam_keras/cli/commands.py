@@ -297,12 +297,33 @@ def cmd_embed(args) -> int:
         check_shape_limit(data.shape, args.image, limit, per_plane=True)
     check_block_limit(selection.source.data, args.image, limit)
     out = Path(args.out)
+    micro_sam_format = getattr(args, "format", None) == "micro-sam"
+    source = getattr(args, "from_micro_sam", None)
+    if source is not None and (micro_sam_format or args.tile_shape is not None):
+        raise SAMError("--from-micro-sam takes the tiling from the micro-sam store alone")
+    if micro_sam_format:
+        if out.exists():
+            raise SAMError(f"{out} exists: --format micro-sam writes a new folder")
+        if args.contrast_limits is not None:
+            raise SAMError("micro-sam maps each plane by its own min..max: no --contrast-limits")
+    if source is not None:
+        from ..segmentation.micro_sam_embeddings import open_micro_sam_store
+
+        open_micro_sam_store(source)  # not micro-sam's: refused before the model loads
+    if micro_sam_format:
+        return _embed_for_micro_sam(args, data, stack, out)
     # An existing path must be a store (never a file such as the input image, never a folder
     # of other files), and no other process may be writing it: checked before the model loads.
     store = EmbeddingStore(out)
     store.lock_for_writing()
     net = _load_model(args)
     t0 = time.perf_counter()
+    if source is not None:
+        from ..segmentation.micro_sam_embeddings import import_micro_sam_embeddings
+
+        import_micro_sam_embeddings(source, data, net, store, trust_model=args.trust_model)
+        print(f"wrote {out}: imported micro-sam's embeddings from {source}")
+        return 0
     counts = precompute_embeddings(
         net,
         data,
@@ -317,6 +338,34 @@ def cmd_embed(args) -> int:
         f"wrote {out}: {counts['computed']} embedding(s) computed, {counts['reused']} already "
         f"stored, {counts['repaired']} repaired, in {time.perf_counter() - t0:.1f} s"
     )
+    return 0
+
+
+def _embed_for_micro_sam(args, data, stack: bool, out: Path) -> int:
+    """``embed --format micro-sam``: compute into a temporary store of ours, then write
+    micro-sam's layout to ``out``."""
+    import tempfile
+
+    from ..model.embedding_store import EmbeddingStore
+    from ..segmentation.micro_sam_embeddings import export_micro_sam_embeddings
+    from ..segmentation.precompute import precompute_embeddings
+
+    net = _load_model(args)
+    t0 = time.perf_counter()
+    with tempfile.TemporaryDirectory(prefix="sam-embed-") as tmp:
+        store = EmbeddingStore(Path(tmp) / "store.zarr")
+        precompute_embeddings(
+            net,
+            data,
+            store,
+            tile_shape=args.tile_shape,
+            halo=args.halo,
+            stack=stack,
+            progress=_progress_bar("embeddings"),
+        )
+        export_micro_sam_embeddings(store, data, out)
+        store.close()
+    print(f"wrote {out} (micro-sam's layout) in {time.perf_counter() - t0:.1f} s")
     return 0
 
 

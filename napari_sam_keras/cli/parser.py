@@ -390,7 +390,10 @@ def _add_embed(sub, parents) -> None:
         "  napari-sam-keras embed cells.tif --out cells.zarr\n"
         "  napari-sam-keras embed stack.tif --all-planes --out stack.zarr\n"
         "  napari-sam-keras embed slide.tif --tile-shape 1024,1024 --halo 128,128 "
-        "--out slide.zarr",
+        "--out slide.zarr\n"
+        "  napari-sam-keras embed cells.tif --format micro-sam --out cells-microsam.zarr\n"
+        "  napari-sam-keras embed cells.tif --from-micro-sam cells-microsam.zarr --model "
+        "vit_b_lm.pt --out cells.zarr",
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     p.add_argument("image", type=Path, help="image file (.tif, .png, .npy, ...): 2D or a stack")
@@ -414,6 +417,27 @@ def _add_embed(sub, parents) -> None:
         metavar="STORE.zarr",
         help="the embedding store (a folder); an existing one is checked and completed; a "
         "new one is made only in a missing or empty folder",
+    )
+    p.add_argument(
+        "--format",
+        choices=("napari-sam-keras", "micro-sam"),
+        default="napari-sam-keras",
+        help="micro-sam: write micro-sam's embedding zarr (features channels first, its "
+        "attributes) to --out, a new folder, for micro-sam to use (default: our store)",
+    )
+    p.add_argument(
+        "--from-micro-sam",
+        type=Path,
+        metavar="MICRO_SAM.zarr",
+        help="import embeddings micro-sam computed for IMAGE (checked: its data_signature, "
+        "model and embedding shape) into the store --out instead of computing them; the "
+        "micro-sam store is only read",
+    )
+    p.add_argument(
+        "--trust-model",
+        action="store_true",
+        help="with --from-micro-sam: accept a --model whose name is not the micro-sam "
+        "store's model_type (the same weights under another name)",
     )
     _max_pixels_option(p)
     p.set_defaults(func=cmd_embed)

@@ -5,7 +5,9 @@ The folder is a Keras preset directory (``config.json`` + ``model.weights.h5``,
 what :func:`~napari_sam_keras.load_model` reads) plus, when the network has
 an instance decoder, ``instance_decoder.json`` (its architecture) and
 ``instance_decoder.weights.h5``, and ``training.json`` (the base model, the
-settings, the validation figures before and after).  It is written into a
+settings, the validation figures before and after).  Keras' ``metadata.json`` may
+hold, under ``generator_settings``, the automatic mask generator's settings the
+model recommends (the shipped demo model does; a saved copy keeps them).  It is written into a
 temporary folder beside the target and renamed when complete
 (:func:`~napari_sam_keras.files.atomic_write.atomic_directory`).  LoRA
 adapters are merged into the kernels first.
@@ -25,6 +27,9 @@ from .network import SAMNetwork
 DECODER_CONFIG = "instance_decoder.json"
 DECODER_WEIGHTS = "instance_decoder.weights.h5"
 TRAINING_INFO = "training.json"
+METADATA = "metadata.json"
+#: The key of ``metadata.json`` holding a model's own automatic-generator defaults.
+GENERATOR_SETTINGS_KEY = "generator_settings"
 
 
 def save_model(
@@ -74,6 +79,11 @@ def save_model(
             (tmp / DECODER_CONFIG).write_text(decoder.config.to_json())
             decoder.model.save_weights(tmp / DECODER_WEIGHTS)
         (tmp / TRAINING_INFO).write_text(text)
+        if plain.generator_defaults:
+            metadata_file = tmp / METADATA
+            metadata = json.loads(metadata_file.read_text()) if metadata_file.is_file() else {}
+            metadata[GENERATOR_SETTINGS_KEY] = plain.generator_defaults
+            metadata_file.write_text(json.dumps(metadata, indent=4))
     return path
 
 
@@ -110,9 +120,28 @@ def training_info(path: str | os.PathLike) -> dict[str, Any] | None:
         return None
 
 
+def folder_generator_defaults(path: Path) -> dict[str, Any]:
+    """The automatic-generator settings a model folder recommends (``metadata.json``'s
+    ``generator_settings``), or ``{}``; checked when used."""
+    metadata_file = Path(path) / METADATA
+    if not metadata_file.is_file():
+        return {}
+    try:
+        values = json.loads(metadata_file.read_text()).get(GENERATOR_SETTINGS_KEY) or {}
+    except (OSError, ValueError, AttributeError) as err:
+        raise ModelLoadError(f"Could not read {metadata_file}: {err}") from err
+    if not isinstance(values, dict):
+        raise ModelLoadError(
+            f"{metadata_file}: {GENERATOR_SETTINGS_KEY!r} must map setting names to numbers."
+        )
+    return dict(values)
+
+
 def with_folder_decoder(network: SAMNetwork, path: Path) -> SAMNetwork:
-    """``network`` loaded from the preset folder ``path``, with the folder's decoder if any."""
+    """``network`` loaded from the preset folder ``path``, with the folder's decoder if any
+    and the generator settings it recommends."""
     decoder = load_folder_decoder(path, key=network.key + ":decoder")
     if decoder is not None:
         network.instance_decoder = decoder
+    network.generator_defaults = folder_generator_defaults(path)
     return network

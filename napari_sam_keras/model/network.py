@@ -173,6 +173,10 @@ class SAMNetwork:
         instance_decoder: micro-sam's instance-segmentation decoder
             (:class:`~napari_sam_keras.model.decoder_conversion.InstanceDecoder`)
             when the checkpoint came with one, else ``None``.
+        generator_defaults: the automatic mask generator's settings this model
+            recommends instead of the official defaults (``{"pred_iou_thresh": 0.5,
+            ...}``, from its folder's ``metadata.json``; see
+            :func:`~napari_sam_keras.segmentation.generator_settings.settings_for_model`).
     """
 
     model: Any
@@ -180,6 +184,7 @@ class SAMNetwork:
     name: str = "random"
     key: str = ""
     instance_decoder: Any = field(default=None, repr=False)
+    generator_defaults: dict = field(default_factory=dict, repr=False)
     _compiled: dict = field(default_factory=dict, repr=False)
     _compiled_lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
 

@@ -51,4 +51,5 @@ def copy_network(network: SAMNetwork, name: str | None = None, key: str = "") ->
         name=name or network.name,
         key=key,
         instance_decoder=copy_decoder(network.instance_decoder),
+        generator_defaults=dict(network.generator_defaults),
     )

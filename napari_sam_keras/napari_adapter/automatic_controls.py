@@ -7,7 +7,7 @@ from dataclasses import dataclass
 from magicgui.widgets import CheckBox, ComboBox, FloatSpinBox, SpinBox
 
 from ..processing.instance_watershed import WatershedSettings
-from ..segmentation.generator_settings import DEFAULTS
+from ..segmentation.generator_settings import DEFAULTS, GeneratorSettings
 from ..segmentation.volume_linking import LINK_IOU_THRESHOLD
 from .segmentation_jobs import DECODER, GENERATOR
 
@@ -109,6 +109,16 @@ def generator_controls() -> tuple:
         tooltip="Remove holes and islands smaller than this many pixels (0: off).",
     )
     return points_per_side, iou, stability, nms, area
+
+
+def show_generator_defaults(controls: tuple, new: GeneratorSettings, shown: GeneratorSettings):
+    """Show a model's recommended generator settings in ``controls`` (from
+    :func:`generator_controls`), leaving the values the user changed; returns ``new``
+    (the defaults now shown)."""
+    for control in controls:
+        if control.value == getattr(shown, control.name):
+            control.value = getattr(new, control.name)
+    return new
 
 
 def decoder_controls() -> DecoderControls:

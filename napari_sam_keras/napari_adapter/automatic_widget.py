@@ -21,6 +21,8 @@ from napari.layers import Image, Labels
 
 from ..errors import ImageError, SAMError
 from ..processing.instance_watershed import settings_for_model
+from ..segmentation.generator_settings import DEFAULTS, few_objects_hint
+from ..segmentation.generator_settings import settings_for_model as generator_settings_for_model
 from .automatic_controls import (
     MODE_TIP,
     NOT_LOADED_TIP,
@@ -29,6 +31,7 @@ from .automatic_controls import (
     link_controls,
     mode_control,
     no_decoder_tip,
+    show_generator_defaults,
 )
 from .concept_mode import ConceptJob, concept_controls, read_exemplars
 from .image_slices import (
@@ -67,6 +70,10 @@ class AutomaticSegmentationWidget(SAMWidget):
     ``foreground_threshold``, ``distance_smoothing``, ``min_size``,
     ``all_slices``, ``link_slices``, ``link_iou``, ``min_slices``, ``overwrite``.
     Buttons: ``run_button``, ``cancel_button``.
+
+    The generator's controls show the settings a loaded model recommends
+    (:func:`~napari_sam_keras.segmentation.generator_settings.settings_for_model`);
+    a run that finds few objects names the threshold to loosen in the status line.
     """
 
     def __init__(self, napari_viewer: napari.viewer.Viewer | None = None) -> None:
@@ -130,6 +137,8 @@ class AutomaticSegmentationWidget(SAMWidget):
         lay_out(self, sections, [row(self.run_button, self.cancel_button), row(self.status)])
         self.target = LabelsTarget(viewer, self._labels_w, tuple, self.reset_choices)
         self._decoder_model: str | None = None  # whose default thresholds are shown
+        self._generator_model: str | None = None  # whose generator defaults are shown
+        self._generator_shown = DEFAULTS
         self._loaded_relay = Relay(self._update_mode)  # model loads reported from any thread
         on_model_loaded(self._on_model_loaded)
         self.run_button.changed.connect(self._on_run_clicked)
@@ -165,6 +174,8 @@ class AutomaticSegmentationWidget(SAMWidget):
         if not self.alive():
             return
         network = self._loaded_network()
+        if network is not None and self._generator_model != network.key:
+            self._show_generator_defaults(network)
         decoder = getattr(network, "instance_decoder", None)
         if decoder is None:
             self._mode_w.value = GENERATOR
@@ -178,6 +189,19 @@ class AutomaticSegmentationWidget(SAMWidget):
         if self._decoder_model != network.key:  # a new model: show its default thresholds
             self._decoder_model = network.key
             self.decoder.show_settings(settings_for_model(network.name))
+
+    def _show_generator_defaults(self, network) -> None:
+        """A new model: show the generator settings it recommends (values the user changed
+        stay)."""
+        self._generator_model = network.key
+        try:
+            own = generator_settings_for_model(network)
+        except SAMError as error:
+            self.user_error(error)
+            own = DEFAULTS
+        self._generator_shown = show_generator_defaults(
+            self._generator_ws, own, self._generator_shown
+        )
 
     def _show_mode(self, _value=None) -> None:
         concept = self.concept.on  # "find all like the examples" replaces the mode
@@ -363,8 +387,9 @@ class AutomaticSegmentationWidget(SAMWidget):
             return None
         if not any(np.any(label_image) for _, label_image in results):
             message = f"SAM found no objects{self._plane}; nothing was written."
-            report_warning(message + " Try lower thresholds.")
-            self.status.show(message + " Try lower thresholds.")
+            hint = self._few_objects_hint(job, 0) or "Try lower thresholds."
+            report_warning(f"{message} {hint}")
+            self.status.show(f"{message} {hint}")
             return None
         try:
             labels = self.target.for_writing(image)
@@ -380,8 +405,19 @@ class AutomaticSegmentationWidget(SAMWidget):
             )
             return labels
         linked = " (3D objects, linked through the slices)" if job.link is not None else ""
-        self.status.show(f"wrote {len(ids)} object(s){linked} into {labels.name!r}")
+        hint = self._few_objects_hint(job, len(ids))
+        self.status.show(
+            f"wrote {len(ids)} object(s){linked} into {labels.name!r}"
+            + (f". {hint}" if hint else "")
+        )
         return labels
+
+    @staticmethod
+    def _few_objects_hint(job: AutomaticJob, found: int) -> str:
+        """Which generator setting to loosen when few objects were found ("" otherwise)."""
+        if job.method != GENERATOR or isinstance(job, ConceptJob):
+            return ""
+        return few_objects_hint(found, job.dropped, job.generator_options)
 
 
 def plane_text(image, axes: tuple[int, int]) -> str:

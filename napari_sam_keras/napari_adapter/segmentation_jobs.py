@@ -241,6 +241,8 @@ class AutomaticJob:
     decoder_options: dict = field(default_factory=dict)
     link: dict | None = None
     tiling: Tiling = None  # generator mode: (tile shape, halo), tiles segmented like crops
+    #: generator mode: candidate masks each threshold rejected, summed over the slices
+    dropped: dict = field(default_factory=dict)
 
     def __call__(self, models, cache, report: Report) -> list[tuple[object, np.ndarray]]:
         """``[(where, label_image)]``: per slice, or per linked stack of slices (3D)."""
@@ -302,6 +304,7 @@ class AutomaticJob:
                     contrast_limits=image_slice.contrast_limits,
                 )
                 _WARM.add(network.key)
+                self._count_dropped(tiled)
                 return masks_to_labels(records, shape=image_slice.data.shape[:2])
 
             return generate_tiled
@@ -316,9 +319,14 @@ class AutomaticJob:
                 contrast_limits=image_slice.contrast_limits,
                 embedding=predictor.embedding_state(),
             )
+            self._count_dropped(generator)
             return masks_to_labels(records, shape=image_slice.data.shape[:2])
 
         return generate
+
+    def _count_dropped(self, generator) -> None:
+        for name, count in generator.dropped.items():
+            self.dropped[name] = self.dropped.get(name, 0) + count
 
 
 def linked_pieces(

@@ -200,6 +200,11 @@ class SAMAutomaticMaskGenerator:
             dict), as every ``embeddings=`` of the package accepts (default:
             the predictor's): embeddings of the image (or its tiles) are read
             from it and what is computed is put into it.
+
+    After :meth:`generate`, ``dropped`` counts the candidate masks that
+    ``pred_iou_thresh`` and ``stability_score_thresh`` rejected (what
+    :func:`~napari_sam_keras.segmentation.generator_settings.few_objects_hint`
+    reads to say which one to loosen).
     """
 
     def __init__(
@@ -277,6 +282,7 @@ class SAMAutomaticMaskGenerator:
         self.crop_n_points_downscale_factor = crop_n_points_downscale_factor
         self.min_mask_region_area = min_mask_region_area
         self.output_mode = output_mode
+        self.dropped = {"pred_iou_thresh": 0, "stability_score_thresh": 0}
 
     # --- public ----------------------------------------------------------------------
 
@@ -307,6 +313,7 @@ class SAMAutomaticMaskGenerator:
             ``bbox`` (XYWH ints), ``predicted_iou``, ``point_coords``
             ([[x, y]]), ``stability_score``, ``crop_box`` (XYWH).
         """
+        self.dropped = {"pred_iou_thresh": 0, "stability_score_thresh": 0}
         tiles = self._plane_embeddings(image, contrast_limits, embedding)
         if tiles is not None and tiles.tiled:
             rgb = None
@@ -441,12 +448,14 @@ class SAMAutomaticMaskGenerator:
 
         if self.pred_iou_thresh > 0.0:
             keep = iou_preds > self.pred_iou_thresh
+            self.dropped["pred_iou_thresh"] += int(np.count_nonzero(~keep))
             low_res, iou_preds, points = low_res[keep], iou_preds[keep], points[keep]
 
         crops, boxes, stability = self._upscale_and_score(low_res, emb, crop_size)
         keep = np.ones(len(crops), bool)
         if self.stability_score_thresh > 0.0:
             keep = stability >= self.stability_score_thresh
+            self.dropped["stability_score_thresh"] += int(np.count_nonzero(~keep))
         orig_box = [0, 0, orig_size[1], orig_size[0]]
         keep &= ~mu.is_box_near_crop_edge(boxes, crop_box, orig_box)
         index = np.flatnonzero(keep)

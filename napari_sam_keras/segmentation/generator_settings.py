@@ -4,13 +4,16 @@
 command line (``auto``, ``batch``) and the automatic widget take their defaults
 from :data:`DEFAULTS` and check values with :func:`check_generator_options`, so a
 default changed here changes everywhere.  The defaults are the official
-``SamAutomaticMaskGenerator``'s.
+``SamAutomaticMaskGenerator``'s; a model may recommend its own
+(:func:`settings_for_model`: the shipped demo model does, in its ``metadata.json``),
+which the automatic widget shows when the model is loaded.  :func:`few_objects_hint`
+names the setting to loosen when few objects were found.
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable, Mapping
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 from typing import Any
 
 import numpy as np
@@ -81,3 +84,57 @@ def check_generator_options(
         else:  # thresholds, offsets and ratios: finite, not negative (the one rule)
             checked[key] = check_threshold(name(key), value)
     return checked
+
+
+def settings_for_model(network: Any) -> GeneratorSettings:
+    """:data:`DEFAULTS` with the settings ``network`` recommends (its
+    ``generator_defaults``, read from its model folder's ``metadata.json``).
+
+    Raises:
+        SAMError: the model recommends an unknown setting or an invalid value.
+    """
+    own = dict(getattr(network, "generator_defaults", None) or {})
+    try:
+        checked = check_generator_options(own)
+    except SAMError as error:
+        raise SAMError(f"The model {getattr(network, 'name', '')!r} recommends {error}") from None
+    return replace(DEFAULTS, **checked)
+
+
+#: Fewer objects than this make :func:`few_objects_hint` speak.
+FEW_OBJECTS = 10
+
+#: The filters that drop candidate masks, in the order a user should loosen them.
+LOOSENED = ("pred_iou_thresh", "stability_score_thresh")
+
+
+def few_objects_hint(
+    found: int,
+    dropped: Mapping[str, int],
+    settings: Mapping[str, Any],
+    few: int = FEW_OBJECTS,
+) -> str:
+    """A sentence naming the setting to loosen when the generator found few objects, or ``""``.
+
+    Args:
+        found: objects found (written).
+        dropped: candidate masks each filter removed (``SAMAutomaticMaskGenerator.dropped``,
+            summed over the slices): ``{"pred_iou_thresh": n, "stability_score_thresh": m}``.
+        settings: the settings used (``pred_iou_thresh`` and so on).
+        few: below this many objects the hint is given.
+
+    The setting named is the filter that removed the most candidates; nothing is said
+    when ``found`` is not small or no filter removed anything.
+    """
+    if found >= few:
+        return ""
+    counts = {name: int(dropped.get(name, 0)) for name in LOOSENED}
+    name = max(LOOSENED, key=lambda n: counts[n])
+    if counts[name] == 0:
+        return ""
+    value = float(settings.get(name, getattr(DEFAULTS, name)))
+    lower = max(round(value - 0.15, 2), 0.0)
+    return (
+        f"Only {found} object(s) found: if some are missing, lower {name} (now {value:g}; "
+        f"it rejected {counts[name]} candidate masks), e.g. to {lower:g}."
+    )

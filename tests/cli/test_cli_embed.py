@@ -171,3 +171,37 @@ def test_predict_on_tiles_writes_full_size_labels(capsys, tiny_checkpoint, tmp_p
     outside = np.ones(labels.shape, bool)
     outside[96:288, 224:416] = False
     assert not labels[outside].any()
+
+
+def test_embed_writes_and_imports_micro_sams_layout(
+    capsys, tiny_checkpoint, stack_tif, tmp_path, encoder_calls
+):
+    """--format micro-sam writes micro-sam's zarr; --from-micro-sam imports it without
+    running the encoder; a folder that is not micro-sam's is refused before the model loads."""
+    import hashlib
+
+    import zarr
+
+    from napari_sam_keras import EmbeddingStore
+
+    image = tifffile.imread(stack_tif)[1]
+    image_tif = tmp_path / "plane.tif"
+    tifffile.imwrite(image_tif, image)
+    theirs, ours = tmp_path / "micro.zarr", tmp_path / "ours.zarr"
+    argv = ["embed", image_tif, "--model", tiny_checkpoint]
+    status, out, err = run(capsys, *argv, "--format", "micro-sam", "--out", theirs)
+    assert status == 0, err
+    group = zarr.open_group(str(theirs), mode="r")
+    assert group.attrs["data_signature"] == hashlib.sha1(image.tobytes()).hexdigest()
+    assert group["features"].shape[:2] == (1, 32)  # channels first
+
+    encoder_calls[0] = 0
+    status, out, err = run(capsys, *argv, "--from-micro-sam", theirs, "--out", ours)
+    assert status == 0, err
+    assert encoder_calls[0] == 0
+    emb = EmbeddingStore(ours, read_only=True).read(0, 0)
+    np.testing.assert_array_equal(emb.features.transpose(0, 3, 1, 2), group["features"][...])
+
+    status, _, err = run(capsys, *argv, "--from-micro-sam", ours, "--out", tmp_path / "x.zarr")
+    assert status != 0 and "not a micro-sam embedding store" in err
+    assert encoder_calls[0] == 0 and not (tmp_path / "x.zarr").exists()

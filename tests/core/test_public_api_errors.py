@@ -60,6 +60,12 @@ def bad_calls(tmp_path) -> dict[str, list]:
         "precompute_embeddings": [
             lambda: nsk.precompute_embeddings(NOT_A_MODEL, VOLUME, tmp_path / "s.zarr")
         ],
+        "import_micro_sam_embeddings": [
+            lambda: nsk.import_micro_sam_embeddings(tmp_path, VOLUME, NOT_A_MODEL, tmp_path / "s")
+        ],
+        "export_micro_sam_embeddings": [
+            lambda: nsk.export_micro_sam_embeddings(tmp_path / "missing", VOLUME, tmp_path / "m")
+        ],
         "TileGrid": [lambda: nsk.TileGrid((16, 16), 0)],
         "segment_volume": [
             lambda: nsk.segment_volume(NOT_A_MODEL, VOLUME, PROMPT),
