@@ -52,11 +52,9 @@ def decoder_state_dict_of(decoder: Any) -> dict[str, np.ndarray]:
 
     ops = import_keras().ops
     state = {}
-    for name, variable, _ in decoder_weight_pairs(decoder.model):
+    for name, variable, transform in decoder_weight_pairs(decoder.model):
         value = np.asarray(ops.convert_to_numpy(variable), np.float32)
-        if value.ndim == 4:
-            value = value.transpose(3, 2, 0, 1)
-        state[name] = np.ascontiguousarray(value)
+        state[name] = np.ascontiguousarray(to_torch_layout(transform, value))
         if name.endswith(".running_var"):
             state[name[: -len("running_var")] + "num_batches_tracked"] = np.zeros((), np.int64)
     return state
