@@ -101,8 +101,9 @@ def _geojson(path: Path) -> Path:
         feature({"type": "Point", "coordinates": [20, 16]}, image="cells_00.tif"),
         feature(box(30, 8, 60, 40), image="cells_00.tif"),
         feature({"type": "Point", "coordinates": [12, 30]}, image="cells_00.tif", object=7),
-        feature({"type": "Point", "coordinates": [40, 30]}, image="cells_00.tif", object=7,
-                label=0),  # fmt: skip
+        feature(
+            {"type": "Point", "coordinates": [40, 30]}, image="cells_00.tif", object=7, label=0
+        ),  # fmt: skip
         feature(box(4, 20, 28, 44), image="cells_00.tif", object=7),
         feature(box(10, 10, 40, 40), image="cells_01.tif"),
     ]
@@ -156,12 +157,19 @@ HEAD = "image,kind,x,y,label,x0,y0,x1,y1,object\n"
         (HEAD + "other.tif,point,1,2,,,,,,\n", ".csv", "'other.tif' is not among the inputs"),
         (HEAD + "cells_00.tif,point,100,2,,,,,,\n", ".csv", "outside the image"),
         (HEAD + "cells_00.tif,point,1,2,0,,,,,\n", ".csv", "only background points"),
-        (HEAD + "cells_00.tif,box,,,,1,1,9,9,a\ncells_00.tif,box,,,,2,2,9,9,a\n", ".csv",
-         "has a second box"),  # fmt: skip
+        (
+            HEAD + "cells_00.tif,box,,,,1,1,9,9,a\ncells_00.tif,box,,,,2,2,9,9,a\n",
+            ".csv",
+            "has a second box",
+        ),  # fmt: skip
         (HEAD, ".csv", "holds no prompts"),
-        ('{"type": "FeatureCollection", "features": [{"type": "Feature", "properties": '
-         '{"image": "cells_00.tif"}, "geometry": {"type": "LineString", "coordinates": '
-         "[[1, 2], [3, 4]]}}]}", ".geojson", "feature 0: a LineString geometry"),  # fmt: skip
+        (
+            '{"type": "FeatureCollection", "features": [{"type": "Feature", "properties": '
+            '{"image": "cells_00.tif"}, "geometry": {"type": "LineString", "coordinates": '
+            "[[1, 2], [3, 4]]}}]}",
+            ".geojson",
+            "feature 0: a LineString geometry",
+        ),  # fmt: skip
         ("{not json", ".geojson", "is not valid JSON"),
         ("x", ".txt", "neither CSV nor GeoJSON"),
     ],

@@ -303,7 +303,7 @@ def test_two_workers_give_the_in_process_outputs_and_load_the_model_once_each(
     the in-process label stack, atomically: no parts are left beside the outputs."""
     pytest.importorskip("distributed")
     del tiny_network  # loaded once here, so the workers find the converted weights cached
-    more = write_cell_images(tmp_path / "more", 4)
+    write_cell_images(tmp_path / "more", 4)
     planes = [tifffile.imread(p) for p in write_cell_images(tmp_path / "planes", 3)]
     tifffile.imwrite(tmp_path / "more" / "stack.tif", np.stack(planes))
     expected_dir = tmp_path / "in-process"
