@@ -400,18 +400,16 @@ class BatchDisplay:
 def cmd_batch(args) -> int:
     from ..segmentation.batch import segment_batch
 
-    concept = None
-    if args.mode == "concept":
-        from .concept_args import concept_of
-
-        concept = concept_of(args)
     if args.prompts is not None and args.mode != "amg":
         raise SAMError(
             f"--prompts segments the prompts of each image: it does not go with --mode "
             f"{args.mode} (leave --mode out)"
         )
-    if args.decoder is not None and args.mode != "ais":
-        raise SAMError("--decoder is for --mode ais")
+    concept = None
+    if args.mode == "concept":
+        from .concept_args import concept_of
+
+        concept = concept_of(args)
     display = BatchDisplay()
     try:
         summary = segment_batch(

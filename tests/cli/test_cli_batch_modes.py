@@ -194,7 +194,8 @@ def test_prompts_file_options_that_do_not_go_together(capsys, images, tmp_path):
         (["--prompts", prompts, "--mode", "ais"], "does not go with --mode ais"),
         (["--prompts", prompts, "--all-planes"], "one plane per image"),
         (["--halo", "8"], "needs tile_shape"),
-        (["--decoder", prompts], "--decoder is for --mode ais"),
+        (["--decoder", prompts], "(--decoder) is for --mode ais"),
+        (["--prompts", prompts, "--mode", "concept"], "does not go with --mode concept"),
     ):
         status, _, err = run(capsys, *argv, *extra)
         assert status == 2 and message in err, err

@@ -577,6 +577,7 @@ def _run_distributed(
         futures = {}  # future -> (input index, its chunk or None)
         chunks: dict[int, list] = {}  # input index -> its plane chunks (a stack spread out)
         parts: dict[int, list] = {}  # input index -> the rows of its chunks done so far
+        planes_done: dict[int, int] = {}
         for index in todo:
             task = tasks[index]
             if counts.get(index, 0) > per_task:
@@ -607,9 +608,13 @@ def _run_distributed(
                     continue
                 run.count_loads(row)
                 parts[index].append(row)
-                done = len(parts[index])
-                if done < len(chunks[index]):
-                    run.report(current=tasks[index].input, plane=done, planes=len(chunks[index]))
+                if len(parts[index]) < len(chunks[index]):
+                    planes_done[index] = planes_done.get(index, 0) + chunk.stop - chunk.start
+                    run.report(  # the last plane done, numbered from 0 as in-process
+                        current=tasks[index].input,
+                        plane=planes_done[index] - 1,
+                        planes=counts[index],
+                    )
                 else:
                     run.finish(index, assemble(chunks[index], parts.pop(index)))
         except BaseException:
