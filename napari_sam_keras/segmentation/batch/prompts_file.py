@@ -37,7 +37,7 @@ from typing import Any
 
 import numpy as np
 
-from ...errors import PromptError
+from ...errors import PromptError, PromptsFileError
 from ...processing.prompt_rules import check_point_label, ordered_box
 from ...processing.prompts import check_boxes, check_points
 from ..prompt_objects import PromptObject, require_foreground
@@ -45,11 +45,6 @@ from ..prompt_objects import PromptObject, require_foreground
 #: The file kinds read, by the file name's ending.
 PROMPT_FILE_SUFFIXES = (".csv", ".geojson", ".json")
 CSV_COLUMNS = ("image", "kind", "x", "y", "label", "x0", "y0", "x1", "y1", "object")
-
-
-class PromptsFileError(PromptError):
-    """A prompts file (``batch --prompts``) cannot be used: unreadable, malformed, or a prompt
-    that breaks a rule (a box without area, an object of background points only, ...)."""
 
 
 def read_prompts_file(
