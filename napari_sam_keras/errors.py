@@ -15,6 +15,11 @@ class PromptError(SAMError):
     """The prompts are missing, malformed or outside the image."""
 
 
+class PromptsFileError(PromptError):
+    """A prompts file (``batch --prompts``) cannot be used: unreadable, malformed, or a prompt
+    that breaks a rule (a box without area, an object of background points only, ...)."""
+
+
 class EmbeddingError(ImageError):
     """An image embedding (or its file, or an embedding cache setting) cannot be used."""
 

@@ -145,7 +145,7 @@ def cmd_predict(args) -> int:
     net = _load_model(args)
 
     from .. import SAMPredictor
-    from ..segmentation.prompt_objects import predict_objects
+    from ..segmentation.prompt_objects import objects_to_labels, predict_objects
 
     predictor = SAMPredictor(net, embeddings=store)
     t0 = time.perf_counter()
@@ -155,7 +155,6 @@ def cmd_predict(args) -> int:
     if predictor.tiles is None:
         _info(f"image embedded in {time.perf_counter() - t0:.1f} s{_source_note(predictor)}")
 
-    labels = np.zeros(image.shape[:2], dtype=np.uint32)
     t0 = time.perf_counter()
     results = predict_objects(predictor, objects)
     if predictor.tiles is not None:
@@ -163,8 +162,8 @@ def cmd_predict(args) -> int:
             f"{len(predictor.tiles.grid)} tiles; prompts answered in "
             f"{time.perf_counter() - t0:.1f} s{_source_note(predictor)}"
         )
+    labels = objects_to_labels(results, image.shape[:2])
     for number, (mask, score) in enumerate(results, start=1):
-        labels[mask] = number
         print(f"object {number}: {int(mask.sum())} pixels, predicted IoU {score:.3f}")
     path = write_label_output(args, out, labels, selection)
     print(f"wrote {path} ({len(results)} objects)")
@@ -249,6 +248,16 @@ def _check_auto_options(args) -> None:
             check_size("--min-size", args.min_size)
 
 
+def _watershed_options(args) -> dict:
+    """The instance decoder's thresholds of ``auto``/``batch`` as
+    :meth:`InstanceSegmenter.segment` names them (None: the model's default)."""
+    return {
+        "center_distance_threshold": args.center_distance_thresh,
+        "boundary_distance_threshold": args.boundary_distance_thresh,
+        "min_size": args.min_size,
+    }
+
+
 def _auto_ais(args, image, out, net, store, selection) -> int:
     """``auto --mode ais``: the model's instance decoder and the seeded watershed."""
     from .. import InstanceSegmenter, SAMPredictor
@@ -261,9 +270,7 @@ def _auto_ais(args, image, out, net, store, selection) -> int:
         contrast_limits=args.contrast_limits,
         tile_shape=args.tile_shape,
         halo=args.halo,
-        center_distance_threshold=args.center_distance_thresh,
-        boundary_distance_threshold=args.boundary_distance_thresh,
-        min_size=args.min_size,
+        **_watershed_options(args),
     )
     _info(f"instance decoder and watershed in {time.perf_counter() - t0:.1f} s")
     path = write_label_output(args, out, labels, selection)
@@ -442,6 +449,11 @@ class BatchDisplay:
 def cmd_batch(args) -> int:
     from ..segmentation.batch import segment_batch
 
+    if args.prompts is not None and args.mode != "amg":
+        raise SAMError(
+            f"--prompts segments the prompts of each image: it does not go with --mode "
+            f"{args.mode} (leave --mode out)"
+        )
     concept = None
     if args.mode == "concept":
         from .concept_args import concept_of
@@ -453,7 +465,13 @@ def cmd_batch(args) -> int:
             args.inputs,
             args.out,
             model=args.model,
-            mode=args.mode,
+            mode="prompts" if args.prompts is not None else args.mode,
+            prompts=args.prompts,
+            watershed=_watershed_options(args),
+            decoder=args.decoder,
+            tile_shape=args.tile_shape,
+            halo=args.halo,
+            planes_per_task=args.planes_per_task,
             contrast_limits=args.contrast_limits,
             all_planes=args.all_planes,
             output_format=args.format,

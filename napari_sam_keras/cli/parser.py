@@ -235,8 +235,9 @@ def _add_auto(sub, parents) -> None:
     p.set_defaults(func=cmd_auto)
 
 
-def _add_instance_decoder_options(p) -> None:
-    """``auto --mode ais``: micro-sam's instance decoder and its watershed thresholds."""
+def _add_instance_decoder_options(p, concept_note: str = "") -> None:
+    """``--mode`` and the instance decoder's options (``auto`` and ``batch``): micro-sam's
+    instance decoder and its watershed thresholds."""
     ais = p.add_argument_group(
         "instance decoder (--mode ais; micro-sam models with a decoder, e.g. vit_b_lm)"
     )
@@ -246,7 +247,7 @@ def _add_instance_decoder_options(p) -> None:
         default="amg",
         help="amg: the automatic mask generator (any SAM, default); ais: the model's "
         "instance decoder + watershed (seconds instead of minutes); concept: SAM 3 finds "
-        "all objects like the --exemplar boxes and/or the --text",
+        f"all objects like the --exemplar boxes and/or the --text{concept_note}",
     )
     ais.add_argument(
         "--decoder",
@@ -325,11 +326,13 @@ def _add_batch(sub, parents) -> None:
         "--out", type=Path, required=True, metavar="DIR", help="folder of the label images"
     )
     p.add_argument(
-        "--mode",
-        choices=("amg", "concept"),
-        default="amg",
-        help="amg: the automatic mask generator (default); concept: SAM 3 finds all objects "
-        "like the --exemplar boxes and/or the --text (the same boxes in every image)",
+        "--prompts",
+        type=Path,
+        metavar="FILE",
+        help="segment the points and boxes of each image given in FILE, as 'predict' does "
+        "(one label per object): a CSV with the columns image,kind,x,y,label,x0,y0,x1,y1"
+        "[,object] (kind point or box) or a GeoJSON of Point and Polygon (box) features "
+        "with an 'image' property; checked before any work (see docs/batch.md)",
     )
     p.add_argument(
         "--all-planes",
@@ -370,7 +373,16 @@ def _add_batch(sub, parents) -> None:
         metavar="ADDRESS",
         help="run on an existing dask cluster, e.g. tcp://server:8786",
     )
+    p.add_argument(
+        "--planes-per-task",
+        type=int,
+        metavar="N",
+        help="with --workers/--scheduler and --all-planes: hand the planes of a stack to the "
+        "workers N at a time (default 1), assembled into one output",
+    )
+    _tiling_options(p)
     _add_generator_options(p)
+    _add_instance_decoder_options(p, " (the same boxes in every image)")
     _max_pixels_option(p)
     add_concept_options(p)
     p.set_defaults(func=cmd_batch)

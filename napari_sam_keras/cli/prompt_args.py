@@ -8,7 +8,7 @@ from collections.abc import Sequence
 import numpy as np
 
 from ..errors import PromptError
-from ..processing.prompt_rules import check_box_area
+from ..processing.prompt_rules import check_point_label, ordered_box
 from ..segmentation.prompt_objects import PromptObject, require_foreground
 
 
@@ -39,23 +39,20 @@ def _numbers(text: str, what: str, counts: Sequence[int], syntax: str) -> tuple[
 def parse_point(text: str) -> tuple[float, float, int]:
     """``"X,Y"`` or ``"X,Y,LABEL"`` (LABEL 1 = foreground, 0 = background) -> (x, y, label)."""
     values = _numbers(text, "point", (2, 3), "X,Y or X,Y,LABEL with LABEL 1 or 0")
-    label = 1 if len(values) == 2 else values[2]
-    if label not in (0, 1):
-        raise argparse.ArgumentTypeError(
-            f"bad point {text!r}: LABEL must be 1 (foreground) or 0 (background)"
-        )
-    return values[0], values[1], int(label)
+    try:
+        label = check_point_label(1 if len(values) == 2 else values[2], "LABEL")
+    except PromptError as exc:
+        raise argparse.ArgumentTypeError(f"bad point {text!r}: {exc}") from None
+    return values[0], values[1], label
 
 
 def parse_box(text: str) -> tuple[float, float, float, float]:
     """``"X0,Y0,X1,Y1"`` (two opposite corners) -> (x0, y0, x1, y1) with x0 < x1, y0 < y1."""
-    x0, y0, x1, y1 = _numbers(text, "box", (4,), "X0,Y0,X1,Y1")
-    box = min(x0, x1), min(y0, y1), max(x0, x1), max(y0, y1)
+    values = _numbers(text, "box", (4,), "X0,Y0,X1,Y1")
     try:  # the core's rule for boxes without area, as in the API and napari
-        check_box_area(np.asarray(box), "it")
+        return ordered_box(values, "it")
     except PromptError as exc:
         raise argparse.ArgumentTypeError(f"bad box {text!r}: {exc}") from None
-    return box
 
 
 def parse_size(text: str) -> tuple[int, int]:
@@ -116,17 +113,6 @@ def objects_from_command_line(prompts: Sequence[Prompt]) -> list[PromptObject]:
             current["box"] = prompt.values
     if not groups:
         raise PromptError("give at least one --point or --box")
-    objects = [_prompt_object(g["points"], g["box"]) for g in groups]
+    objects = [PromptObject.from_prompts(g["points"], g["box"]) for g in groups]
     require_foreground(objects)
     return objects
-
-
-def _prompt_object(points: list, box) -> PromptObject:
-    if not points:
-        return PromptObject(box=np.asarray(box, np.float32))
-    values = np.asarray(points, np.float32)
-    return PromptObject(
-        point_coords=values[:, :2],
-        point_labels=values[:, 2].astype(np.int32),
-        box=None if box is None else np.asarray(box, np.float32),
-    )

@@ -105,9 +105,7 @@ def atomic_directory(path: str | os.PathLike) -> Iterator[Path]:
     so a reader sees the old folder, the new one or none, never a half-written one.
     """
     path = Path(path)
-    tmp = Path(
-        tempfile.mkdtemp(prefix=f".{path.stem}.", suffix=f".partial{path.suffix}", dir=path.parent)
-    )
+    tmp = partial_directory(path)
     try:
         yield tmp
         _usual_mode(tmp, 0o777)
@@ -125,6 +123,15 @@ def atomic_directory(path: str | os.PathLike) -> Iterator[Path]:
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
         raise
+
+
+def partial_directory(path: str | os.PathLike) -> Path:
+    """A new hidden folder beside ``path``, named like :func:`atomic_write`'s temporaries:
+    work in progress for ``path`` that :func:`remove_leftover_partials` removes after a crash."""
+    path = Path(path)
+    return Path(
+        tempfile.mkdtemp(prefix=f".{path.stem}.", suffix=f".partial{path.suffix}", dir=path.parent)
+    )
 
 
 def leftover_partials(path: str | os.PathLike) -> list[Path]:

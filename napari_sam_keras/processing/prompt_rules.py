@@ -50,6 +50,25 @@ def check_box_area(boxes: np.ndarray, what: str = "A box") -> None:
         )
 
 
+def ordered_box(values: Any, what: str = "A box") -> tuple[float, float, float, float]:
+    """Two opposite corners (x0, y0, x1, y1) in any order -> (x0, y0, x1, y1) with x0 < x1
+    and y0 < y1; finite numbers and an area (:func:`check_box_area`), else :class:`PromptError`."""
+    flat = np.asarray(values, dtype=np.float64).reshape(-1)
+    if flat.size != 4 or not np.isfinite(flat).all():
+        raise PromptError(f"{what} needs four finite numbers x0, y0, x1, y1, got {values!r}")
+    x0, y0, x1, y1 = flat.tolist()
+    box = min(x0, x1), min(y0, y1), max(x0, x1), max(y0, y1)
+    check_box_area(np.asarray(box), what)
+    return box
+
+
+def check_point_label(value: Any, what: str = "A point's label") -> int:
+    """1 (foreground) or 0 (background), else :class:`PromptError`."""
+    if value not in (0, 1) or isinstance(value, bool):
+        raise PromptError(f"{what} must be 1 (foreground) or 0 (background), got {value!r}")
+    return int(value)
+
+
 def check_threshold(name: str, value: Any) -> float:
     """A threshold or smoothing value: a finite number, not negative."""
     if isinstance(value, bool) or not isinstance(value, (int, float, np.integer, np.floating)):

@@ -391,8 +391,11 @@ def concept_settings(
 class ConceptBatchRunner:
     """The batch runner's view of a :class:`ConceptSegmenter`: ``generate`` -> masks."""
 
-    def __init__(self, model: Any, **settings: Any) -> None:
+    def __init__(
+        self, model: Any, tile_shape: Any = None, halo: Any = None, **settings: Any
+    ) -> None:
         self.segmenter = ConceptSegmenter(model)
+        self.tiling = {"tile_shape": tile_shape, "halo": halo}
         self.settings = settings
 
     def generate(self, image, progress=None, contrast_limits=None) -> np.ndarray:
@@ -406,4 +409,5 @@ class ConceptBatchRunner:
             score_threshold=s.get("score_threshold", 0.5),
             contrast_limits=contrast_limits,
             progress=progress,
+            **self.tiling,
         ).masks

@@ -31,6 +31,18 @@ class PromptObject:
     point_labels: np.ndarray | None = None
     box: np.ndarray | None = None
 
+    @classmethod
+    def from_prompts(cls, points: Sequence, box: Sequence[float] | None = None) -> PromptObject:
+        """One object from its points ``(x, y, label)`` (any number) and at most one box."""
+        if not len(points):
+            return cls(box=np.asarray(box, np.float32))
+        values = np.asarray(points, np.float32).reshape(-1, 3)
+        return cls(
+            point_coords=values[:, :2],
+            point_labels=values[:, 2].astype(np.int32),
+            box=None if box is None else np.asarray(box, np.float32),
+        )
+
     @property
     def has_points(self) -> bool:
         return self.point_coords is not None and len(self.point_coords) > 0
@@ -152,3 +164,15 @@ def predict_objects(
         mask, score = predictor.predict_best(**obj.predict_kwargs(), multimask_output=wanted)
         results.append((np.asarray(mask, bool), score))
     return results
+
+
+def objects_to_labels(
+    results: Sequence[tuple[np.ndarray, float]], shape: tuple[int, int]
+) -> np.ndarray:
+    """The label image of :func:`predict_objects`' masks: uint32 (H, W), 0 background,
+    object k (in the prompts' order) labelled k; a later object is drawn over an earlier
+    one where they overlap (``napari-sam-keras predict`` and ``batch --prompts``)."""
+    labels = np.zeros(shape, dtype=np.uint32)
+    for number, (mask, _score) in enumerate(results, start=1):
+        labels[mask] = number
+    return labels

@@ -29,7 +29,8 @@ def test_batch_is_listed_and_its_options_are_checked(capsys, tmp_path):
     status, out, _ = run(capsys, "batch", "--help")
     assert status == 0
     for option in ("--out", "--all-planes", "--format", "--workers", "--scheduler", "--mode",
-                   "--points-per-side", "--min-mask-region-area", "--crop-n-layers"):  # fmt: skip
+                   "--points-per-side", "--min-mask-region-area", "--crop-n-layers", "--prompts",
+                   "--tile-shape", "--halo", "--planes-per-task", "--min-size"):  # fmt: skip
         assert option in out
     status, _, err = run(capsys, "batch", tmp_path, "--out", tmp_path / "o", "--workers", "2",
                          "--scheduler", "tcp://x:8786")  # fmt: skip
@@ -171,14 +172,14 @@ def test_ctrl_c_writes_the_summary_and_exits_130(tmp_path):
     script = textwrap.dedent(
         """
         import os, signal, sys
-        from napari_sam_keras.segmentation import batch
+        from napari_sam_keras.segmentation.batch import modes
         from napari_sam_keras import cli
 
         def interrupted(*args, **kwargs):  # Ctrl-C while the model loads
             os.kill(os.getpid(), signal.SIGINT)
             raise AssertionError("not interrupted")
 
-        batch._generator = interrupted
+        modes.plane_segmenter = interrupted
         sys.exit(cli.main(sys.argv[1:]))
         """
     )

@@ -298,17 +298,29 @@ def test_two_workers_give_the_in_process_outputs_and_load_the_model_once_each(
     images, reference, tiny_network, tiny_checkpoint, tmp_path
 ):
     """A LocalCluster of 2 processes: same label images; each worker process loaded the
-    model once (its own count of ``load_model`` calls, sent with every row it returns)."""
+    model once (its own count of ``load_model`` calls, sent with every row it returns).
+    A stack's planes are spread over the workers (one task per plane) and assembled into
+    the in-process label stack, atomically: no parts are left beside the outputs."""
     pytest.importorskip("distributed")
     del tiny_network  # loaded once here, so the workers find the converted weights cached
-    more = write_cell_images(tmp_path / "more", 6)
+    write_cell_images(tmp_path / "more", 4)
+    planes = [tifffile.imread(p) for p in write_cell_images(tmp_path / "planes", 3)]
+    tifffile.imwrite(tmp_path / "more" / "stack.tif", np.stack(planes))
     expected_dir = tmp_path / "in-process"
-    segment_batch(more, expected_dir, model=tiny_checkpoint, **OPTIONS)
+    options = dict(OPTIONS, all_planes=True)
+    segment_batch(tmp_path / "more", expected_dir, model=tiny_checkpoint, **options)
     out = tmp_path / "distributed"
-    summary = segment_batch(more, out, model=tiny_checkpoint, workers=2, **OPTIONS)
+    events = []
+    summary = segment_batch(tmp_path / "more", out, model=tiny_checkpoint, workers=2,
+                            progress=events.append, **options)  # fmt: skip
     assert summary.ok, summary.rows
+    assert len(summary.rows) == 5
     for path in sorted(expected_dir.glob("*-labels.tif")):
         np.testing.assert_array_equal(tifffile.imread(out / path.name), tifffile.imread(path))
-    workers = {r["worker"] for r in summary.rows}
+    stack = tifffile.imread(out / "stack-labels.tif")
+    assert stack.shape == (3, 48, 64) and stack.max() > 0
+    assert any(e.planes == 3 and e.row is None for e in events)  # planes came back one by one
+    assert sorted(p.name for p in out.iterdir() if p.name.startswith(".")) == []
+    workers = {w for r in summary.rows for w in r["worker"].split()}
     assert 1 <= len(workers) <= 2 and str(os.getpid()) not in {w.split(":")[1] for w in workers}
     assert summary.model_loads == dict.fromkeys(workers, 1)

@@ -1,8 +1,9 @@
 """Segment many images: one label image per input, resumable, in-process or on dask.distributed.
 
-:func:`segment_batch` runs the automatic mask generator on every input exactly as
-``napari-sam-keras auto`` does on one file (same generator, same ``masks_to_labels``, same
-label dtype), and writes
+:func:`segment_batch` does to every input exactly what the single-image command of its mode
+does to one file (``napari-sam-keras auto`` for ``amg``, ``auto --mode ais``, ``auto --mode
+concept``; ``predict`` for the prompts of a prompts file; same segmenter, same labels, same
+tiling), and writes
 
 * one label image per input into ``out_dir`` (``<stem>-labels.tif``, or
   ``<stem>-labels.ome.zarr``), each written to a temporary name and renamed when complete,
@@ -15,62 +16,52 @@ is resumed by running it again.  A bad input is reported in the summary and the 
 
 With ``workers=N`` a dask ``LocalCluster`` of N processes does the work; with
 ``scheduler=ADDRESS`` an existing dask cluster does.  Each worker process loads the model
-once (a per-process cache keyed by model source and backend) and is handed one image at a
-time; results come back as files, and only a small row per image through the scheduler.
-With neither, everything runs in this process and dask is not imported.
+once (a per-process cache keyed by model source and backend) and is handed one image, or
+one chunk of a stack's planes (:mod:`.planes`), at a time; results come back as files, and
+only a small row per task through the scheduler.  With neither, everything runs in this
+process and dask is not imported.
 """
 
 from __future__ import annotations
 
-import json
 import os
-import socket
-import threading
 import time
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-import numpy as np
-
-from ..errors import ImageError, OperationCancelled, SAMError
-from ..files.atomic_write import remove_leftover_partials
-from ..files.axis_readers import open_planes
-from ..files.batch_files import (
+from ...errors import ImageError, SAMError
+from ...files.atomic_write import remove_leftover_partials
+from ...files.batch_files import (
     SUMMARY_NAME,
     check_format,
     check_unique_outputs,
     find_inputs,
     output_names,
     read_output_record,
-    write_label_output,
     write_summary,
 )
-from ..files.resource_limits import check_shape_limit
-from ..files.resource_limits import max_pixels as pixel_limit
-from ..files.write_failures import describe_write_error
-from ..model.model_source import ModelSource, resolve_model
-from .generator_settings import DEFAULTS, check_generator_options
+from ...files.resource_limits import max_pixels as pixel_limit
+from ...model.model_source import ModelSource, resolve_model
+from ...processing.prompt_rules import check_watershed_settings
+from ..generator_settings import DEFAULTS, check_generator_options
+from ..tiling import as_pair
+from . import modes
+from .inputs import (
+    STATUS_DONE,
+    STATUS_FAILED,
+    STATUS_PENDING,
+    STATUS_SKIPPED,
+    BatchTask,
+    segment_input,
+    select,
+    task_row,
+)
+from .modes import MODES
 
-#: Segmentation modes; the instance decoder and tiling add theirs here.
-MODES = ("amg", "concept")
 #: Seconds between rewrites of summary.csv while a run goes on (and once at its end).
 SUMMARY_INTERVAL_S = 2.0
-
-STATUS_DONE, STATUS_SKIPPED, STATUS_FAILED, STATUS_PENDING = "done", "skipped", "failed", "pending"
-
-
-@dataclass(frozen=True)
-class BatchTask:
-    """One input's work, small enough to hand to a dask worker."""
-
-    input: str
-    output: str
-    settings: dict[str, Any]
-    backend: str | None = None
-    #: The pixel limit for reading an input whole (None: the default, see resource_limits).
-    max_pixels: int | None = None
 
 
 @dataclass
@@ -118,7 +109,7 @@ def segment_batch(
     inputs: Iterable[str | os.PathLike] | str | os.PathLike,
     out_dir: str | os.PathLike,
     model: Any = None,
-    mode: str = "amg",
+    mode: str | None = None,
     *,
     points_per_side: int = DEFAULTS.points_per_side,
     points_per_batch: int = DEFAULTS.points_per_batch,
@@ -140,6 +131,12 @@ def segment_batch(
     z: int | None = None,
     t: int | None = None,
     ngff_version: str = "0.5",
+    prompts: str | os.PathLike | None = None,
+    watershed: dict[str, Any] | None = None,
+    decoder: str | os.PathLike | None = None,
+    tile_shape: int | tuple[int, int] | None = None,
+    halo: int | tuple[int, int] | None = None,
+    planes_per_task: int | None = None,
     **generator_options: float | int,
 ) -> BatchSummary:
     """Segment every image of ``inputs`` into ``out_dir``; see the module docstring.
@@ -150,19 +147,31 @@ def segment_batch(
         model: a model source (preset name or checkpoint path, as for
             :func:`~napari_sam_keras.load_model`; default ``$NAPARI_SAM_KERAS_MODEL`` or
             the default preset), or, in-process only, a loaded ``SAMNetwork``.
-        mode: ``"amg"``: the automatic mask generator; ``"concept"``: SAM 3's "find all
-            like the examples" with ``concept`` (see
+        mode: ``"amg"`` (the default): the automatic mask generator; ``"ais"``: the
+            model's instance decoder and watershed (``watershed``: thresholds as for
+            :meth:`~napari_sam_keras.InstanceSegmenter.segment`, e.g. ``min_size``;
+            ``decoder``: a micro-sam decoder file, as ``load_model``'s); ``"concept"``:
+            SAM 3's "find all like the examples" with ``concept`` (see
             :func:`~napari_sam_keras.segmentation.concept_segmenter.concept_settings`:
             ``text``, ``exemplars``, ``exemplar_labels``, ``score_threshold``; the model a
-            SAM 3 source, default ``sam3_pcs``).
+            SAM 3 source, default ``sam3_pcs``); ``"prompts"`` (the default when
+            ``prompts`` is given): each image's points and boxes from the prompts file.
+        prompts: a CSV or GeoJSON file of points and boxes per image (see
+            :mod:`~napari_sam_keras.segmentation.batch.prompts_file`), checked before any
+            work; one label per object, as ``napari-sam-keras predict``.  Inputs without
+            prompts in it are ``failed`` rows.
         points_per_side, ...: the generator's options, as for ``napari-sam-keras auto``;
             further scalar options of :class:`SAMAutomaticMaskGenerator` go in
             ``generator_options``.
         contrast_limits: intensity range mapped to 0..255 (default: each plane's min..max
             for non-8-bit images).
+        tile_shape, halo: segment each plane tile by tile, as the single-image commands'
+            ``--tile-shape/--halo`` (planes are then read lazily, tile by tile).
         all_planes: segment every plane of a stack (Z, Y, X[, C]) into a label stack, the
             labels of each plane numbered after those of the planes before it.  Without it
             a stack is a failed input.
+        planes_per_task: on a dask cluster, the planes of a stack handed to a worker at
+            once (default 1); the parts are assembled into one output, atomically.
         output_format: ``"tiff"`` or ``"ome-zarr"`` (NGFF ``ngff_version``, 0.5 or 0.4);
             both keep each input's pixel sizes.
         overwrite: segment again inputs whose output exists (else they are skipped).
@@ -180,12 +189,14 @@ def segment_batch(
     Returns:
         A :class:`BatchSummary`; ``summary.ok`` is False if any input failed.
     """
-    if mode not in MODES:
-        raise SAMError(f"unknown mode {mode!r}: use one of {', '.join(MODES)}")
+    mode = _check_mode(mode, prompts, all_planes, decoder)
     if workers is not None and scheduler is not None:
         raise SAMError("give workers or scheduler, not both")
     if workers is not None and workers < 1:
         raise SAMError(f"workers must be at least 1, got {workers}")
+    per_task = 1 if planes_per_task is None else int(planes_per_task)
+    if per_task < 1:
+        raise SAMError(f"planes_per_task must be at least 1, got {planes_per_task}")
     check_format(output_format)
     limit = pixel_limit(max_pixels)
     options = _generator_settings(
@@ -200,10 +211,14 @@ def segment_batch(
     )
     distributed = workers is not None or scheduler is not None
     if mode == "concept":
-        from .concept_segmenter import concept_settings
+        from ..concept_segmenter import concept_settings
 
         options = concept_settings(**(concept or {}))
         model = "sam3_pcs" if model is None else model
+    elif mode == "ais":
+        options = _watershed_settings(watershed)
+    elif mode == "prompts":
+        options = {}
     network, source = _model_and_source(model, distributed, mode)
     settings = {
         "mode": mode,
@@ -212,25 +227,32 @@ def segment_batch(
         "all_planes": bool(all_planes),
         "contrast_limits": None if contrast_limits is None else [float(v) for v in contrast_limits],
     }
+    # the keys below only when given: outputs of earlier runs keep their settings
     planes = {k: int(v) for k, v in (("channel", channel), ("z", z), ("t", t)) if v is not None}
-    if planes:  # only when given: outputs of earlier runs keep their settings
+    if planes:
         settings["planes"] = planes
     if ngff_version != "0.5":
         settings["ngff_version"] = ngff_version
+    tiles = _tile_settings(tile_shape, halo)
+    if tiles:
+        settings["tiles"] = tiles
+    if decoder is not None:
+        settings["decoder"] = _source_name(os.fspath(decoder))
 
     out_dir = Path(out_dir)
-    tasks, problems = _plan_tasks(inputs, out_dir, output_format, settings, limit)
-    rows: list[dict[str, Any]] = [_row(task, STATUS_PENDING) for task in tasks]
+    tasks, problems = _plan_tasks(inputs, out_dir, output_format, settings, limit, prompts)
+    rows: list[dict[str, Any]] = [task_row(task, STATUS_PENDING) for task in tasks]
     rows += [
         {"input": text, "output": "", "status": STATUS_FAILED, "message": message}
         for text, message in problems
     ]
     run = _Run(rows, out_dir / SUMMARY_NAME, len(problems), progress)
     todo = []
+    counts: dict[int, int] = {}
     for index, task in enumerate(tasks):
         existing = None if overwrite else _existing_output(task)
         if existing is None:
-            existing = _axes_problem(task)  # before any model is loaded
+            existing, counts[index] = _input_planes(task)  # before any model is loaded
         if existing is None:
             todo.append(index)
         else:
@@ -240,12 +262,35 @@ def segment_batch(
         if not todo:
             pass
         elif distributed:
-            _run_distributed(tasks, todo, run, workers, scheduler)
+            _run_distributed(tasks, todo, run, workers, scheduler, counts, per_task)
         else:
             _run_in_process(tasks, todo, run, network)
     finally:
         run.write_summary()
     return BatchSummary(rows, run.summary_path, dict(run.model_loads))
+
+
+def _check_mode(mode: str | None, prompts: Any, all_planes: bool, decoder: Any) -> str:
+    """The run's mode, and the options that go with it, checked before any work."""
+    if mode is None:
+        mode = "prompts" if prompts is not None else "amg"
+    if mode not in MODES:
+        raise SAMError(f"unknown mode {mode!r}: use one of {', '.join(MODES)}")
+    if mode == "prompts" and prompts is None:
+        raise SAMError("mode 'prompts' needs a prompts file (--prompts FILE)")
+    if prompts is not None and mode != "prompts":
+        raise SAMError(
+            f"a prompts file segments the prompts of each image: it does not go with mode "
+            f"{mode!r} (leave the mode out)"
+        )
+    if mode == "prompts" and all_planes:
+        raise SAMError(
+            "a prompts file gives the prompts of one plane per image: choose the plane with "
+            "--z (z=), not --all-planes"
+        )
+    if decoder is not None and mode != "ais":
+        raise SAMError("an instance decoder file (--decoder) is for --mode ais")
+    return mode
 
 
 def _model_and_source(model: Any, distributed: bool, mode: str = "amg") -> tuple[Any, str]:
@@ -263,9 +308,15 @@ def _model_and_source(model: Any, distributed: bool, mode: str = "amg") -> tuple
 
 
 def _plan_tasks(
-    inputs: Any, out_dir: Path, output_format: str, settings: dict, limit: int | None = None
+    inputs: Any,
+    out_dir: Path,
+    output_format: str,
+    settings: dict,
+    limit: int | None = None,
+    prompts: str | os.PathLike | None = None,
 ) -> tuple[list[BatchTask], list[tuple[str, str]]]:
-    """One task per input file (and the inputs that could not be found), in ``out_dir``."""
+    """One task per input file (and the inputs that could not be found, or that have no
+    prompts in the prompts file), in ``out_dir``."""
     if isinstance(inputs, (str, os.PathLike)):
         inputs = [inputs]
     if out_dir.exists() and not out_dir.is_dir():
@@ -287,13 +338,72 @@ def _plan_tasks(
         for path, name in zip(files, names, strict=True)
     ]
     check_unique_outputs([task.output for task in tasks])  # before any work
+    if prompts is not None:
+        tasks, missing = _with_prompts(tasks, prompts)
+        problems += missing
     out_dir.mkdir(parents=True, exist_ok=True)
     for task in tasks:  # temporaries of a run that was killed
         remove_leftover_partials(task.output)
     return tasks, problems
 
 
+def _with_prompts(
+    tasks: list[BatchTask], path: str | os.PathLike
+) -> tuple[list[BatchTask], list[tuple[str, str]]]:
+    """Each task with its image's prompts in its settings (so an output made from other
+    prompts is told apart); the inputs without prompts as problems.  The whole file, and
+    each image's prompts against its size (read from its header), are checked here."""
+    from dataclasses import replace
+
+    from .prompts_file import check_prompts_inside, read_prompts_file
+
+    found = read_prompts_file(path, [task.input for task in tasks])
+    kept, missing = [], []
+    for task in tasks:
+        objects = found.get(task.input)
+        if objects is None:
+            missing.append((task.input, f"no prompts for this image in {path}"))
+            continue
+        task = replace(task, settings={**task.settings, "prompts": objects})
+        try:
+            selection = select(task)
+        except SAMError:
+            pass  # reported as this input's failure
+        else:
+            if not selection.is_stack:
+                size = tuple(int(n) for n in selection.data.shape[:2])
+                check_prompts_inside(objects, size, Path(task.input).name)
+        kept.append(task)
+    return kept, missing
+
+
 # --- settings ----------------------------------------------------------------------------
+
+
+def _watershed_settings(values: dict[str, Any] | None) -> dict[str, Any]:
+    """The instance decoder's thresholds that were given, checked (the core's rule)."""
+    given = {k: v for k, v in (values or {}).items() if v is not None}
+    from ...processing.instance_watershed import WatershedSettings
+
+    known = set(WatershedSettings.__dataclass_fields__)
+    unknown = sorted(set(given) - known)
+    if unknown:
+        raise SAMError(
+            f"unknown watershed setting(s) {', '.join(unknown)}: use {', '.join(sorted(known))}"
+        )
+    check_watershed_settings(given)
+    return given
+
+
+def _tile_settings(tile_shape: Any, halo: Any) -> dict[str, Any] | None:
+    """``tile_shape`` and ``halo`` as plain lists, checked (the tiling's rules), or None."""
+    if tile_shape is None:
+        if halo is not None:
+            raise SAMError("halo (--halo) needs tile_shape (--tile-shape)")
+        return None
+    shape = as_pair(tile_shape, "tile_shape", 1)
+    halo = as_pair(halo, "halo", 0)
+    return {"tile_shape": list(shape), "halo": None if halo is None else list(halo)}
 
 
 def _generator_settings(**options: Any) -> dict[str, Any]:
@@ -316,7 +426,7 @@ def _backend_name() -> str:
     """The Keras backend of this process (the active one once Keras is imported)."""
     import sys
 
-    from ..runtime.backend import requested_backend
+    from ...runtime.backend import requested_backend
 
     if "keras" in sys.modules:
         return sys.modules["keras"].backend.backend()
@@ -324,19 +434,6 @@ def _backend_name() -> str:
 
 
 # --- the run: rows, summary, progress ----------------------------------------------------
-
-
-def _row(task: BatchTask, status: str, **values: Any) -> dict[str, Any]:
-    return {
-        "input": task.input,
-        "output": task.output,
-        "status": status,
-        "objects": "",
-        "seconds": "",
-        "worker": "",
-        "message": "",
-        **values,
-    }
 
 
 class _Run:
@@ -361,10 +458,14 @@ class _Run:
         if self.progress is not None:
             self.progress(BatchProgress(self.done, len(self.rows), **values))
 
-    def finish(self, index: int, row: dict[str, Any]) -> None:
+    def count_loads(self, row: dict[str, Any]) -> None:
+        """Keep how many times the row's worker loaded the model (from the row)."""
         loads = row.pop("model_loads", None)
         if loads and row.get("worker"):  # 0: a network handed in, not loaded here
             self.model_loads[row["worker"]] = max(loads, self.model_loads.get(row["worker"], 0))
+
+    def finish(self, index: int, row: dict[str, Any]) -> None:
+        self.count_loads(row)
         self.rows[index] = row
         self.done += 1
         if time.monotonic() - self._written > SUMMARY_INTERVAL_S:
@@ -384,7 +485,7 @@ def _existing_output(task: BatchTask) -> dict[str, Any] | None:
     try:
         record = read_output_record(path)
     except ImageError as exc:
-        return _row(
+        return task_row(
             task,
             STATUS_FAILED,
             message=f"{exc}; delete it or run with overwrite to replace it",
@@ -395,21 +496,33 @@ def _existing_output(task: BatchTask) -> dict[str, Any] | None:
             for key in set(task.settings) | set(record.get("settings") or {})
             if (record.get("settings") or {}).get(key) != task.settings.get(key)
         )
-        return _row(
+        return task_row(
             task,
             STATUS_FAILED,
             message=f"the output exists but was made with other settings ({', '.join(changed)}); "
             "use another output folder, or overwrite to replace it",
         )
-    return _row(task, STATUS_SKIPPED, objects=record.get("objects", ""), message="output exists")
+    return task_row(
+        task, STATUS_SKIPPED, objects=record.get("objects", ""), message="output exists"
+    )
+
+
+def _input_planes(task: BatchTask) -> tuple[dict[str, Any] | None, int]:
+    """(the failed row of an input whose axes do not fit the settings, or None; its number
+    of planes, 0 for a 2D image), read from its metadata, no pixels."""
+    try:
+        selection = select(task)
+    except SAMError as exc:
+        return task_row(task, STATUS_FAILED, message=str(exc)), 0
+    return None, int(selection.data.shape[0]) if selection.is_stack else 0
 
 
 def _run_in_process(
     tasks: Sequence[BatchTask], todo: Sequence[int], run: _Run, network: Any
 ) -> None:
-    if network is None:  # a model that cannot be loaded fails the run, not every input
-        first = tasks[todo[0]]
-        _generator(first.settings, first.backend)
+    # a model that cannot be loaded (or has no instance decoder) fails the run, not every input
+    first = tasks[todo[0]]
+    modes.plane_segmenter(first.settings, first.backend, network)
     for index in todo:
         task = tasks[index]
         run.report(current=task.input)
@@ -428,6 +541,8 @@ def _run_distributed(
     run: _Run,
     workers: int | None,
     scheduler: str | None,
+    counts: dict[int, int],
+    per_task: int,
 ) -> None:
     try:
         from distributed import Client, LocalCluster, as_completed
@@ -438,6 +553,8 @@ def _run_distributed(
     import logging
     import uuid
     from contextlib import ExitStack
+
+    from .planes import assemble, discard, plane_chunks, segment_chunk
 
     with ExitStack() as stack:
         if scheduler is not None:
@@ -457,151 +574,51 @@ def _run_distributed(
             )
             client = stack.enter_context(Client(cluster))
         run_id = uuid.uuid4().hex[:8]
-        futures = {
-            client.submit(
-                segment_input, tasks[index], key=f"segment-input-{run_id}-{index}", pure=False
-            ): index
-            for index in todo
-        }
+        futures = {}  # future -> (input index, its chunk or None)
+        chunks: dict[int, list] = {}  # input index -> its plane chunks (a stack spread out)
+        parts: dict[int, list] = {}  # input index -> the rows of its chunks done so far
+        planes_done: dict[int, int] = {}
+        for index in todo:
+            task = tasks[index]
+            if counts.get(index, 0) > per_task:
+                chunks[index] = plane_chunks(task, counts[index], per_task)
+                parts[index] = []
+                for chunk in chunks[index]:
+                    key = f"segment-planes-{run_id}-{index}-{chunk.start}"
+                    futures[client.submit(segment_chunk, chunk, key=key, pure=False)] = (
+                        index,
+                        chunk,
+                    )
+            else:
+                key = f"segment-input-{run_id}-{index}"
+                futures[client.submit(segment_input, task, key=key, pure=False)] = (index, None)
         try:
             for future in as_completed(futures):
-                index = futures[future]
+                index, chunk = futures[future]
                 try:
                     row = future.result()
                 except Exception as exc:  # the worker died (again and again), lost, ...
-                    row = _row(tasks[index], STATUS_FAILED, message=f"{type(exc).__name__}: {exc}")
+                    row = task_row(
+                        tasks[index], STATUS_FAILED, message=f"{type(exc).__name__}: {exc}"
+                    )
                 finally:
                     future.release()
-                run.finish(index, row)
+                if chunk is None:
+                    run.finish(index, row)
+                    continue
+                run.count_loads(row)
+                parts[index].append(row)
+                if len(parts[index]) < len(chunks[index]):
+                    planes_done[index] = planes_done.get(index, 0) + chunk.stop - chunk.start
+                    run.report(  # the last plane done, numbered from 0 as in-process
+                        current=tasks[index].input,
+                        plane=planes_done[index] - 1,
+                        planes=counts[index],
+                    )
+                else:
+                    run.finish(index, assemble(chunks[index], parts.pop(index)))
         except BaseException:
             client.cancel(list(futures))
+            for index in parts:  # stopped: unfinished stacks leave no parts behind
+                discard(chunks[index])
             raise
-
-
-# --- one input, in this process or on a worker --------------------------------------------
-
-_LOCK = threading.Lock()
-_NETWORKS: dict[tuple[str, str | None], Any] = {}
-_GENERATORS: dict[tuple[str, str | None, str], Any] = {}
-#: How many times this process loaded each model (source, backend); reported per row.
-_LOADS: dict[tuple[str, str | None], int] = {}
-
-
-def _generator(settings: dict[str, Any], backend: str | None, network: Any = None):
-    """The process's generator for these settings, loading the model once per process."""
-    from .automatic_mask_generator import SAMAutomaticMaskGenerator
-
-    model_key = (settings["model"], backend)
-    key = (*model_key, json.dumps(settings["generator"], sort_keys=True))
-    if settings["mode"] == "concept":
-        from .concept_segmenter import ConceptBatchRunner
-
-        make, load = ConceptBatchRunner, "load_concept_model"
-    else:
-        make, load = SAMAutomaticMaskGenerator, "load_model"
-    with _LOCK:
-        if network is not None:
-            return make(network, **settings["generator"])
-        if key not in _GENERATORS:
-            if model_key not in _NETWORKS:
-                import napari_sam_keras
-
-                from ..runtime.backend import ensure_backend
-
-                ensure_backend(backend)
-                _NETWORKS[model_key] = getattr(napari_sam_keras, load)(settings["model"])
-                _LOADS[model_key] = _LOADS.get(model_key, 0) + 1
-            _GENERATORS[key] = make(_NETWORKS[model_key], **settings["generator"])
-        return _GENERATORS[key]
-
-
-def _selection(task: BatchTask):
-    """The input's plane(s) chosen by axis name (settings ``planes``), unread."""
-    settings = task.settings
-    return open_planes(
-        task.input,
-        **settings.get("planes", {}),
-        stack=None if settings["all_planes"] else False,
-        stack_hint=": segment every plane with all_planes (--all-planes)",
-    )
-
-
-def _axes_problem(task: BatchTask) -> dict[str, Any] | None:
-    """The failed row of an input whose axes do not fit the settings (read from its
-    metadata, no pixels), or None."""
-    try:
-        _selection(task)
-    except SAMError as exc:
-        return _row(task, STATUS_FAILED, message=str(exc))
-    return None
-
-
-def _worker_name() -> str:
-    return f"{socket.gethostname()}:{os.getpid()}"
-
-
-def segment_input(
-    task: BatchTask,
-    network: Any = None,
-    progress: Callable[[int, int, int, int], Any] | None = None,
-) -> dict[str, Any]:
-    """Segment one input and write its output; return its summary row.
-
-    What ``napari-sam-keras auto`` does for one file (for a stack: for each plane).  Any
-    failure of this input (unreadable, wrong shape, ...) becomes a ``failed`` row; only a
-    cancel or an interrupt propagates.  ``progress(plane, planes, done, total)`` reports
-    the point batches of each plane.
-    """
-    from .labels import masks_to_labels
-
-    start = time.perf_counter()
-    settings = task.settings
-    row = _row(task, STATUS_FAILED, worker=_worker_name())
-    try:
-        selection = _selection(task)
-        is_stack = selection.is_stack
-        # the shape the file declares, before any pixel is decoded
-        check_shape_limit(selection.data.shape, task.input, task.max_pixels)
-        data = np.asarray(selection.data)
-        planes = list(data) if is_stack else [data]
-        generator = _generator(settings, task.backend, network)
-        limits = settings["contrast_limits"]
-        limits = None if limits is None else tuple(limits)
-        stack = []
-        offset = 0
-        for z, plane in enumerate(planes):
-            step = None if progress is None else (lambda d, t, z=z: progress(z, len(planes), d, t))
-            records = generator.generate(plane, progress=step, contrast_limits=limits)
-            labels = masks_to_labels(records, shape=plane.shape[:2]).astype(np.int64)
-            if offset:
-                labels[labels > 0] += offset
-            offset = max(offset, int(labels.max()) if labels.size else 0)
-            stack.append(labels)
-        labels = np.stack(stack) if is_stack else stack[0]
-        objects = int(np.unique(labels[labels > 0]).size)
-        record = {
-            "settings": settings,
-            "input": os.path.abspath(task.input),
-            "objects": objects,
-            "backend": task.backend,
-        }
-        write_label_output(
-            Path(task.output),
-            labels,
-            record,
-            selection.pixel_sizes,
-            selection.label_axes,
-            settings.get("ngff_version", "0.5"),
-        )
-        row.update(status=STATUS_DONE, objects=objects)
-    except (OperationCancelled, KeyboardInterrupt):
-        raise
-    except SAMError as exc:
-        row["message"] = str(exc)
-    except OSError as exc:  # a full disk, a folder without permission: one clear line
-        row["message"] = describe_write_error(exc)
-    except Exception as exc:  # a bad file must not stop the other inputs
-        row["message"] = f"{type(exc).__name__}: {exc}"
-    row["seconds"] = round(time.perf_counter() - start, 3)
-    row["model_loads"] = _LOADS.get((settings["model"], task.backend), 0)
-    return row
