@@ -18,8 +18,6 @@ from typing import Any
 import keras
 from keras import ops
 
-from ..model.config import SAMConfig
-
 #: Queries per chunk of a global attention (a (chunk, tokens) logit block per step).
 DEFAULT_QUERY_CHUNK = 1024
 
@@ -55,7 +53,7 @@ class BackboneForward(keras.Model):
     def __init__(
         self,
         backbone: Any,
-        config: SAMConfig,
+        config: Any,
         query_chunk: int = DEFAULT_QUERY_CHUNK,
         **kw: Any,
     ) -> None:
@@ -160,8 +158,6 @@ class BackboneForward(keras.Model):
         return ops.reshape(ops.transpose(out, (0, 2, 3, 1, 4)), (b, h, w, heads * key_dim))
 
 
-def backbone_forward(
-    backbone: Any, config: SAMConfig, query_chunk: int = DEFAULT_QUERY_CHUNK
-) -> Any:
+def backbone_forward(backbone: Any, config: Any, query_chunk: int = DEFAULT_QUERY_CHUNK) -> Any:
     """A Keras model computing ``backbone(images)`` with chunked global attention."""
     return BackboneForward(backbone, config, query_chunk=query_chunk)

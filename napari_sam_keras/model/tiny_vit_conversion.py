@@ -38,6 +38,10 @@ _IGNORED = re.compile(r"^image_encoder\.(head|norm_head)\.|\.num_batches_tracked
 
 _BLOCK = re.compile(r"^image_encoder\.layers\.(\d+)\.blocks\.(\d+)\.")
 
+#: Stage 0 is convolutional: no tensor fixes its heads and window, so a checkpoint gets
+#: MobileSAM's (the defaults of ``SAMConfig.tiny_vit_num_heads`` / ``_window_sizes``).
+STAGE0_HEADS, STAGE0_WINDOW = 2, 7
+
 #: MobileSAM's image size: its encoder reshapes to a 64 x 64 map, so it is fixed.
 MOBILE_SAM_IMAGE_SIZE = 1024
 
@@ -80,8 +84,6 @@ def _shape(sd: Mapping[str, np.ndarray], name: str) -> tuple[int, ...]:
 def tiny_vit_config_fields(sd: Mapping[str, np.ndarray]) -> dict[str, Any]:
     """The :class:`~napari_sam_keras.config.SAMConfig` fields of a TinyViT encoder,
     read from a MobileSAM state dict's tensor shapes."""
-    from .config import VIT_T
-
     p = "image_encoder"
     blocks: dict[int, int] = {}
     for key in sd:
@@ -95,7 +97,7 @@ def tiny_vit_config_fields(sd: Mapping[str, np.ndarray]) -> dict[str, Any]:
         )
     depths = tuple(blocks[i] for i in range(4))
     dims = [_shape(sd, f"{p}.patch_embed.seq.2.c.weight")[0]]
-    heads, windows = [VIT_T.tiny_vit_num_heads[0]], [VIT_T.tiny_vit_window_sizes[0]]
+    heads, windows = [STAGE0_HEADS], [STAGE0_WINDOW]
     for i in range(1, 4):
         dims.append(_shape(sd, f"{p}.layers.{i}.blocks.0.attn.proj.weight")[0])
         n_heads, n_offsets = _shape(sd, f"{p}.layers.{i}.blocks.0.attn.attention_biases")

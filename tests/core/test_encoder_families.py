@@ -70,3 +70,14 @@ def test_a_new_family_is_one_entry(monkeypatch):
         predictor.set_image(image)
         embeddings.append(predictor.get_image_embedding())
     np.testing.assert_allclose(embeddings[0], embeddings[1], rtol=1e-5, atol=1e-6)
+
+
+def test_tiny_vit_stage0_values_are_mobile_sams():
+    """A checkpoint's stage 0 has no heads/window in its tensors: MobileSAM's, as VIT_T."""
+    from napari_sam_keras.model.config import VIT_T
+    from napari_sam_keras.model.tiny_vit_conversion import STAGE0_HEADS, STAGE0_WINDOW
+
+    assert (VIT_T.tiny_vit_num_heads[0], VIT_T.tiny_vit_window_sizes[0]) == (
+        STAGE0_HEADS,
+        STAGE0_WINDOW,
+    )
