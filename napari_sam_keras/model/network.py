@@ -194,6 +194,10 @@ class SAMNetwork:
         instance_decoder: micro-sam's instance-segmentation decoder
             (:class:`~napari_sam_keras.model.decoder_conversion.InstanceDecoder`)
             when the checkpoint came with one, else ``None``.
+        quantization: ``"int8"`` when the image encoder's weights are quantized
+            (:func:`~napari_sam_keras.model.quantization.quantize_encoder`), else ``None``;
+            ``agreement`` is then how well its masks agree with float32 ones
+            (:class:`~napari_sam_keras.model.encoder_agreement.EncoderAgreement`).
     """
 
     model: Any
@@ -201,6 +205,8 @@ class SAMNetwork:
     name: str = "random"
     key: str = ""
     instance_decoder: Any = field(default=None, repr=False)
+    quantization: str | None = None
+    agreement: Any = field(default=None, repr=False)
     _compiled: dict = field(default_factory=dict, repr=False)
     _compiled_lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
 

@@ -140,6 +140,7 @@ def segment_batch(
     z: int | None = None,
     t: int | None = None,
     ngff_version: str = "0.5",
+    quantize: str | None = None,
     **generator_options: float | int,
 ) -> BatchSummary:
     """Segment every image of ``inputs`` into ``out_dir``; see the module docstring.
@@ -173,6 +174,9 @@ def segment_batch(
         progress: called with a :class:`BatchProgress` as work goes on; raising
             :class:`~napari_sam_keras.OperationCancelled` stops the run (finished outputs
             stay, summary.csv is written).
+        quantize: ``"int8"``: every process loads the model with its image encoder
+            quantized (:func:`~napari_sam_keras.load_model`'s ``quantize``); kept with the
+            outputs' settings.
         max_pixels: an input whose file header claims more pixels is a ``failed`` row,
             refused before it is decoded (default: see
             :mod:`~napari_sam_keras.files.resource_limits`).
@@ -204,6 +208,7 @@ def segment_batch(
 
         options = concept_settings(**(concept or {}))
         model = "sam3_pcs" if model is None else model
+    quantize = _check_quantize(quantize, model, mode)
     network, source = _model_and_source(model, distributed, mode)
     settings = {
         "mode": mode,
@@ -217,6 +222,8 @@ def segment_batch(
         settings["planes"] = planes
     if ngff_version != "0.5":
         settings["ngff_version"] = ngff_version
+    if quantize is not None:  # only when given, like planes
+        settings["quantize"] = quantize
 
     out_dir = Path(out_dir)
     tasks, problems = _plan_tasks(inputs, out_dir, output_format, settings, limit)
@@ -246,6 +253,26 @@ def segment_batch(
     finally:
         run.write_summary()
     return BatchSummary(rows, run.summary_path, dict(run.model_loads))
+
+
+def _check_quantize(quantize: Any, model: Any, mode: str) -> str | None:
+    """``quantize`` checked: it applies to a SAM model that the batch loads itself."""
+    from ..model.quantization import check_quantize
+
+    quantize = check_quantize(quantize)
+    if quantize is not None and mode == "concept":
+        raise SAMError("quantize applies to SAM's image encoder, not to mode='concept'")
+    if quantize is not None and not (model is None or isinstance(model, (str, os.PathLike))):
+        raise SAMError(
+            "quantize applies to a model source that the batch loads; for a loaded network "
+            "use load_model(..., quantize=...)"
+        )
+    return quantize
+
+
+def _model_key(settings: dict[str, Any], backend: str | None) -> tuple:
+    """What a process loads once: the model source, the backend, the quantization."""
+    return settings["model"], backend, settings.get("quantize")
 
 
 def _model_and_source(model: Any, distributed: bool, mode: str = "amg") -> tuple[Any, str]:
@@ -481,17 +508,17 @@ def _run_distributed(
 # --- one input, in this process or on a worker --------------------------------------------
 
 _LOCK = threading.Lock()
-_NETWORKS: dict[tuple[str, str | None], Any] = {}
+_NETWORKS: dict[tuple[str, str | None, str | None], Any] = {}
 _GENERATORS: dict[tuple[str, str | None, str], Any] = {}
 #: How many times this process loaded each model (source, backend); reported per row.
-_LOADS: dict[tuple[str, str | None], int] = {}
+_LOADS: dict[tuple[str, str | None, str | None], int] = {}
 
 
 def _generator(settings: dict[str, Any], backend: str | None, network: Any = None):
     """The process's generator for these settings, loading the model once per process."""
     from .automatic_mask_generator import SAMAutomaticMaskGenerator
 
-    model_key = (settings["model"], backend)
+    model_key = _model_key(settings, backend)
     key = (*model_key, json.dumps(settings["generator"], sort_keys=True))
     if settings["mode"] == "concept":
         from .concept_segmenter import ConceptBatchRunner
@@ -509,7 +536,10 @@ def _generator(settings: dict[str, Any], backend: str | None, network: Any = Non
                 from ..runtime.backend import ensure_backend
 
                 ensure_backend(backend)
-                _NETWORKS[model_key] = getattr(napari_sam_keras, load)(settings["model"])
+                quantize = {"quantize": model_key[2]} if model_key[2] else {}
+                _NETWORKS[model_key] = getattr(napari_sam_keras, load)(
+                    settings["model"], **quantize
+                )
                 _LOADS[model_key] = _LOADS.get(model_key, 0) + 1
             _GENERATORS[key] = make(_NETWORKS[model_key], **settings["generator"])
         return _GENERATORS[key]
@@ -603,5 +633,5 @@ def segment_input(
     except Exception as exc:  # a bad file must not stop the other inputs
         row["message"] = f"{type(exc).__name__}: {exc}"
     row["seconds"] = round(time.perf_counter() - start, 3)
-    row["model_loads"] = _LOADS.get((settings["model"], task.backend), 0)
+    row["model_loads"] = _LOADS.get(_model_key(settings, task.backend), 0)
     return row
