@@ -203,12 +203,12 @@ def segment_batch(
         **generator_options,
     )
     distributed = workers is not None or scheduler is not None
+    quantize = _check_quantize(quantize, model, mode)
     if mode == "concept":
         from .concept_segmenter import concept_settings
 
         options = concept_settings(**(concept or {}))
         model = "sam3_pcs" if model is None else model
-    quantize = _check_quantize(quantize, model, mode)
     network, source = _model_and_source(model, distributed, mode)
     settings = {
         "mode": mode,
