@@ -13,6 +13,7 @@ from typing import Any
 
 from ..errors import ModelLoadError
 from ..files.atomic_write import OutputExistsError
+from ..runtime.backend import import_keras
 from .checkpoint_conversion import (
     assign_state_dict,
     component_weight_pairs,
@@ -39,7 +40,12 @@ from .model_source import (  # noqa: F401 (DEMO_MODELS, CHECKPOINT_SUFFIXES: the
     resolve_model,
 )
 from .network import SAMNetwork, build_keras_cv_sam, config_from_serialized, dtype_policy_scope
-from .quantization import check_quantize, quantize_encoder, require_float_encoder
+from .quantization import (
+    check_backend,
+    check_quantize,
+    quantize_encoder,
+    require_float_encoder,
+)
 from .weights_cache import (
     discard_converted,
     file_sha256,
@@ -117,6 +123,8 @@ def load_model(
             f"quantize={quantize!r} and dtype_policy={dtype_policy!r} cannot be combined: "
             "the int8 encoder is quantized from float32 weights."
         )
+    if quantize is not None:  # before any weights are read
+        check_backend(import_keras().backend.backend())
     resolved = resolve_model(source, config)
     with dtype_policy_scope(dtype_policy):
         network = _load_model(resolved, hub, config)

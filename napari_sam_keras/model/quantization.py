@@ -80,12 +80,16 @@ def quantize_encoder(network: Any, mode: str | None = "int8", check: bool = True
     Raises:
         ModelLoadError: an unknown mode, a network whose encoder is quantized
             already or uses a mixed-precision dtype policy (Keras quantizes
-            float32 layers only here), a backend where Keras cannot do it, or an
+            float32 layers only here), a backend where Keras cannot do it or
+            where it is slower (torch on a CPU: :func:`check_backend`), or an
             agreement below :data:`MIN_AGREEMENT` (the message gives it).
+            ``check=False`` skips the backend and agreement checks (benchmarks).
     """
     mode = check_quantize(mode)
     if mode is None:
         return network
+    if check:
+        check_backend(network.backend)
     if getattr(network, "quantization", None):
         raise ModelLoadError(f"{network.name}'s image encoder is quantized already.")
     backbone = network.model.backbone
@@ -130,6 +134,29 @@ def quantize_encoder(network: Any, mode: str | None = "int8", check: bool = True
             f"{known.drift:.4f}). Use the model without quantize."
         )
     return network
+
+
+def check_backend(backend: str) -> None:
+    """Refuse int8 where Keras runs it slower than float32: the torch backend on a CPU.
+
+    Keras' torch backend multiplies int8 by int8 with ``torch._int_mm`` on CUDA only; on
+    a CPU it casts both to int32 and PyTorch has no fast int32 matrix product (a ViT-B
+    qkv-sized product measured 26x slower than float32, the demo model's embedding 1.25x;
+    ``benchmarks/quantize.py``).
+
+    Raises:
+        ModelLoadError: ``backend`` is torch and no CUDA device is available.
+    """
+    if backend != "torch":
+        return
+    import torch
+
+    if not torch.cuda.is_available():
+        raise ModelLoadError(
+            "int8 encoders are not offered on the torch backend on a CPU: Keras runs its int8 "
+            "matrix products there as int32, slower than float32. Use the jax or tensorflow "
+            "backend (--backend jax), or float32."
+        )
 
 
 #: Agreements measured in this process, by (weights key, mode, backend).

@@ -109,6 +109,19 @@ def test_cli_quantize_reaches_load_model(capsys, tmp_path):
 
     status, _, err = run_cli(capsys, "embed", image, "--quantize", "int4", "--out", store)
     assert status == 2 and "--quantize: invalid choice: 'int4'" in err
+    status, _, err = run_cli(
+        capsys,
+        "finetune",
+        "--images",
+        image,
+        "--labels",
+        image,
+        "--quantize",
+        "int8",
+        "--out",
+        tmp_path / "m",
+    )
+    assert status == 2 and "leave out --quantize" in err
 
 
 def test_segment_batch_quantize_is_checked_first(tmp_path):
@@ -121,12 +134,23 @@ def test_segment_batch_quantize_is_checked_first(tmp_path):
     assert not (tmp_path / "out").exists()
 
 
-@pytest.mark.parametrize("backend", ["torch", "tensorflow"])
-def test_int8_on_other_backends(backend, tmp_path):
-    stdout = run_pytest_on_backend(
-        backend,
-        ["test_quantize.py", "-k", "int8_kernels_and_agreement or not_saved"],
-        HERE,
-        tmp_path / "cache",
-    )
-    assert "2 passed" in stdout
+def test_int8_is_refused_on_torch_on_a_cpu():
+    import keras
+    import torch
+
+    if keras.backend.backend() != "torch" or torch.cuda.is_available():
+        pytest.skip("for the torch backend on a CPU (run by test_int8_on_other_backends)")
+    with pytest.raises(ModelLoadError, match="not offered on the torch backend"):
+        load_model("missing.pth", quantize="int8")  # before the model is looked for
+
+
+@pytest.mark.parametrize(
+    ("backend", "tests", "passed"),
+    [
+        ("tensorflow", "int8_kernels_and_agreement or not_saved", "2 passed"),
+        ("torch", "refused_on_torch", "1 passed"),
+    ],
+)
+def test_int8_on_other_backends(backend, tests, passed, tmp_path):
+    stdout = run_pytest_on_backend(backend, ["test_quantize.py", "-k", tests], HERE, tmp_path / "c")
+    assert passed in stdout
