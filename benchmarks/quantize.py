@@ -168,6 +168,12 @@ def main(argv: list[str] | None = None) -> int:
             found = [{"backend": backend, "model": args.models, "error": tail[0]}]
         rows += found
         print("\n".join(_row_text(r) for r in found), flush=True)
+        _write(args, rows)  # after every backend: a run stopped later keeps what it measured
+    print(_write(args, rows))
+    return 0
+
+
+def _write(args, rows: list[dict]) -> str:
     load = os.getloadavg() if hasattr(os, "getloadavg") else ("?",)
     lines = [
         f"benchmarks/quantize.py, {datetime.date.today()}, {_cpu()}, {os.cpu_count()} CPUs, "
@@ -184,14 +190,13 @@ def main(argv: list[str] | None = None) -> int:
         "raw: " + json.dumps(rows),
     ]
     text = "\n".join(lines) + "\n"
-    print(text)
     if args.out is not None:
         sys.path.insert(0, str(ROOT))
         from napari_sam_keras.files.atomic_write import atomic_write
 
         with atomic_write(args.out) as tmp:
             Path(tmp).write_text(text)
-    return 0
+    return text
 
 
 if __name__ == "__main__":
