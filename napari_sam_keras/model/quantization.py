@@ -141,7 +141,7 @@ def check_backend(backend: str) -> None:
 
     Keras' torch backend multiplies int8 by int8 with ``torch._int_mm`` on CUDA only; on
     a CPU it casts both to int32 and PyTorch has no fast int32 matrix product (a ViT-B
-    qkv-sized product measured 26x slower than float32, the demo model's embedding 1.25x;
+    qkv-sized product measured 26x slower than float32, the demo model's embedding 1.43x;
     ``benchmarks/quantize.py``).
 
     Raises:

@@ -509,7 +509,7 @@ def _run_distributed(
 
 _LOCK = threading.Lock()
 _NETWORKS: dict[tuple[str, str | None, str | None], Any] = {}
-_GENERATORS: dict[tuple[str, str | None, str], Any] = {}
+_GENERATORS: dict[tuple[str, str | None, str | None, str], Any] = {}
 #: How many times this process loaded each model (source, backend); reported per row.
 _LOADS: dict[tuple[str, str | None, str | None], int] = {}
 
