@@ -87,8 +87,11 @@ def _load_model(args):
     # no --model: the default; an empty one (e.g. from an unset shell variable) is an error
     source = resolve_model(args.model)
     t0 = time.perf_counter()
-    net = load_model(source, decoder=getattr(args, "decoder", None))
-    _info(f"model {source.name} loaded in {time.perf_counter() - t0:.1f} s")
+    net = load_model(
+        source, decoder=getattr(args, "decoder", None), quantize=getattr(args, "quantize", None)
+    )
+    encoder = f" ({net.quantization} encoder)" if net.quantization else ""
+    _info(f"model {source.name}{encoder} loaded in {time.perf_counter() - t0:.1f} s")
     return net
 
 
@@ -472,6 +475,7 @@ def cmd_batch(args) -> int:
             tile_shape=args.tile_shape,
             halo=args.halo,
             planes_per_task=args.planes_per_task,
+            quantize=args.quantize,
             contrast_limits=args.contrast_limits,
             all_planes=args.all_planes,
             output_format=args.format,

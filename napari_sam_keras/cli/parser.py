@@ -6,6 +6,7 @@ import argparse
 from pathlib import Path
 
 from ..model.config import DEFAULT_MODEL, MODEL_ENV_VAR
+from ..model.quantization import QUANTIZE_MODES
 from ..runtime.backend import DEFAULT_BACKEND, PROJECT_ENV_VAR, SUPPORTED_BACKENDS
 from .commands import cmd_auto, cmd_batch, cmd_embed, cmd_napari, cmd_predict, cmd_sample
 from .concept_args import add_concept_options
@@ -60,6 +61,14 @@ def _shared_options() -> tuple[argparse.ArgumentParser, ...]:
         help="preset name (sam_base_sa1b, sam_large_sa1b, sam_huge_sa1b), demo_nuclei, or a "
         "checkpoint path (.pth, .keras, .weights.h5, preset folder); default: "
         f"${MODEL_ENV_VAR} or {DEFAULT_MODEL}",
+    )
+    model.add_argument(
+        "--quantize",
+        choices=QUANTIZE_MODES,
+        default=None,
+        help="int8: the image encoder's weights quantized to int8 with Keras' own quantization "
+        "(see 'int8 encoders' in the documentation for its speed and agreement); "
+        "default: float32",
     )
 
     image = argparse.ArgumentParser(add_help=False)

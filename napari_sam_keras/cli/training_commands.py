@@ -43,6 +43,8 @@ def _check_numbers(args) -> None:
         raise SAMError("--learning-rate must be positive")
     if args.objects_per_image is not None and args.objects_per_image < 1:
         raise SAMError("--objects-per-image must be at least 1")
+    if getattr(args, "quantize", None):
+        raise SAMError("finetune trains float32 weights: leave out --quantize")
 
 
 def _check_out(out: Path, resume: bool) -> Path:

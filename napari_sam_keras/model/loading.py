@@ -13,6 +13,7 @@ from typing import Any
 
 from ..errors import ModelLoadError
 from ..files.atomic_write import OutputExistsError
+from ..runtime.backend import import_keras
 from .checkpoint_conversion import (
     assign_state_dict,
     component_weight_pairs,
@@ -39,6 +40,12 @@ from .model_source import (  # noqa: F401 (DEMO_MODELS, CHECKPOINT_SUFFIXES: the
     resolve_model,
 )
 from .network import SAMNetwork, build_keras_cv_sam, config_from_serialized, dtype_policy_scope
+from .quantization import (
+    check_backend,
+    check_quantize,
+    quantize_encoder,
+    require_float_encoder,
+)
 from .weights_cache import (
     discard_converted,
     file_sha256,
@@ -62,6 +69,7 @@ def load_model(
     config: SAMConfig | None = None,
     dtype_policy: str | None = None,
     decoder: str | os.PathLike | None = None,
+    quantize: str | None = None,
 ) -> SAMNetwork:
     """Load a SAM network, ready for :class:`~napari_sam_keras.SAMPredictor`.
 
@@ -101,9 +109,22 @@ def load_model(
     ``dtype_policy="mixed_bfloat16"`` computes in bfloat16 (weights stay
     float32): faster on GPUs and on CPUs with AVX512-BF16/AMX, at a small cost
     in accuracy.  Off by default.
+
+    ``quantize="int8"`` quantizes the image encoder's weights to int8 with Keras'
+    own quantization (:func:`~napari_sam_keras.model.quantization.quantize_encoder`);
+    the network's ``key`` then ends in ``+int8``.  See "int8 encoders" in the
+    documentation for what it costs in agreement and gains in time.  Off by default.
     """
     if hub not in HUBS:
         raise ModelLoadError(f"Unknown hub {hub!r}; use one of {HUBS}.")
+    quantize = check_quantize(quantize)
+    if quantize is not None and dtype_policy is not None:
+        raise ModelLoadError(
+            f"quantize={quantize!r} and dtype_policy={dtype_policy!r} cannot be combined: "
+            "the int8 encoder is quantized from float32 weights."
+        )
+    if quantize is not None:  # before any weights are read
+        check_backend(import_keras().backend.backend())
     resolved = resolve_model(source, config)
     with dtype_policy_scope(dtype_policy):
         network = _load_model(resolved, hub, config)
@@ -113,7 +134,7 @@ def load_model(
             beside = resolved.kind == "checkpoint" and decoder_path_beside(resolved.path)
             if beside:
                 network.instance_decoder = _load_decoder(beside)
-        return network
+    return quantize_encoder(network, quantize)
 
 
 def _load_decoder(path: Path):
@@ -253,6 +274,7 @@ def save_preset(network: SAMNetwork, directory: str | os.PathLike, overwrite: bo
     """
     from .preset_files import save_to_preset
 
+    require_float_encoder(network, "save")
     directory = Path(directory)
     if directory.exists() and not overwrite:
         raise OutputExistsError(

@@ -25,6 +25,7 @@ import numpy as np
 from ..errors import ModelLoadError
 from ..files.atomic_write import OutputExistsError, atomic_write
 from ..runtime.backend import import_keras
+from .quantization import require_float_encoder
 from .torch_weights import to_torch_layout
 
 SAM_PREFIX = "sam."
@@ -71,6 +72,7 @@ def export_micro_sam(network: Any, path: str | os.PathLike, *, overwrite: bool =
     from .as_network import as_network
 
     network = as_network(network)  # anything else: one clear NotAModelError
+    require_float_encoder(network, "export")
     try:
         import torch
     except ImportError as err:

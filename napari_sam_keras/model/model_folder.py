@@ -23,6 +23,7 @@ from typing import Any
 from ..errors import ModelLoadError
 from ..files.atomic_write import OutputExistsError, atomic_directory
 from .network import SAMNetwork
+from .quantization import require_float_encoder
 
 DECODER_CONFIG = "instance_decoder.json"
 DECODER_WEIGHTS = "instance_decoder.weights.h5"
@@ -61,6 +62,7 @@ def save_model(
         training = network.training if training is None else training
         network = network.model
     network = as_network(network)  # anything else: one clear NotAModelError
+    require_float_encoder(network, "save")
     path = Path(path)
     if path.exists() and not overwrite:
         raise OutputExistsError(

@@ -177,6 +177,10 @@ class SAMNetwork:
             recommends instead of the official defaults (``{"pred_iou_thresh": 0.5,
             ...}``, from its folder's ``metadata.json``; see
             :func:`~napari_sam_keras.segmentation.generator_settings.settings_for_model`).
+        quantization: ``"int8"`` when the image encoder's weights are quantized
+            (:func:`~napari_sam_keras.model.quantization.quantize_encoder`), else ``None``;
+            ``agreement`` is then how well its masks agree with float32 ones
+            (:class:`~napari_sam_keras.model.encoder_agreement.EncoderAgreement`).
     """
 
     model: Any
@@ -185,6 +189,8 @@ class SAMNetwork:
     key: str = ""
     instance_decoder: Any = field(default=None, repr=False)
     generator_defaults: dict = field(default_factory=dict, repr=False)
+    quantization: str | None = None
+    agreement: Any = field(default=None, repr=False)
     _compiled: dict = field(default_factory=dict, repr=False)
     _compiled_lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
 

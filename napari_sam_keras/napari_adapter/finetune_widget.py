@@ -45,6 +45,7 @@ class FineTuneWidget(SAMWidget):
 
     def __init__(self, napari_viewer: napari.viewer.Viewer | None = None) -> None:
         super().__init__(napari_viewer)
+        self.model_picker.offer_quantization(False)  # training needs float32 kernels
         self.controls = c = finetune_controls()
         self.plot = TrainingPlot(self.viewer)
         self.run_button = c.run

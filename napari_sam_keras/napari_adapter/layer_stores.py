@@ -27,6 +27,7 @@ import numpy as np
 from ..errors import EmbeddingStoreError, EmbeddingStoreMismatch
 from ..model.embedding import ImageEmbedding
 from ..model.embedding_store import EmbeddingStore, image_signature
+from ..model.quantization import QUANTIZE_MODES
 from ..segmentation.precompute import PlaneEmbeddings, store_spec
 from .image_slices import ImageSlice
 from .settings import embeddings_folder, set_embeddings_folder
@@ -97,9 +98,14 @@ def _safe_name(name: str) -> str:
 def store_base(layer_name: str, model_key: str) -> str:
     """The store's name without ``.zarr``: layer and model, in characters valid on every OS.
 
-    (A model key holds a ``:``, which Windows refuses in file names.)
+    (A model key holds a ``:``, which Windows refuses in file names.)  An int8 encoder's
+    key (``...+int8``) keeps its ``int8``, so its store is not the float32 one's.
     """
-    return f"{_safe_name(layer_name)}-{_safe_name(model_key)[:19]}"
+    weights, _, quantized = model_key.rpartition("+")
+    if quantized not in QUANTIZE_MODES:
+        weights, quantized = model_key, ""
+    suffix = f"-{quantized}" if quantized else ""
+    return f"{_safe_name(layer_name)}-{_safe_name(weights)[:19]}{suffix}"
 
 
 def storable(image_slice: ImageSlice) -> bool:

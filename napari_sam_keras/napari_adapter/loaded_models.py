@@ -1,5 +1,8 @@
 """Models for the widgets: loaded lazily with ``load_model(source)``, cached by source string.
 
+A source string ending in :data:`INT8_SUFFIX` (the model picker's "int8 encoder") names the
+model with its image encoder quantized: ``load_model(source, quantize="int8")``.
+
 Also the image embeddings they compute, shared by both widgets.
 """
 
@@ -45,6 +48,22 @@ def _notify_loaded(source: str) -> None:
             _LISTENERS.remove(ref)
         else:
             callback(source)
+
+
+#: The end of a widget's model source that asks for the int8 image encoder.
+INT8_SUFFIX = " +int8"
+
+
+def with_quantization(source: str, quantize: str | None) -> str:
+    """``source`` as the widgets' model key, naming the image encoder's quantization."""
+    return f"{source}{INT8_SUFFIX}" if quantize == "int8" else source
+
+
+def split_quantization(key: str) -> tuple[str, str | None]:
+    """A widget's model key -> (the ``load_model`` source, ``"int8"`` or ``None``)."""
+    if key.endswith(INT8_SUFFIX):
+        return key[: -len(INT8_SUFFIX)], "int8"
+    return key, None
 
 
 def proposed_model() -> str:
@@ -123,7 +142,8 @@ class ModelStore:
         from .. import load_model
 
         try:
-            network = load_model(key)
+            source, quantize = split_quantization(key)
+            network = load_model(source, quantize=quantize)
         except ModelLoadError:
             raise
         except Exception as error:  # any failure to load is a model-load problem

@@ -1,5 +1,5 @@
-"""The widgets' small memory across napari sessions: recent models, the embeddings folder,
-the folded dock sections, the image-series folder.
+"""The widgets' small memory across napari sessions: recent models, the int8 encoder choice,
+the embeddings folder, the folded dock sections, the image-series folder.
 
 Kept as JSON in the user's config folder (``platformdirs.user_config_path
 ("napari-sam-keras")``, e.g. ``~/.config/napari-sam-keras/widgets.json`` on
@@ -68,6 +68,20 @@ def remember_model(source: str) -> list[str]:
         settings["recent_models"] = recent
         save_settings(settings)
     return recent
+
+
+def encoder_quantization() -> str | None:
+    """The model picker's image-encoder quantization (``"int8"``), or ``None`` (float32)."""
+    value = load_settings().get("quantize")
+    return "int8" if value == "int8" else None
+
+
+def set_encoder_quantization(mode: str | None) -> None:
+    """Remember the image-encoder quantization (``"int8"`` or ``None``)."""
+    settings = load_settings()
+    if settings.get("quantize") != mode:
+        settings["quantize"] = mode
+        save_settings(settings)
 
 
 def embeddings_folder() -> str | None:

@@ -32,6 +32,7 @@ import numpy as np
 from ..errors import TrainingSettingsError
 from ..model.embedding import EmbeddingCache, ImageEmbedding
 from ..model.network import SAMNetwork
+from ..model.quantization import require_float_encoder
 from .data import (
     VARIANTS,
     RawPlane,
@@ -192,6 +193,7 @@ def finetune(
     )
     raw = check_training_data(images, labels)
     base = _base_network(model)
+    require_float_encoder(base, "fine-tune")
     settings = dict(
         mode=mode,
         epochs=int(epochs),

@@ -25,6 +25,8 @@ def bad_calls(tmp_path) -> dict[str, list]:
             lambda: nsk.load_model("missing.pth"),
             lambda: nsk.load_model("demo_nuclei", hub="nope"),
             lambda: nsk.load_model(a_file),
+            lambda: nsk.load_model("demo_nuclei", quantize="int4"),
+            lambda: nsk.load_model("demo_nuclei", quantize="int8", dtype_policy="mixed_bfloat16"),
         ],
         "build_sam": [lambda: nsk.build_sam("vit_q")],
         "SAMConfig": [lambda: nsk.SAMConfig(image_size=1000, patch_size=16)],
@@ -51,6 +53,7 @@ def bad_calls(tmp_path) -> dict[str, list]:
             lambda: nsk.segment_batch([], tmp_path / "out", model="demo_nuclei"),
             lambda: nsk.segment_batch(a_file, tmp_path / "out", model="missing.pth"),
             lambda: nsk.segment_batch(a_file, tmp_path / "out", mode="nope"),
+            lambda: nsk.segment_batch(a_file, tmp_path / "out", quantize="int4"),
         ],
         "ImageEmbedding": [
             lambda: nsk.ImageEmbedding(np.zeros((2, 2)), (4, 4), (4, 4), "m"),

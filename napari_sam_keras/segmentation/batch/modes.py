@@ -22,15 +22,16 @@ import numpy as np
 MODES = ("amg", "ais", "concept", "prompts")
 
 _LOCK = threading.Lock()
-_NETWORKS: dict[tuple[str, str | None, str | None], Any] = {}
+_NETWORKS: dict[tuple[str, str | None, str | None, str | None], Any] = {}
 _SEGMENTERS: dict[tuple, Any] = {}
-#: How many times this process loaded each model (source, backend, decoder).
-_LOADS: dict[tuple[str, str | None, str | None], int] = {}
+#: How many times this process loaded each model (source, backend, decoder, quantization).
+_LOADS: dict[tuple[str, str | None, str | None, str | None], int] = {}
 
 
 def model_key(settings: dict[str, Any], backend: str | None) -> tuple:
-    """The per-process key of a run's model: (source, backend, instance decoder file)."""
-    return settings["model"], backend, settings.get("decoder")
+    """The per-process key of a run's model: (source, backend, instance decoder file,
+    quantization)."""
+    return settings["model"], backend, settings.get("decoder"), settings.get("quantize")
 
 
 def loads(settings: dict[str, Any], backend: str | None) -> int:
@@ -145,7 +146,9 @@ def _load(settings: dict[str, Any], backend: str | None) -> Any:
     ensure_backend(backend)
     if settings["mode"] == "concept":
         return napari_sam_keras.load_concept_model(settings["model"])
-    return napari_sam_keras.load_model(settings["model"], decoder=settings.get("decoder"))
+    return napari_sam_keras.load_model(
+        settings["model"], decoder=settings.get("decoder"), quantize=settings.get("quantize")
+    )
 
 
 def forget_models() -> None:

@@ -137,6 +137,7 @@ def segment_batch(
     tile_shape: int | tuple[int, int] | None = None,
     halo: int | tuple[int, int] | None = None,
     planes_per_task: int | None = None,
+    quantize: str | None = None,
     **generator_options: float | int,
 ) -> BatchSummary:
     """Segment every image of ``inputs`` into ``out_dir``; see the module docstring.
@@ -182,6 +183,9 @@ def segment_batch(
         progress: called with a :class:`BatchProgress` as work goes on; raising
             :class:`~napari_sam_keras.OperationCancelled` stops the run (finished outputs
             stay, summary.csv is written).
+        quantize: ``"int8"``: every process loads the model with its image encoder
+            quantized (:func:`~napari_sam_keras.load_model`'s ``quantize``); kept with the
+            outputs' settings.
         max_pixels: an input whose file header claims more pixels is a ``failed`` row,
             refused before it is decoded (default: see
             :mod:`~napari_sam_keras.files.resource_limits`).
@@ -210,6 +214,7 @@ def segment_batch(
         **generator_options,
     )
     distributed = workers is not None or scheduler is not None
+    quantize = _check_quantize(quantize, model, mode)
     if mode == "concept":
         from ..concept_segmenter import concept_settings
 
@@ -238,6 +243,8 @@ def segment_batch(
         settings["tiles"] = tiles
     if decoder is not None:
         settings["decoder"] = _source_name(os.fspath(decoder))
+    if quantize is not None:  # only when given, like planes
+        settings["quantize"] = quantize
 
     out_dir = Path(out_dir)
     tasks, problems = _plan_tasks(inputs, out_dir, output_format, settings, limit, prompts)
@@ -291,6 +298,21 @@ def _check_mode(mode: str | None, prompts: Any, all_planes: bool, decoder: Any) 
     if decoder is not None and mode != "ais":
         raise SAMError("an instance decoder file (--decoder) is for --mode ais")
     return mode
+
+
+def _check_quantize(quantize: Any, model: Any, mode: str) -> str | None:
+    """``quantize`` checked: it applies to a SAM model that the batch loads itself."""
+    from ...model.quantization import check_quantize
+
+    quantize = check_quantize(quantize)
+    if quantize is not None and mode == "concept":
+        raise SAMError("quantize applies to SAM's image encoder, not to mode='concept'")
+    if quantize is not None and not (model is None or isinstance(model, (str, os.PathLike))):
+        raise SAMError(
+            "quantize applies to a model source that the batch loads; for a loaded network "
+            "use load_model(..., quantize=...)"
+        )
+    return quantize
 
 
 def _model_and_source(model: Any, distributed: bool, mode: str = "amg") -> tuple[Any, str]:
