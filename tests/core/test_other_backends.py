@@ -23,6 +23,7 @@ FILES = [
     "tests/core/test_instance_decoder.py",
     "tests/core/test_finetune_modes.py",
     "tests/core/test_concept_segmenter.py",
+    "tests/core/test_quantize.py",
 ]
 #: Marked for tensorflow only: torch runs eagerly (nothing compiles), and keras-hub's SAM 3
 #: parity is checked on tensorflow.

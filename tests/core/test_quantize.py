@@ -3,20 +3,16 @@
 
 from __future__ import annotations
 
-from pathlib import Path
-
 import numpy as np
 import pytest
 import tifffile
-from helpers import run_cli, run_pytest_on_backend
+from helpers import run_cli
 
 from napari_sam_keras import ModelLoadError, SAMError, SAMPredictor, load_model, save_model
 from napari_sam_keras.model import quantization
 from napari_sam_keras.model.encoder_agreement import point_grid
 from napari_sam_keras.model.quantization import MIN_AGREEMENT, encoder_kernel_dtypes
 from napari_sam_keras.sample_data import sample_image
-
-HERE = Path(__file__).parent
 
 
 @pytest.fixture(scope="module")
@@ -29,6 +25,7 @@ def demo_int8():
     return load_model("demo_nuclei", quantize="int8")
 
 
+@pytest.mark.other_backends(backends=("tensorflow",))
 def test_demo_model_int8_kernels_and_agreement(demo_float, demo_int8):
     kernels = encoder_kernel_dtypes(demo_int8)
     # ViT blocks: qkv + projection + 2 MLP layers each, all int8; the float network's float32
@@ -78,6 +75,7 @@ def test_quantize_with_a_dtype_policy_is_refused_and_none_is_float32():
     assert load_model("demo_nuclei", quantize="none").quantization is None
 
 
+@pytest.mark.other_backends(backends=("tensorflow",))
 def test_an_int8_network_is_not_saved_exported_or_fine_tuned(demo_int8, tmp_path):
     from napari_sam_keras import export_micro_sam, finetune
     from napari_sam_keras.model.loading import save_preset
@@ -134,23 +132,12 @@ def test_segment_batch_quantize_is_checked_first(tmp_path):
     assert not (tmp_path / "out").exists()
 
 
+@pytest.mark.other_backends(backends=("torch",))
 def test_int8_is_refused_on_torch_on_a_cpu():
     import keras
     import torch
 
     if keras.backend.backend() != "torch" or torch.cuda.is_available():
-        pytest.skip("for the torch backend on a CPU (run by test_int8_on_other_backends)")
+        pytest.skip("for the torch backend on a CPU (tests/core/test_other_backends.py)")
     with pytest.raises(ModelLoadError, match="not offered on the torch backend"):
         load_model("missing.pth", quantize="int8")  # before the model is looked for
-
-
-@pytest.mark.parametrize(
-    ("backend", "tests", "passed"),
-    [
-        ("tensorflow", "int8_kernels_and_agreement or not_saved", "2 passed"),
-        ("torch", "refused_on_torch", "1 passed"),
-    ],
-)
-def test_int8_on_other_backends(backend, tests, passed, tmp_path):
-    stdout = run_pytest_on_backend(backend, ["test_quantize.py", "-k", tests], HERE, tmp_path / "c")
-    assert passed in stdout
