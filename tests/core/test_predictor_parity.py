@@ -17,7 +17,7 @@ from napari_sam_keras.runtime.compiled_call import CompiledCall
 install_torchvision_shim()
 from segment_anything import SamPredictor  # noqa: E402
 
-# every test here runs again on the other backends (tests/core/test_other_backends.py)
+# every test here runs again on the other backends (tests/other_backends.py)
 pytestmark = pytest.mark.other_backends
 
 LOW_RES_TOL = 1e-3

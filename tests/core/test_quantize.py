@@ -138,6 +138,6 @@ def test_int8_is_refused_on_torch_on_a_cpu():
     import torch
 
     if keras.backend.backend() != "torch" or torch.cuda.is_available():
-        pytest.skip("for the torch backend on a CPU (tests/core/test_other_backends.py)")
+        pytest.skip("for the torch backend on a CPU (tests/other_backends.py)")
     with pytest.raises(ModelLoadError, match="not offered on the torch backend"):
         load_model("missing.pth", quantize="int8")  # before the model is looked for

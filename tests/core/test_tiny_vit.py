@@ -2,7 +2,7 @@
 
 One MobileSAM (1024 px: its encoder cannot be shrunk) is saved as ``mobile_sam.pt``
 and loaded through :func:`load_model`.  The ``parity`` tests also run on the other
-installed Keras backends, each in its own process (``tests/core/test_other_backends.py``).
+installed Keras backends, each in its own process (``tests/other_backends.py``).
 """
 
 from __future__ import annotations

@@ -1,10 +1,12 @@
-"""The tests marked ``other_backends`` again on the tensorflow and torch backends.
+"""Running the tests marked ``other_backends`` again on another Keras backend.
 
 Keras fixes its backend at import, so each backend runs in one pytest process of its own
-(one per backend, not one per test file: each start imports the whole ML stack).  The main
-process runs everything on the default backend (jax).  Mark a test with
-``@pytest.mark.other_backends`` to add it here, or ``other_backends(backends=("tensorflow",))``
-to limit it (tests/conftest.py deselects it on the others).
+(one per backend, not one per test file: each start imports the whole ML stack), from
+``tests/core/test_on_tensorflow.py`` and ``tests/core/test_on_torch.py`` (two files, so
+that the two pytest-xdist workers take one each).  The main process runs everything on the
+default backend (jax).  Mark a test with ``@pytest.mark.other_backends`` to add it here, or
+``other_backends(backends=("tensorflow",))`` to limit it (tests/conftest.py deselects it on
+the others), and list its file in :data:`FILES`.
 """
 
 from __future__ import annotations
@@ -12,10 +14,9 @@ from __future__ import annotations
 import re
 from pathlib import Path
 
-import pytest
 from helpers import run_pytest_on_backend
 
-ROOT = Path(__file__).resolve().parents[2]
+ROOT = Path(__file__).resolve().parents[1]
 FILES = [
     "tests/core/test_predictor_parity.py",
     "tests/core/test_prompt_compilation.py",
@@ -30,8 +31,8 @@ FILES = [
 TENSORFLOW_ONLY = {"test_prompt_compilation.py", "test_concept_segmenter.py"}
 
 
-@pytest.mark.parametrize("backend", ["tensorflow", "torch"])
-def test_marked_tests_pass_on_backend(backend, tmp_path):
+def check_marked_tests_on(backend: str, tmp_path: Path) -> None:
+    """Run the marked tests of :data:`FILES` on ``backend``; every one must pass."""
     stdout = run_pytest_on_backend(
         backend, ["-v", "-m", "other_backends", *FILES], ROOT, tmp_path / "cache", timeout=2400
     )
