@@ -22,8 +22,6 @@ import tempfile
 import time
 from pathlib import Path
 
-import numpy as np
-
 os.environ.setdefault("KERAS_BACKEND", "jax")
 os.environ.setdefault("NAPARI_SAM_KERAS_BACKEND", os.environ["KERAS_BACKEND"])
 REPO = Path(__file__).resolve().parents[1]
@@ -35,7 +33,7 @@ sys.path.insert(0, str(REPO / "benchmarks"))
 def run(repeats: int, vit_b: bool) -> dict:
     import keras
     import torch
-    from benchmark import test_image
+    from benchmark import interleaved_medians, test_image
     from mobile_sam_oracle import import_mobile_sam, save_mobile_sam_checkpoint
 
     from napari_sam_keras import SAMPredictor, load_model
@@ -52,19 +50,15 @@ def run(repeats: int, vit_b: bool) -> dict:
     if vit_b:
         sides["ours_vit_b"] = SAMPredictor(build_sam("vit_b", seed=0)).set_image
     image = test_image(768, 1024)
-    times: dict[str, list[float]] = {name: [] for name in sides}
     first = {}
     with torch.inference_mode():
         for name, fn in sides.items():
             t = time.perf_counter()
             fn(image)
             first[name] = time.perf_counter() - t
-        for _ in range(repeats):
-            for name, fn in sides.items():
-                t = time.perf_counter()
-                fn(image)
-                times[name].append(time.perf_counter() - t)
-    med = {name: float(np.median(v)) for name, v in times.items()}
+        med = interleaved_medians(
+            {name: (lambda fn=fn: fn(image)) for name, fn in sides.items()}, repeats
+        )
     out = {
         "backend": keras.backend.backend(),
         "repeats": repeats,

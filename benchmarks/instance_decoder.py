@@ -60,6 +60,7 @@ def run(repeats: int, conv_transpose: bool) -> dict:
     import keras
     import torch
     import torch_em_oracle
+    from benchmark import interleaved_medians
 
     from napari_sam_keras.model.decoder_conversion import decoder_from_state_dict
 
@@ -86,19 +87,12 @@ def run(repeats: int, conv_transpose: bool) -> dict:
     first = time.perf_counter() - t
     with torch.inference_mode():
         theirs = their_maps()
-        to, tt = [], []
-        for _ in range(repeats):
-            t = time.perf_counter()
-            our_maps()
-            to.append(time.perf_counter() - t)
-            t = time.perf_counter()
-            their_maps()
-            tt.append(time.perf_counter() - t)
+        med = interleaved_medians({"ours": our_maps, "torch_em": their_maps}, repeats)
     return {
         "backend": keras.backend.backend(),
         "upsampling": "transposed conv" if conv_transpose else "bilinear",
-        "ours": float(np.median(to)),
-        "torch_em": float(np.median(tt)),
+        "ours": med["ours"],
+        "torch_em": med["torch_em"],
         "ours_first": first,
         "max_abs_difference": float(np.abs(mine - theirs).max()),
         "repeats": repeats,
@@ -110,6 +104,7 @@ def stages(repeats: int) -> list[tuple[str, float, float]]:
     import keras
     import torch
     import torch_em_oracle
+    from benchmark import interleaved_medians
     from keras import ops
     from tiny_vit_stages import compiled
 
@@ -198,15 +193,8 @@ def stages(repeats: int) -> list[tuple[str, float, float]]:
     with torch.inference_mode():
         for name, fo, ft in pairs:
             fo(), ft()
-            to, tt = [], []
-            for _ in range(repeats):
-                t0 = time.perf_counter()
-                fo()
-                to.append(time.perf_counter() - t0)
-                t0 = time.perf_counter()
-                ft()
-                tt.append(time.perf_counter() - t0)
-            rows.append((name, float(np.median(to)), float(np.median(tt))))
+            med = interleaved_medians({"ours": fo, "torch_em": ft}, repeats)
+            rows.append((name, med["ours"], med["torch_em"]))
             print(name, rows[-1][1:], flush=True)
     print(
         f"\n| stage | ours {keras.backend.backend()} (s) | torch-em (s) | ratio |\n|---|---|---|---|"
