@@ -14,7 +14,10 @@ from mobile_sam_oracle import import_mobile_sam, save_mobile_sam_checkpoint
 
 from napari_sam_keras import ModelLoadError, SAMAutomaticMaskGenerator, SAMPredictor, load_model
 from napari_sam_keras.errors import SAMError
-from napari_sam_keras.keras_layers.tiny_vit import relative_position_index
+from napari_sam_keras.keras_layers.tiny_vit import (
+    depthwise_conv_taps,
+    relative_position_index,
+)
 from napari_sam_keras.model import loading as ml
 from napari_sam_keras.model.checkpoint_conversion import assign_state_dict, config_from_state_dict
 from napari_sam_keras.model.config import VIT_T, SAMConfig
@@ -155,6 +158,22 @@ def test_bias_index_matches_mobile_sam():
         np.testing.assert_array_equal(
             relative_position_index(window), attn.attention_bias_idxs.numpy()
         )
+
+
+@pytest.mark.parametrize("strides", [1, 2])
+def test_depthwise_taps_equal_keras_depthwise_conv(strides):
+    """The shifted-slice depthwise convolution the XLA backends run is Keras' own."""
+    import keras
+
+    rng = np.random.default_rng(strides)
+    x = rng.standard_normal((2, 11, 12, 5)).astype(np.float32)
+    conv = keras.layers.DepthwiseConv2D(3, strides, use_bias=False)
+    conv.build(x.shape)
+    conv.kernel.assign(rng.standard_normal((3, 3, 5, 1)).astype(np.float32))
+    want = keras.ops.convert_to_numpy(conv(x))
+    got = keras.ops.convert_to_numpy(depthwise_conv_taps(x, conv.kernel, strides))
+    assert got.shape == want.shape
+    np.testing.assert_allclose(got, want, rtol=1e-5, atol=1e-5)
 
 
 def test_build_sam_vit_t(network):
