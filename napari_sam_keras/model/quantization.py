@@ -15,6 +15,9 @@ Whether it pays off, and how far the masks move, is measured by
 
 from __future__ import annotations
 
+import contextlib
+import gc
+from collections.abc import Iterator
 from typing import Any
 
 import numpy as np
@@ -109,7 +112,8 @@ def quantize_encoder(network: Any, mode: str | None = "int8", check: bool = True
         image = check_image(network.config.image_size)
         reference = network.image_encoder().embed(image)
     try:
-        backbone.quantize(mode, filters=_is_dense)
+        with _one_garbage_collection():
+            backbone.quantize(mode, filters=_is_dense)
     except (NotImplementedError, ValueError, TypeError) as err:
         raise ModelLoadError(
             f"Keras could not quantize the image encoder to {mode} on the "
@@ -199,3 +203,17 @@ def require_float_encoder(network: Any, action: str) -> None:
             f"Cannot {action} {network.name}: its image encoder is quantized to {mode}. Load "
             "the model without quantize (float32) for that."
         )
+
+
+@contextlib.contextmanager
+def _one_garbage_collection() -> Iterator[None]:
+    """Keras runs ``gc.collect()`` for every float kernel a quantized layer drops; in a
+    process with a large heap (a napari session) that is seconds per layer, minutes for an
+    encoder.  Collect once, at the end, instead."""
+    collect = gc.collect
+    gc.collect = lambda *args, **kwargs: 0
+    try:
+        yield
+    finally:
+        gc.collect = collect
+        gc.collect()

@@ -141,3 +141,19 @@ def test_int8_is_refused_on_torch_on_a_cpu():
         pytest.skip("for the torch backend on a CPU (tests/other_backends.py)")
     with pytest.raises(ModelLoadError, match="not offered on the torch backend"):
         load_model("missing.pth", quantize="int8")  # before the model is looked for
+
+
+def test_quantizing_collects_garbage_once(monkeypatch):
+    """Keras collects garbage for every kernel it drops: seconds each in a napari session's
+    heap. The encoder is quantized with one collection at the end."""
+    import gc
+
+    from helpers import TINY
+
+    from napari_sam_keras import build_sam
+    from napari_sam_keras.model.quantization import quantize_encoder
+
+    calls = []
+    monkeypatch.setattr(gc, "collect", lambda *a, **k: calls.append(1) or 0)
+    network = quantize_encoder(build_sam(TINY, seed=0), "int8", check=False)
+    assert len(encoder_kernel_dtypes(network)) > 1 and calls == [1]
