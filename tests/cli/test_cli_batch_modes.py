@@ -33,10 +33,13 @@ def ais_model(tmp_path_factory):
         InstanceDecoder,
         build_instance_decoder,
     )
+    from napari_sam_keras.runtime.backend import import_keras
 
     net = load_model("demo_nuclei")
     c = net.config.prompt_embed_dim
     config = DecoderConfig(embed_dim=c, features=(2 * c, c, c // 2, c // 4))
+    # seeded: a random decoder's objects depend on its weights (seed 1: 9 per test image)
+    import_keras().utils.set_random_seed(1)
     net.instance_decoder = InstanceDecoder(build_instance_decoder(config), config, key="test")
     return save_model(net, tmp_path_factory.mktemp("models") / "demo_ais")
 

@@ -381,6 +381,7 @@ def test_automatic_every_slice_and_cancel(make_widget, monkeypatch, qtbot):
     class FakeGenerator:
         def __init__(self, network, **options):
             self.options = options
+            self.dropped = {}  # what the real generator counts per threshold
 
         def generate(self, image, progress=None, contrast_limits=None, embedding=None):
             progress(0, 2)
