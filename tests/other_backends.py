@@ -2,8 +2,9 @@
 
 Keras fixes its backend at import, so each backend runs in one pytest process of its own
 (one per backend, not one per test file: each start imports the whole ML stack), from
-``tests/core/test_on_tensorflow.py`` and ``tests/core/test_on_torch.py`` (two files, so
-that the two pytest-xdist workers take one each).  The main process runs everything on the
+``tests/backends/test_on_tensorflow.py`` and ``tests/backends/test_on_torch.py`` (two files,
+so that the two pytest-xdist workers take one each, first: ``backends`` is collected before
+the other folders, and these are the longest files).  The main process runs everything on the
 default backend (jax).  Mark a test with ``@pytest.mark.other_backends`` to add it here, or
 ``other_backends(backends=("tensorflow",))`` to limit it (tests/conftest.py deselects it on
 the others), and list its file in :data:`FILES`.
