@@ -146,19 +146,22 @@ def test_a_visible_window_with_a_progress_bar_does_not_starve_the_worker(make_na
     """The viewer shown (activity indicator and progress bar repainting) vs hidden: >= 0.5.
 
     Under Mesa's softpipe rasterizer a worker kept 1.3% of its speed; the GUI thread must
-    leave the worker most of the GIL. Both rates come from this run, alternated, best of two.
+    leave the worker most of the GIL. Both rates come from this run, measured back to back in
+    pairs; the best pair's ratio counts (the suite's other worker process, or any other load,
+    changes between pairs far more than within one).
     """
     viewer = make_napari_viewer(show=True)
     viewer.add_image(np.random.default_rng(0).integers(0, 255, (512, 512), np.uint8))
     _dock, widget = viewer.window.add_plugin_dock_widget(PLUGIN, INTERACTIVE)
     window = viewer.window._qt_window
     shown, hidden = [], []
-    for _ in range(2):
+    for _ in range(3):
         window.show()
         shown.append(_worker_rate(widget, 1.5))
         window.hide()
         hidden.append(_worker_rate(widget, 1.5))
-    assert max(shown) >= 0.5 * max(hidden), (shown, hidden)
+    ratios = [a / b for a, b in zip(shown, hidden, strict=True)]
+    assert max(ratios) >= 0.5, (shown, hidden)
 
 
 def test_a_box_drawn_over_an_earlier_click_says_they_make_one_object(dock):
