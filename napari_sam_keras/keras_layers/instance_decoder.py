@@ -25,6 +25,8 @@ from __future__ import annotations
 import keras
 from keras import ops
 
+from .conv_filter_grad import FilterGradConv2D
+
 #: torch's InstanceNorm2d and BatchNorm2d epsilon.
 TORCH_NORM_EPSILON = 1e-5
 
@@ -108,7 +110,7 @@ class Upsampler(keras.layers.Layer):
             )
         else:
             self.resize = BilinearUpsample2x(name="resize")
-            self.conv = keras.layers.Conv2D(filters, 1, name="conv")
+            self.conv = FilterGradConv2D(filters, 1, name="conv")
 
     def build(self, input_shape):
         self.conv.build(input_shape)
@@ -142,9 +144,9 @@ class ConvBlock(keras.layers.Layer):
         super().__init__(**kwargs)
         self.filters = filters
         self.norm1 = InstanceNormalization(name="norm1")
-        self.conv1 = keras.layers.Conv2D(filters, 3, padding="same", name="conv1")
+        self.conv1 = FilterGradConv2D(filters, 3, padding="same", name="conv1")
         self.norm2 = InstanceNormalization(name="norm2")
-        self.conv2 = keras.layers.Conv2D(filters, 3, padding="same", name="conv2")
+        self.conv2 = FilterGradConv2D(filters, 3, padding="same", name="conv2")
 
     def build(self, input_shape):
         self.conv1.build(input_shape)
@@ -169,7 +171,7 @@ class DeconvBlock(keras.layers.Layer):
         self.filters = filters
         self.conv_transpose = conv_transpose
         self.upsampler = Upsampler(filters, conv_transpose, name="upsampler")
-        self.conv = keras.layers.Conv2D(filters, 3, padding="same", name="conv")
+        self.conv = FilterGradConv2D(filters, 3, padding="same", name="conv")
         self.norm = keras.layers.BatchNormalization(epsilon=TORCH_NORM_EPSILON, name="norm")
 
     def build(self, input_shape):
@@ -244,7 +246,7 @@ class UNETRInstanceDecoder(keras.Model):
         self.blocks = [ConvBlock(f[i + 1], name=f"block{i}") for i in range(3)]
         self.deconv_out = Upsampler(f[3], self.conv_transpose, name="deconv_out")
         self.decoder_head = ConvBlock(f[3], name="decoder_head")
-        self.out_conv = keras.layers.Conv2D(self.out_channels, 1, name="out_conv")
+        self.out_conv = FilterGradConv2D(self.out_channels, 1, name="out_conv")
 
     def build(self, input_shape):
         f = self.features
