@@ -136,6 +136,7 @@ def cmd_finetune(args) -> int:
             mode=args.mode,
             validation=args.validation,
             instance_decoder=args.instance_decoder,
+            augment=args.augment,
             seed=args.seed,
             checkpoint_dir=checkpoints,
             progress=watcher,

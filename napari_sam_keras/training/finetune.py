@@ -54,6 +54,8 @@ MODES = ("decoder", "lora", "full")
 MASK_INPUT_PROBABILITY = 0.5
 #: How much faster a newly created instance decoder learns than the pretrained parts.
 NEW_DECODER_LR_FACTOR = 10.0
+#: The instance decoder trains on windows of this many embedding cells a side.
+DECODER_WINDOW = 32
 
 
 @dataclass
@@ -138,6 +140,7 @@ def finetune(
     objects_per_image: int = 8,
     prompt_iterations: int = 3,
     instance_decoder: bool = True,
+    augment: bool = True,
     learning_rate: float = 1e-4,
     seed: int = 0,
     checkpoint_dir: str | os.PathLike | None = None,
@@ -158,8 +161,9 @@ def finetune(
             decoder and instance decoder train), ``"lora"`` (rank
             ``lora_rank`` adapters on the encoder's attention projections
             train as well) or ``"full"`` (everything trains).
-        epochs: passes over the training images (each in 4 variants:
-            as it is, turned 90 degrees, mirrored, mirrored upside down).
+        epochs: passes over the training images (each in 4 variants with
+            ``augment``: as it is, turned 90 degrees, mirrored, mirrored
+            upside down).
         validation: fraction of the images held out to measure IoU and mSA
             after every epoch (whole images; slices of one image when only one
             is given; none when fewer than two planes have objects).
@@ -167,6 +171,10 @@ def finetune(
         prompt_iterations: correction rounds after the first prompt.
         instance_decoder: also train the instance decoder (created when the
             model has none).
+        augment: train on the 4 variants of every image (4 times the steps
+            and, in ``"decoder"`` mode, 4 times the image embeddings); off, on
+            the images as they are: with a large encoder on a CPU, where an
+            embedding costs seconds, the quicker choice.
         learning_rate: AdamW's learning rate (a newly created instance decoder
             uses 10 times it).
         seed: fixes the split, the sampling and the prompts.
@@ -201,6 +209,7 @@ def finetune(
         objects_per_image=int(objects_per_image),
         prompt_iterations=int(prompt_iterations),
         instance_decoder=bool(instance_decoder),
+        augment=bool(augment),
         learning_rate=float(learning_rate),
         seed=int(seed),
         lora_rank=int(lora_rank),
@@ -240,7 +249,7 @@ class _Run:
             model_frame_plane(p, cfg.image_size, variant)
             for p in train_raw
             if p.labels.any()
-            for variant in VARIANTS
+            for variant in (VARIANTS if settings["augment"] else VARIANTS[:1])
         ]
         self.train_planes = [p for p in self.train_planes if len(p.object_ids)]
         if not self.train_planes:
@@ -402,7 +411,7 @@ class _Run:
                 step = epoch * steps_per_epoch + i
                 losses.append(self.prompt_step(plane, step, rng))
                 if self.decoder_model is not None:
-                    decoder_losses.append(self.decoder_step(plane))
+                    decoder_losses.append(self.decoder_step(plane, rng))
                 if self.progress is not None:
                     self.progress(step + 1, total)
             record = {
@@ -419,7 +428,9 @@ class _Run:
             "settings": self.settings,
             "training_planes": len({(p.source, p.variant[0] * 0) for p in self.train_planes}),
             "validation_planes": len(self.val_planes),
-            "objects": int(sum(len(p.object_ids) for p in self.train_planes) // len(VARIANTS)),
+            "objects": int(
+                sum(len(p.object_ids) for p in self.train_planes if p.variant == VARIANTS[0])
+            ),
             "before": self.before,
             "after": {k: v for k, v in self.history[-1].items() if k.startswith("val_")},
         }
@@ -501,14 +512,26 @@ class _Run:
             x["image"] = pad_to_model_input(plane.resized, cfg.image_size, cfg.pixel_mean)
         return x, {"target": target, "multimask": multimask, "weight": weight}
 
-    def decoder_step(self, plane: TrainingPlane) -> float:
+    def decoder_step(self, plane: TrainingPlane, rng: np.random.Generator) -> float:
+        """Train the instance decoder on a random window of the plane (the loss).
+
+        The decoder is fully convolutional, so it learns from a window of the
+        embedding and the same window of the targets; a window of
+        ``DECODER_WINDOW`` embedding cells (a quarter of ViT-B's 64 x 64) costs a
+        quarter of the whole image's step.
+        """
         from .distance_targets import distance_targets
 
         emb = self.train_embedding(plane)
         if plane.distance_target is None:
             plane.distance_target = distance_targets(plane.labels, min_size=16)
+        features = np.asarray(emb.features, np.float32)
+        rows, cols = _decoder_window(features.shape[1:3], plane.input_size, self.config, rng)
+        scale = self.config.image_size // features.shape[1]
+        target = plane.distance_target[rows.start * scale : rows.stop * scale]
+        target = target[:, cols.start * scale : cols.stop * scale]
         logs = self.decoder_model.train_on_batch(
-            np.asarray(emb.features, np.float32), plane.distance_target[None], return_dict=True
+            features[:, rows, cols], target[None], return_dict=True
         )
         return float(logs["loss"])
 
@@ -539,6 +562,21 @@ class _Run:
             ]
             out["val_msa"] = float(np.mean(scores))
         return out
+
+
+def _decoder_window(
+    grid: tuple[int, int], input_size: tuple[int, int], config, rng: np.random.Generator
+) -> tuple[slice, slice]:
+    """A random ``DECODER_WINDOW``-cell window of the embedding ``grid`` inside the
+    image's part of the model frame (the whole grid when it is that small)."""
+    cell = config.image_size // grid[0]
+    window = []
+    for n, size in zip(grid, input_size, strict=True):
+        used = min(n, -(-int(size) // cell))  # cells that hold image pixels
+        length = min(DECODER_WINDOW, n)
+        start = int(rng.integers(0, max(used - length, 0) + 1))
+        window.append(slice(start, start + length))
+    return window[0], window[1]
 
 
 def _new_instance_decoder(embed_dim: int):

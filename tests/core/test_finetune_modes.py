@@ -277,6 +277,22 @@ def test_a_killed_run_resumes_from_its_last_checkpoint(tmp_path):
         )
 
 
+def test_without_augmentation_an_epoch_is_one_step_per_image():
+    images, labels = blob_data()
+    steps = []
+    result = finetune(
+        build_sam(TINY, seed=0),
+        images,
+        labels,
+        instance_decoder=False,
+        augment=False,
+        progress=lambda done, total: steps.append((done, total)),
+        **SMALL,
+    )
+    assert steps == [(1, 3), (2, 3), (3, 3)]  # 3 epochs of the one image, no variants
+    assert result.training["settings"]["augment"] is False
+
+
 def test_cancel_leaves_only_complete_files(tmp_path):
     images, labels = blob_data()
     folder = tmp_path / "checkpoints"
