@@ -9,7 +9,7 @@ from magicgui.widgets import CheckBox, ComboBox, FloatSpinBox, SpinBox
 from ..processing.instance_watershed import WatershedSettings
 from ..segmentation.generator_settings import DEFAULTS, GeneratorSettings
 from ..segmentation.volume_linking import LINK_IOU_THRESHOLD
-from .segmentation_jobs import DECODER, GENERATOR
+from .jobs.automatic_job import DECODER, GENERATOR
 
 MODE_TIP = (
     "automatic mask generator: SAM prompted with a grid of points (any model, slow on a CPU). "

@@ -44,11 +44,10 @@ from .image_slices import (
 )
 from .labels_writing import OVERWRITE_TIP, write_label_images
 from .layer_pickers import layer_combo
-from .loaded_models import on_model_loaded
 from .notifications import USER_ERRORS, report_warning
 from .safe_import import ml_stack_ready
 from .sections import Section, lay_out
-from .segmentation_jobs import DECODER, GENERATOR, AutomaticJob
+from .jobs.automatic_job import DECODER, GENERATOR, AutomaticJob
 from .target_labels import LabelsTarget
 from .task_runner import Relay
 from .tiling_controls import tiling_controls
@@ -140,7 +139,7 @@ class AutomaticSegmentationWidget(SAMWidget):
         self._generator_model: str | None = None  # whose generator defaults are shown
         self._generator_shown = DEFAULTS
         self._loaded_relay = Relay(self._update_mode)  # model loads reported from any thread
-        on_model_loaded(self._on_model_loaded)
+        self.session.models.on_loaded(self._on_model_loaded)
         self.run_button.changed.connect(self._on_run_clicked)
         self._image_w.changed.connect(self._on_image_changed)
         self._mode_w.changed.connect(self._show_mode)
@@ -348,7 +347,7 @@ class AutomaticSegmentationWidget(SAMWidget):
 
     def _job_and_description(self):
         job = self._prepare()
-        return job, partial(job, self.model_store, self.embedding_cache), self._description(job)
+        return job, partial(job, self.model_store, self.session), self._description(job)
 
     def _on_run_clicked(self, _value=None) -> None:
         if self.busy:

@@ -23,7 +23,8 @@ from ..errors import PromptError
 from .image_slices import make_slice
 from .layer_pickers import layer_combo
 from .prompts_from_layers import LABEL_FEATURE, boxes_on_slice, label_value
-from .segmentation_jobs import AutomaticJob, _step
+from .jobs.automatic_job import AutomaticJob
+from .jobs.steps import step as _step
 
 CONCEPT = "find all like the examples"
 CONCEPT_TIP = (

@@ -20,7 +20,7 @@ from typing import TYPE_CHECKING
 
 from .finetune_controls import LAYERS, SERIES, default_output, finetune_controls, results_html
 from .finetune_data import TrainingData, annotated_layers, layer_training_data
-from .finetune_job import FineTuneJob, FineTuneOutcome
+from .jobs.finetune_job import FineTuneJob, FineTuneOutcome
 from .layer_pickers import is_sam_preview
 from .model_picker import offer_model
 from .notifications import USER_ERRORS
@@ -40,7 +40,7 @@ class FineTuneWidget(SAMWidget):
     Value widgets: ``source``, ``series_folder``, ``model``, ``mode``, ``epochs``,
     ``validation``, ``output``.  Buttons: ``run_button``, ``cancel_button``.
     Parts: ``plot`` (:class:`~.training_plot.TrainingPlot`), ``results`` (the table),
-    ``outcome`` (the last finished run's :class:`~.finetune_job.FineTuneOutcome`).
+    ``outcome`` (the last finished run's :class:`~.jobs.finetune_job.FineTuneOutcome`).
     """
 
     def __init__(self, napari_viewer: napari.viewer.Viewer | None = None) -> None:
@@ -217,7 +217,7 @@ class FineTuneWidget(SAMWidget):
         self.outcome = outcome
         source = str(outcome.path)
         self.model_store.add(source, outcome.network)  # loaded: every widget can use it now
-        offer_model(source)
+        offer_model(source, self.session)
         self.plot.show_history(outcome.history)
         self.results.value = results_html(outcome.rows)
         self.controls.output.value = ""  # the next run gets a new folder

@@ -2,7 +2,8 @@
 
 Empty means off (embeddings are kept in memory only).  A folder typed in (and
 confirmed) or chosen with **Folder…** is used by both widgets at once, and
-stored in the widgets' settings (:mod:`.settings`) for the next napari session.
+stored in the widgets' settings (:mod:`.session.settings`) for the next napari session.
+The folder is the session's (:class:`~.session.layer_stores.LayerStores`).
 """
 
 from __future__ import annotations
@@ -11,7 +12,6 @@ from pathlib import Path
 
 from magicgui.widgets import Container, LineEdit, PushButton
 
-from .layer_stores import current_folder, on_folder_changed, set_folder
 
 TOOLTIP = (
     "A folder for the image embeddings (one store per image layer): embeddings computed once "
@@ -22,9 +22,10 @@ TOOLTIP = (
 class EmbeddingsFolderPicker(Container):
     """``embeddings_folder`` (a text field, empty = off) and a **Folder…** button."""
 
-    def __init__(self) -> None:
+    def __init__(self, stores) -> None:
+        self.stores = stores
         self.field = LineEdit(
-            name="embeddings_folder", value=current_folder() or "", tooltip=TOOLTIP
+            name="embeddings_folder", value=stores.current_folder() or "", tooltip=TOOLTIP
         )
         self.button = PushButton(
             name="folder_button", text="Folder\u2026", tooltip="Choose the embeddings folder."
@@ -40,12 +41,12 @@ class EmbeddingsFolderPicker(Container):
         self.field.native.editingFinished.connect(self._typed)
         self.field.changed.connect(self._set_from_script)
         self.button.changed.connect(self.choose_folder)
-        on_folder_changed(self._on_folder_changed)
+        stores.on_folder_changed(self._on_folder_changed)
 
     def _set_from_script(self, value: str) -> None:
         # Typing waits for Enter or leaving the field (no store for a half-typed path); a
         # value set from a script (``widget.embeddings_folder.value = ...``) is used at once.
-        if not self.field.native.hasFocus() and (value or None) != current_folder():
+        if not self.field.native.hasFocus() and (value or None) != self.stores.current_folder():
             self.set_folder(value)
 
     def _typed(self) -> None:
@@ -54,7 +55,7 @@ class EmbeddingsFolderPicker(Container):
     def set_folder(self, folder: str | None) -> None:
         """Use ``folder`` (``None``/empty: off) in both widgets, and remember it."""
         folder = str(folder).strip() if folder else ""
-        set_folder(str(Path(folder).expanduser()) if folder else None)
+        self.stores.set_folder(str(Path(folder).expanduser()) if folder else None)
 
     def _on_folder_changed(self, folder: str | None) -> None:
         try:
@@ -67,7 +68,7 @@ class EmbeddingsFolderPicker(Container):
         """Ask for the folder (a dialog)."""
         from qtpy.QtWidgets import QFileDialog
 
-        start = current_folder() or str(Path.home())
+        start = self.stores.current_folder() or str(Path.home())
         name = QFileDialog.getExistingDirectory(self.native, "Folder for the embeddings", start)
         if name:
             self.set_folder(name)

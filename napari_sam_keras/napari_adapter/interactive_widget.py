@@ -107,7 +107,7 @@ class InteractiveSegmentationWidget(SAMWidget):
         )
         self.prefetch = Prefetcher(  # neighbouring slices, after the clicks (see .prefetch)
             self.model_store,
-            self.embedding_cache,
+            self.session,
             click_pending=lambda: not self.runner.idle or self.live_preview.pending,
         )
         self.target = TargetLabels(
@@ -294,7 +294,7 @@ class InteractiveSegmentationWidget(SAMWidget):
     # --- running ----------------------------------------------------------------------
 
     def _job_call(self, request: PromptRequest):
-        job = partial(request.job, self.model_store, self._predictors, self.embedding_cache)
+        job = partial(request.job, self.model_store, self._predictors, self.session)
         if getattr(request.job, "tiling", None) is not None:
             return job  # the prefetch embeds whole slices, which a tiled click does not use
         return self.prefetch.following(job, request.image_slice, request.job.model_source)

@@ -7,7 +7,6 @@ documentation).  A ``*.weights.h5`` picked inside a Keras preset folder means th
 
 from __future__ import annotations
 
-import weakref
 from pathlib import Path
 
 from magicgui.widgets import CheckBox, ComboBox, Container, LineEdit, PushButton
@@ -16,14 +15,9 @@ from qtpy.QtWidgets import QComboBox
 from ..errors import ModelLoadError
 from ..model.config import PRESETS
 from ..model.model_source import resolve_model
-from .loaded_models import (
-    proposed_model,
-    proposed_model_note,
-    source_text,
-    split_quantization,
-    with_quantization,
-)
-from .settings import (
+from .session import current_session
+from .session.loaded_models import source_text, split_quantization, with_quantization
+from .session.settings import (
     encoder_quantization,
     recent_models,
     remember_model,
@@ -33,22 +27,20 @@ from .settings import (
 MODEL_FILTER = "SAM models (*.pth *.pt *.keras *.weights.h5);;All files (*)"
 _PLACEHOLDER = "recent and preset models\u2026"
 
-#: The open pickers, so that a model made in one widget (fine-tuning) is listed in all.
-_PICKERS: list[weakref.ref] = []
 
+def offer_model(source: str, session=None) -> None:
+    """Put ``source`` first among the recent models, in every open picker and the settings.
 
-def offer_model(source: str) -> None:
-    """Put ``source`` first among the recent models, in every open picker and the settings."""
+    The open pickers are the ``session``'s (default: :func:`~.session.current_session`), so
+    that a model made in one widget (fine-tuning) is listed in all.
+    """
+    session = session if session is not None else current_session()
     remember_model(source)
-    for ref in list(_PICKERS):
-        picker = ref()
+    for picker in session.model_pickers():
         try:
-            if picker is not None:
-                picker.refresh()
-                continue
+            picker.refresh()
         except RuntimeError:  # its Qt widget was deleted
-            pass
-        _PICKERS.remove(ref)
+            session.forget_picker(picker)
 
 
 def model_source(value) -> str:
@@ -78,16 +70,16 @@ def model_source(value) -> str:
 class ModelPicker(Container):
     """``model`` (a wide text field) over a row: recent/preset models, File\u2026, Folder\u2026."""
 
-    def __init__(self) -> None:
+    def __init__(self, session) -> None:
         #: Why the proposed model is the demo model (no SAM weights here), else "".
-        self.note = proposed_model_note()
+        self.note = session.models.proposed_model_note()
         tooltip = (
             "A preset name (sam_base_sa1b, sam_large_sa1b, sam_huge_sa1b), an official "
             ".pth checkpoint, a .keras file or a Keras preset folder."
         )
         self.field = LineEdit(
             name="model",
-            value=proposed_model(),
+            value=session.models.proposed_model(),
             tooltip=f"{tooltip}\n\n{self.note}" if self.note else tooltip,
         )
         # a callable: a container's reset_choices() (napari calls it on layer changes) reads
@@ -142,7 +134,7 @@ class ModelPicker(Container):
         self.int8.changed.connect(self._on_int8)
         self._on_chosen: list = []
         self.field.native.editingFinished.connect(self._chosen)
-        _PICKERS.append(weakref.ref(self))
+        session.add_picker(self)
 
     def on_chosen(self, callback) -> None:
         """Call ``callback()`` when a model was chosen (typed and confirmed, or picked)."""

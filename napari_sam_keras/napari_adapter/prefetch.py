@@ -25,7 +25,7 @@ from functools import wraps
 
 from ..errors import OperationCancelled
 from .image_slices import DEFAULT_MAX_SIDE, ImageSlice, make_slice
-from .segmentation_jobs import embed, embedding_key
+from .jobs.slice_embedding import embedding_key, set_slice_embedding
 from .task_runner import Relay, Task
 
 logger = logging.getLogger("napari_sam_keras")
@@ -77,17 +77,17 @@ def neighbours(image_slice: ImageSlice, distance: int = 1) -> list[tuple]:
     return out
 
 
-def embed_slice(predictor, image_slice: ImageSlice, cache) -> bool:
-    """Embed one slice for the prefetch (cache, store or encoder); True if computed."""
-    return embed(predictor, image_slice, cache)
+def embed_slice(predictor, image_slice: ImageSlice, session) -> bool:
+    """Embed one slice for the prefetch (memory, store or encoder); True if not in memory."""
+    return set_slice_embedding(predictor, image_slice, session)
 
 
 class Prefetcher:
     """Embeds the neighbours of the slices the interactive widget embedded (see the module).
 
     Args:
-        models: the widget's :class:`~.loaded_models.ModelStore`.
-        cache: the shared :class:`~napari_sam_keras.EmbeddingCache`.
+        models: the widget's :class:`~.session.loaded_models.ModelStore`.
+        session: the widgets' :class:`~.session.Session` (its embeddings and stores).
         click_pending: ``True`` while a click's job runs or waits (read from the
             prefetch thread).
         enabled: whether to prefetch (e.g. a checkbox's value).
@@ -96,12 +96,13 @@ class Prefetcher:
     def __init__(
         self,
         models,
-        cache,
+        session,
         click_pending: Callable[[], bool],
         enabled: Callable[[], bool] = lambda: True,
     ) -> None:
         self.models = models
-        self.cache = cache
+        self.session = session
+        self.cache = session.embeddings
         self.click_pending = click_pending
         self.enabled = enabled
         self.task: Task | None = None
@@ -224,7 +225,7 @@ class Prefetcher:
             for done, image_slice in enumerate(slices):
                 self._wait_for_clicks(progress)  # a click's job always goes first
                 progress.step(f"slice {_name(image_slice)}")
-                embed_slice(predictor, image_slice, self.cache)
+                embed_slice(predictor, image_slice, self.session)
                 progress(done + 1, n)
             return n
 

@@ -13,7 +13,7 @@ import numpy as np
 from ..errors import ImageError
 from .image_slices import ImageSlice, current_slice
 from .prompts_from_layers import SlicePrompts, objects_on_slice, prompts_on_slice
-from .segmentation_jobs import PromptJob
+from .jobs.prompt_job import PromptJob
 
 
 @dataclass(eq=False)

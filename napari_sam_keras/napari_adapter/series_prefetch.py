@@ -7,7 +7,7 @@ in a thread of its own it reads the next file, works out the contrast limits
 napari gives such data by default and the slice the viewer will show (a 2D
 image; a stack of the same shape as the current one at the current slider
 position), and embeds that slice with a predictor of its own - through the
-embeddings folder's store when one is chosen (:mod:`.layer_stores`, under the
+embeddings folder's store when one is chosen (:mod:`.session.layer_stores`, under the
 name the image's layer will have), else in memory only.  When the series then
 shows that image, it opens the very array read in the background (if the file
 has not changed: path, size and modification time), and :meth:`adopt` puts
@@ -36,9 +36,8 @@ from ..errors import OperationCancelled, SAMError
 from ..files.image_files import read_image
 from ..files.image_series import labels_shape
 from .image_slices import ImageSlice, current_slice
-from .loaded_models import ModelStore, on_model_loaded, proposed_model
 from .prefetch import POLL, forget_background, start_in_background
-from .segmentation_jobs import embed, embedding_key
+from .jobs.slice_embedding import embedding_key, set_slice_embedding
 from .task_runner import Relay, Task
 
 logger = logging.getLogger("napari_sam_keras")
@@ -68,7 +67,7 @@ class UpcomingLayer:
     """The Image layer an image of the series will get, before it exists.
 
     What the embeddings folder needs to find or make the image's store: the
-    layer's name and data (:func:`.layer_stores.store_for`).
+    layer's name and data (:meth:`.session.layer_stores.LayerStores.store_for`).
     """
 
     multiscale = False
@@ -118,14 +117,15 @@ class NextImagePrefetcher:
     Args:
         viewer: the napari viewer (its SAM dock widgets' jobs go first).
         wanted: called on the GUI thread: the file to prepare and the current slice.
-        cache: the shared embedding cache the widgets read.
+        session: the widgets' :class:`~.session.Session` (its embeddings, models, stores).
     """
 
-    def __init__(self, viewer, wanted: Wanted, cache) -> None:
+    def __init__(self, viewer, wanted: Wanted, session) -> None:
         self.viewer = viewer
         self.wanted = wanted
-        self.cache = cache
-        self.models = ModelStore()
+        self.session = session
+        self.cache = session.embeddings
+        self.models = session.model_store()
         self.task: Task | None = None
         self.ready: PreparedImage | None = None
         self._task_file: tuple | None = None
@@ -133,7 +133,7 @@ class NextImagePrefetcher:
         self._widgets: list[weakref.ref] = []
         self._predictors: dict = {}
         self._relay = Relay(self.refresh)  # a model loaded in any thread -> GUI thread
-        on_model_loaded(self._on_model_loaded)
+        session.models.on_loaded(self._on_model_loaded)
 
     # --- what to prepare (GUI thread) ---------------------------------------------------
 
@@ -157,7 +157,7 @@ class NextImagePrefetcher:
                 sources.append(widget.model_picker.source())
             except SAMError:
                 continue
-        sources.append(proposed_model())
+        sources.append(self.session.models.proposed_model())
         return next((s for s in sources if self.models.loaded(s) is not None), None)
 
     def refresh(self) -> None:
@@ -307,7 +307,7 @@ class NextImagePrefetcher:
                 self._predictors = {network.key: predictor}
             self._wait_for_clicks(progress)  # a click's job always goes first
             progress.step(f"embedding {path.name}")
-            embed(predictor, image_slice, None)
+            set_slice_embedding(predictor, image_slice, self.session, memory=False)
             progress(2, 2)
             return PreparedImage(key, data, image_slice, network.key, predictor.embedding_state())
 

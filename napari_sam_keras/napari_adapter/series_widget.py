@@ -5,7 +5,7 @@ Choose a folder; its images open one at a time with their saved labels (or empty
 the next one; **Previous** (PageUp) saves and goes back.  The position and the done images
 are remembered in the folder (``sam-labels/series.json``), so reopening the folder in a
 new napari session continues where the user stopped; the folder itself is remembered
-(``settings.py``).  Labels edited since the last save are saved (atomically) when another
+(``session/settings.py``).  Labels edited since the last save are saved (atomically) when another
 folder is opened, when the labels layer is removed and when the widget or the viewer closes;
 a warning says so when they cannot be.  The interactive and automatic
 widgets work on the current image: the series' Labels layer stays the same layer (its data
@@ -24,9 +24,8 @@ import numpy as np
 from magicgui.widgets import CheckBox, Container, FileEdit, Label, PushButton
 
 from ..files.image_series import ImageSeries, labels_shape
-from . import settings
+from .session import current_session, settings
 from .image_slices import current_slice
-from .loaded_models import shared_embedding_cache
 from .notifications import USER_ERRORS, report_error, report_info, report_warning
 from .sections import NestedControls, Section, lay_out
 from .series_prefetch import NextImagePrefetcher
@@ -51,12 +50,11 @@ class ImageSeriesWidget(NestedControls, Container):
     def __init__(self, napari_viewer: napari.viewer.Viewer | None = None) -> None:
         super().__init__(labels=False)
         self.viewer = resolve_viewer(napari_viewer)
+        self.session = current_session()
         self.series: ImageSeries | None = None
         self.image_layer = None
         self.labels_layer = None
-        self.prefetch = NextImagePrefetcher(
-            self.viewer, self._next_wanted, shared_embedding_cache()
-        )
+        self.prefetch = NextImagePrefetcher(self.viewer, self._next_wanted, self.session)
 
         self._folder_w = FileEdit(name="folder", mode="d", label="folder")
         self._folder_w.tooltip = "The folder of images; labels go to its sam-labels folder."

@@ -6,8 +6,7 @@ from dataclasses import dataclass
 
 from magicgui.widgets import SpinBox
 
-#: (tile shape, halo) in pixels of the slice, or None: the slice is not tiled.
-Tiling = tuple[int, int] | None
+from .jobs.slice_embedding import Tiling
 
 
 @dataclass

@@ -31,7 +31,7 @@ from .prompts_from_layers import (
     prompts_on_slice,
     to_image_data,
 )
-from .volume_jobs import VolumeJob
+from .jobs.volume_job import VolumeJob
 
 #: Axis labels (``viewer.dims.axis_labels``, case-insensitive) that mean time.
 TIME_LABELS = ("t", "time")

@@ -13,12 +13,11 @@ from magicgui.widgets import Container, PushButton
 from qtpy.QtCore import QTimer
 
 from .folder_picker import EmbeddingsFolderPicker
-from .layer_stores import take_notices
-from .loaded_models import ModelStore, shared_embedding_cache
 from .model_picker import ModelPicker
 from .notifications import report_error, report_warning
 from .safe_import import background_import_message, start_background_import
 from .sections import NestedControls, find_widget
+from .session import current_session
 from .status_line import StatusLine
 from .task_runner import TaskRunner
 
@@ -47,7 +46,7 @@ def resolve_viewer(viewer):
 
 
 class SAMWidget(NestedControls, Container):
-    """Base of the dock widgets: ``viewer``, ``model_picker``, ``status``, ``runner``.
+    """Base of the dock widgets: ``viewer``, ``session``, ``model_picker``, ``status``, ``runner``.
 
     Subclasses lay out their controls with :func:`.sections.lay_out` (sections in a scroll
     area, the status line in the footer) and put ``self.model_picker``,
@@ -58,10 +57,12 @@ class SAMWidget(NestedControls, Container):
     def __init__(self, napari_viewer=None) -> None:
         super().__init__(labels=False)
         self.viewer = resolve_viewer(napari_viewer)
-        self.model_store = ModelStore()
-        self.embedding_cache = shared_embedding_cache()
-        self.model_picker = ModelPicker()
-        self.embeddings_picker = EmbeddingsFolderPicker()
+        #: What the widgets share: models, embeddings, the embeddings folder.
+        self.session = current_session()
+        self.model_store = self.session.model_store()
+        self.embedding_cache = self.session.embeddings
+        self.model_picker = ModelPicker(self.session)
+        self.embeddings_picker = EmbeddingsFolderPicker(self.session.stores)
         self.status = StatusLine()
         self.cancel_button = PushButton(
             name="cancel_button",
@@ -143,7 +144,7 @@ class SAMWidget(NestedControls, Container):
         """Say what happened with the embeddings folder (a store for other data, ...)."""
         if not self.alive():
             return
-        notices = take_notices()
+        notices = self.session.stores.take_notices()
         for text in notices:
             report_warning(text)
         if notices and not self.status.error_shown:

@@ -14,9 +14,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from ..errors import SAMError
-from ..processing.training_figures import EpochWatcher, before_after_rows, validation_figures
-from .finetune_data import TrainingData, series_training_data
+from ...errors import SAMError
+from ...processing.training_figures import EpochWatcher, before_after_rows, validation_figures
+from ..finetune_data import TrainingData, series_training_data
 
 
 @dataclass

@@ -3,7 +3,8 @@
 A source string ending in :data:`INT8_SUFFIX` (the model picker's "int8 encoder") names the
 model with its image encoder quantized: ``load_model(source, quantize="int8")``.
 
-Also the image embeddings they compute, shared by both widgets.
+:class:`LoadedModels` is what a :class:`~.session.Session`'s widgets share (each network
+once); :class:`ModelStore` is one widget's view of it.
 """
 
 from __future__ import annotations
@@ -12,42 +13,50 @@ import os
 import threading
 import weakref
 
-from ..errors import ModelLoadError
-from ..model.embedding import EmbeddingCache
-from ..model.model_choice import proposed_default
+from ...errors import ModelLoadError
+from ...model.model_choice import proposed_default
 
-#: Networks loaded by any widget, so that two widgets never hold two copies.
-_LOADED: weakref.WeakValueDictionary = weakref.WeakValueDictionary()
-_last_source: str | None = None
+class LoadedModels:
+    """The networks a session's widgets have loaded, so that two widgets never hold two copies.
 
-#: Called with the source string whenever a network is loaded or added (any thread).
-_LISTENERS: list[weakref.WeakMethod] = []
-
-#: Slice embeddings computed by any widget: the automatic widget reuses what the interactive
-#: one computed for a slice, and the other way round (keys name layer, slice and model).
-_EMBEDDINGS = EmbeddingCache(max_items=32)
-
-
-def shared_embedding_cache() -> EmbeddingCache:
-    """The embedding cache both widgets use."""
-    return _EMBEDDINGS
-
-
-def on_model_loaded(callback) -> None:
-    """Call the bound method ``callback(source)`` after any widget loads a network.
-
-    It may be called from a worker thread; it is held weakly (a closed widget is dropped).
+    Held weakly (a network no widget holds is let go); also the last model loaded (what a
+    new widget's model field proposes) and who wants to hear of a new one.
     """
-    _LISTENERS.append(weakref.WeakMethod(callback))
 
+    def __init__(self) -> None:
+        self.networks: weakref.WeakValueDictionary = weakref.WeakValueDictionary()
+        #: The source string of the last network loaded or added, else ``None``.
+        self.last_source: str | None = None
+        self._listeners: list[weakref.WeakMethod] = []
 
-def _notify_loaded(source: str) -> None:
-    for ref in list(_LISTENERS):
-        callback = ref()
-        if callback is None:
-            _LISTENERS.remove(ref)
-        else:
-            callback(source)
+    def on_loaded(self, callback) -> None:
+        """Call the bound method ``callback(source)`` after any widget loads a network.
+
+        It may be called from a worker thread; it is held weakly (a closed widget is dropped).
+        """
+        self._listeners.append(weakref.WeakMethod(callback))
+
+    def notify_loaded(self, source: str) -> None:
+        """Tell the listeners that the network for ``source`` is loaded."""
+        for ref in list(self._listeners):
+            callback = ref()
+            if callback is None:
+                self._listeners.remove(ref)
+            else:
+                callback(source)
+
+    def proposed_model(self) -> str:
+        """What a new widget's model field shows: the last model loaded, else the default.
+
+        The default is ``$NAPARI_SAM_KERAS_MODEL``, else ``sam_base_sa1b`` when its
+        weights are on this machine, else the shipped ``demo_nuclei`` (see
+        :meth:`proposed_model_note`).
+        """
+        return self.last_source or proposed_default().source
+
+    def proposed_model_note(self) -> str:
+        """Why the proposed model is not SAM's (the demo model proposed offline), else ``""``."""
+        return "" if self.last_source else proposed_default().note
 
 
 #: The end of a widget's model source that asks for the int8 image encoder.
@@ -66,21 +75,6 @@ def split_quantization(key: str) -> tuple[str, str | None]:
     return key, None
 
 
-def proposed_model() -> str:
-    """What a new widget's model field shows: the last model loaded, else the default.
-
-    The default is ``$NAPARI_SAM_KERAS_MODEL``, else ``sam_base_sa1b`` when its
-    weights are on this machine, else the shipped ``demo_nuclei`` (see
-    :func:`proposed_model_note`).
-    """
-    return _last_source or proposed_default().source
-
-
-def proposed_model_note() -> str:
-    """Why the proposed model is not SAM's (the demo model proposed offline), else ``""``."""
-    return "" if _last_source else proposed_default().note
-
-
 def source_text(value) -> str:
     """The model widget's value (a preset name or a path) as the cache key string."""
     text = os.fspath(value) if value is not None else ""
@@ -94,12 +88,14 @@ def source_text(value) -> str:
 
 
 class ModelStore:
-    """SAM networks by source string, each loaded once on first use (thread-safe).
+    """One widget's SAM networks by source string, each loaded once on first use (thread-safe).
 
-    A network another widget has loaded already is shared, not loaded again.
+    A network another widget of the session (``loaded``, a :class:`LoadedModels`) has
+    loaded already is shared, not loaded again.
     """
 
-    def __init__(self) -> None:
+    def __init__(self, loaded: LoadedModels) -> None:
+        self.shared = loaded
         self._networks: dict[str, object] = {}
         self._lock = threading.Lock()
 
@@ -108,8 +104,8 @@ class ModelStore:
         key = source_text(source)
         with self._lock:
             self._networks[key] = network
-            _LOADED[key] = network
-        _notify_loaded(key)
+            self.shared.networks[key] = network
+        self.shared.notify_loaded(key)
 
     def loaded(self, source):
         """The network for ``source`` if this or another widget has loaded it, else ``None``."""
@@ -118,7 +114,7 @@ class ModelStore:
         except ModelLoadError:
             return None
         with self._lock:
-            return self._networks.get(key) or _LOADED.get(key)
+            return self._networks.get(key) or self.shared.networks.get(key)
 
     def __contains__(self, source) -> bool:
         try:
@@ -130,16 +126,15 @@ class ModelStore:
     def get(self, source):
         """The network for ``source``, loading it on first use (slow: call from a worker)."""
         key = source_text(source)
-        global _last_source
         with self._lock:
             if key in self._networks:
                 return self._networks[key]
-            shared = _LOADED.get(key)
+            shared = self.shared.networks.get(key)
             if shared is not None:
                 self._networks[key] = shared
-                _last_source = key
+                self.shared.last_source = key
                 return shared
-        from .. import load_model
+        from ... import load_model
 
         try:
             source, quantize = split_quantization(key)
@@ -150,9 +145,9 @@ class ModelStore:
             raise ModelLoadError(f"Could not load model {key!r}: {error}") from error
         with self._lock:
             network = self._networks.setdefault(key, network)
-            _LOADED[key] = network
-            _last_source = key
-        _notify_loaded(key)
+            self.shared.networks[key] = network
+            self.shared.last_source = key
+        self.shared.notify_loaded(key)
         return network
 
     def clear(self) -> None:

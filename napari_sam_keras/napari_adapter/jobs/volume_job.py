@@ -5,8 +5,8 @@ displayed slice's location, the propagation axis, the prompts per position);
 it reads the stack from the layer's array, runs
 :func:`~napari_sam_keras.segment_volume` or
 :func:`~napari_sam_keras.track_object`, and returns the (N, H, W) boolean mask,
-N along the propagation axis.  Slice embeddings go through the widgets' shared
-cache under the same keys as the 2D path (:func:`.segmentation_jobs.embedding_key`
+N along the propagation axis.  Slice embeddings go through the session's
+memory under the same keys as the 2D path (:func:`.slice_embedding.embedding_key`
 of each slice), so a slice embedded by a click, the live preview or the
 automatic widget is not embedded again, and the other way round.
 """
@@ -17,8 +17,9 @@ from dataclasses import dataclass, replace
 
 import numpy as np
 
-from .image_slices import ImageSlice
-from .segmentation_jobs import _WARM, Report, _predictor_for, _step, embedding_key, load_network
+from ..image_slices import ImageSlice
+from .slice_embedding import embedding_key
+from .steps import Report, load_network, predictor_for, step
 
 
 @dataclass(frozen=True, eq=False)
@@ -83,22 +84,22 @@ class VolumeJob:
         """(N, H, W) masks -> the stack's axes in layer order (for :attr:`stack_index`)."""
         return np.moveaxis(masks, 0, self.stack_axes.index(self.axis))
 
-    def __call__(self, models, predictors: dict, cache, report: Report) -> np.ndarray:
-        from .. import segment_volume, track_object
+    def __call__(self, models, predictors: dict, session, report: Report) -> np.ndarray:
+        from ... import segment_volume, track_object
 
         report(0, 0)
         network = load_network(models, self.model_source, report)
-        predictor = _predictor_for(network, predictors)
-        _step(report, "reading the stack")
+        predictor = predictor_for(network, predictors)
+        step(report, "reading the stack")
         stack = self.read_stack()
         unit = "frame" if self.track else "slice"
-        cold = network.key not in _WARM
+        cold = network.key not in session.warm
 
         def progress(done: int, total: int) -> None:
             if done < total:
                 note = " (the first embedding compiles the network)" if cold and not done else ""
                 verb = "tracking" if self.track else "carrying the object"
-                _step(report, f"{verb}: {unit} {done + 1} of {total}{note}")
+                step(report, f"{verb}: {unit} {done + 1} of {total}{note}")
             report(done, total)
 
         def key(position: int):
@@ -107,7 +108,7 @@ class VolumeJob:
         options = {
             "projection": self.projection,
             "iou_threshold": float(self.iou_threshold),
-            "embeddings": cache,
+            "embeddings": session.embeddings,
             "progress": progress,
             "contrast_limits": self.image_slice.contrast_limits,
         }
@@ -117,5 +118,5 @@ class VolumeJob:
             masks = track_object(predictor, stack, self.prompts, frame_key=key, **options)
         else:
             masks = segment_volume(predictor, stack, self.prompts, slice_key=key, **options)
-        _WARM.add(network.key)
+        session.warm.add(network.key)
         return masks
