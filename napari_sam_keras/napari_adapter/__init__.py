@@ -37,19 +37,19 @@ __all__ = [
 
 def __getattr__(name: str):
     if name == "InteractiveSegmentationWidget":
-        from .interactive_widget import InteractiveSegmentationWidget
+        from .widgets.interactive_widget import InteractiveSegmentationWidget
 
         return InteractiveSegmentationWidget
     if name == "AutomaticSegmentationWidget":
-        from .automatic_widget import AutomaticSegmentationWidget
+        from .widgets.automatic_widget import AutomaticSegmentationWidget
 
         return AutomaticSegmentationWidget
     if name == "ImageSeriesWidget":
-        from .series_widget import ImageSeriesWidget
+        from .widgets.series_widget import ImageSeriesWidget
 
         return ImageSeriesWidget
     if name == "FineTuneWidget":
-        from .finetune_widget import FineTuneWidget
+        from .widgets.finetune_widget import FineTuneWidget
 
         return FineTuneWidget
     raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

@@ -56,7 +56,7 @@ def test_three_docks_fit_a_1366x768_screen_with_the_status_lines_inside(make_nap
 
 
 def test_sections_fold_and_are_remembered_and_controls_stay_attributes(make_napari_viewer):
-    from napari_sam_keras.napari_adapter.sections import Section
+    from napari_sam_keras.napari_adapter.widget_parts.sections import Section
 
     viewer = make_napari_viewer()
     viewer.add_image(np.zeros((40, 40), np.uint8), name="img")

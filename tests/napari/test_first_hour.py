@@ -71,7 +71,7 @@ def test_labels_of_another_scale_are_not_proposed(dock, name):
 
 @pytest.mark.parametrize("name", [INTERACTIVE, AUTOMATIC])
 def test_a_preview_layer_is_never_a_target_choice(dock, name):
-    from napari_sam_keras.napari_adapter.layer_pickers import PREVIEW_ROLE
+    from napari_sam_keras.napari_adapter.layers.layer_pickers import PREVIEW_ROLE
 
     viewer, widget = dock(name, np.zeros((40, 40), np.uint8))
     preview = viewer.add_labels(

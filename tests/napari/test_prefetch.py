@@ -52,7 +52,7 @@ def _stack(seed: int = 0) -> np.ndarray:
 
 
 def _cached(widget, layer, z: int, network) -> bool:
-    from napari_sam_keras.napari_adapter.image_slices import make_slice
+    from napari_sam_keras.napari_adapter.layers.image_slices import make_slice
     from napari_sam_keras.napari_adapter.jobs.slice_embedding import embedding_key
 
     image_slice = make_slice(layer, (z, None, None), (1, 2))
@@ -77,7 +77,7 @@ def test_after_an_embedding_the_neighbours_become_cached(interactive, tiny_netwo
 
 
 def test_a_click_during_prefetch_is_answered_first(interactive, tiny_network, qtbot, monkeypatch):
-    from napari_sam_keras.napari_adapter import prefetch
+    from napari_sam_keras.napari_adapter.background import prefetch
     from napari_sam_keras.napari_adapter.jobs import prompt_job
 
     events: list[tuple] = []

@@ -12,7 +12,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from ..image_slices import ImageSlice, make_slice
+from ..layers.image_slices import ImageSlice, make_slice
 from .slice_embedding import Tiling, set_slice_embedding
 from .steps import Report, load_network, step
 

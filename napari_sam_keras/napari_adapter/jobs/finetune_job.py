@@ -16,7 +16,7 @@ from typing import Any
 
 from ...errors import SAMError
 from ...processing.training_figures import EpochWatcher, before_after_rows, validation_figures
-from ..finetune_data import TrainingData, series_training_data
+from ..layers.finetune_data import TrainingData, series_training_data
 
 
 @dataclass
@@ -54,7 +54,7 @@ class FineTuneJob:
         return Path(self.output).with_name(Path(self.output).name + ".checkpoints")
 
     def __call__(self, progress) -> FineTuneOutcome:
-        from .. import evaluate_prompts, finetune, save_model
+        from ... import evaluate_prompts, finetune, save_model
 
         data = self.data
         if data is None:

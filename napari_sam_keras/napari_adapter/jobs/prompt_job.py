@@ -7,8 +7,8 @@ from dataclasses import dataclass
 import numpy as np
 
 from ...segmentation.prompt_objects import predict_objects as core_predict_objects
-from ..image_slices import ImageSlice
-from ..prompts_from_layers import SlicePrompts, objects_on_slice
+from ..layers.image_slices import ImageSlice
+from ..layers.prompts_from_layers import SlicePrompts, objects_on_slice
 from .slice_embedding import Tiling, set_slice_embedding
 from .steps import Report, load_network, predictor_for, step
 

@@ -7,8 +7,8 @@ from dataclasses import dataclass
 import numpy as np
 
 from ...processing.mask_prompts import mask_box, mask_to_low_res_logits
-from ..image_slices import ImageSlice
-from ..prompts_from_layers import SlicePrompts
+from ..layers.image_slices import ImageSlice
+from ..layers.prompts_from_layers import SlicePrompts
 from .slice_embedding import set_slice_embedding
 from .steps import Report, load_network, predictor_for, step
 

@@ -11,7 +11,7 @@ predictor and names the step in the status line.
 from __future__ import annotations
 
 from ...segmentation.precompute import EmbeddingSource
-from ..image_slices import ImageSlice
+from ..layers.image_slices import ImageSlice
 from .steps import step
 
 #: (tile shape, halo) of a tiled slice, or None.

@@ -17,7 +17,7 @@ from dataclasses import dataclass, replace
 
 import numpy as np
 
-from ..image_slices import ImageSlice
+from ..layers.image_slices import ImageSlice
 from .slice_embedding import embedding_key
 from .steps import Report, load_network, predictor_for, step
 

@@ -30,7 +30,7 @@ from ...errors import EmbeddingStoreError, EmbeddingStoreMismatch
 from ...model.embedding_store import EmbeddingStore, image_signature
 from ...model.quantization import QUANTIZE_MODES
 from ...segmentation.precompute import store_spec
-from ..image_slices import ImageSlice
+from ..layers.image_slices import ImageSlice
 from .settings import embeddings_folder, set_embeddings_folder
 
 logger = logging.getLogger("napari_sam_keras")

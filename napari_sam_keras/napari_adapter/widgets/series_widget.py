@@ -23,14 +23,14 @@ from typing import TYPE_CHECKING
 import numpy as np
 from magicgui.widgets import CheckBox, Container, FileEdit, Label, PushButton
 
-from ..files.image_series import ImageSeries, labels_shape
-from .session import current_session, settings
-from .image_slices import current_slice
-from .notifications import USER_ERRORS, report_error, report_info, report_warning
-from .sections import NestedControls, Section, lay_out
-from .series_prefetch import NextImagePrefetcher
-from .status_line import wrap_text
-from .widget_base import resolve_viewer, row
+from ...files.image_series import ImageSeries, labels_shape
+from ..session import current_session, settings
+from ..layers.image_slices import current_slice
+from ..widget_parts.notifications import USER_ERRORS, report_error, report_info, report_warning
+from ..widget_parts.sections import NestedControls, Section, lay_out
+from ..background.series_prefetch import NextImagePrefetcher
+from ..widget_parts.status_line import wrap_text
+from ..widget_parts.widget_base import resolve_viewer, row
 
 if TYPE_CHECKING:  # pragma: no cover
     import napari
@@ -199,7 +199,7 @@ class ImageSeriesWidget(NestedControls, Container):
 
     def _require_series(self) -> ImageSeries:
         if self.series is None:
-            from ..errors import SAMError
+            from ...errors import SAMError
 
             raise SAMError("Open a folder of images first.")
         return self.series
@@ -216,7 +216,7 @@ class ImageSeriesWidget(NestedControls, Container):
     def _save(self, done: bool | None) -> Path:
         series = self.series
         if self.labels_layer is None or self.labels_layer not in self.viewer.layers:
-            from ..errors import SAMError
+            from ...errors import SAMError
 
             raise SAMError("The series' Labels layer was deleted; reopen the folder.")
         path = series.save_labels(np.asarray(self.labels_layer.data))
@@ -236,7 +236,7 @@ class ImageSeriesWidget(NestedControls, Container):
         shape = labels_shape(image)
         labels = np.zeros(shape, np.int32) if saved is None else saved.astype(np.int32)
         if labels.shape != shape:
-            from ..errors import SAMError
+            from ...errors import SAMError
 
             raise SAMError(
                 f"the saved labels {series.label_path()} have shape {labels.shape}, the image "

@@ -15,11 +15,11 @@ from magicgui.widgets import (
 )
 from napari.layers import Image, Labels, Points, Shapes
 
-from ..segmentation.volume import PROJECTIONS
-from .labels_writing import OVERWRITE_TIP
-from .layer_pickers import LayerComboBox, layer_combo
-from .prompts_from_layers import POINT_TYPES, POSITIVE
-from .status_line import wrap_text
+from ...segmentation.volume import PROJECTIONS
+from ..layers.labels_writing import OVERWRITE_TIP
+from ..layers.layer_pickers import LayerComboBox, layer_combo
+from ..layers.prompts_from_layers import POINT_TYPES, POSITIVE
+from ..widget_parts.status_line import wrap_text
 
 TOGGLE_KEY = "t"
 COMMIT_KEY = "c"

@@ -24,9 +24,9 @@ from typing import Any
 from napari.qt.threading import create_worker
 from qtpy.QtCore import QObject, QTimer, Signal, Slot
 
-from ..errors import OperationCancelled
-from .notifications import report_outcome
-from .status_line import StatusLine
+from ...errors import OperationCancelled
+from ..widget_parts.notifications import report_outcome
+from ..widget_parts.status_line import StatusLine
 
 #: Seconds between two progress repaints on the GUI thread (see :class:`Progress`).
 REPORT_INTERVAL = 0.25

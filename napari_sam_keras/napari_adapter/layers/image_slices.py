@@ -15,7 +15,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from ..errors import ImageError
+from ...errors import ImageError
 
 #: Multiscale layers: use the finest pyramid level whose slice is at most this
 #: many pixels along each side (SAM resizes to 1024 anyway).

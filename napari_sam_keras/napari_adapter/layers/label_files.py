@@ -19,7 +19,7 @@ LABEL_TIFF_ENDINGS = ("-labels.tif", "-labels.tiff")
 
 
 def _is_label_group(path: Path) -> bool:
-    from ..files.ome_zarr import read_ome_zarr_attributes
+    from ...files.ome_zarr import read_ome_zarr_attributes
 
     if not path.is_dir():
         return False
@@ -47,7 +47,7 @@ def get_reader(path: str | list[str]):
 
 def read_labels(path: str | list[str]) -> list[tuple[Any, dict, str]]:
     """One Labels layer: the label image with the scale (and units) of its pixel sizes."""
-    from ..files.axis_readers import open_axis_image
+    from ...files.axis_readers import open_axis_image
 
     path = Path(path[0] if isinstance(path, list) else path)
     image = open_axis_image(path)
@@ -65,7 +65,7 @@ def read_labels(path: str | list[str]) -> list[tuple[Any, dict, str]]:
 
 def write_labels_layer(path: str, data: Any, meta: dict) -> list[str]:
     """Save a Labels layer (its data and scale) as an OME-TIFF or an OME-Zarr label image."""
-    from ..files.image_files import write_labels
+    from ...files.image_files import write_labels
 
     labels = np.asarray(data)
     axes = "".join(a.upper() for a in (meta.get("axis_labels") or [])) or None
@@ -82,7 +82,7 @@ def write_labels_layer(path: str, data: Any, meta: dict) -> list[str]:
 
 
 def _unit(unit: Any, axis: str) -> str | None:
-    from ..files.axis_readers import unit_name
+    from ...files.axis_readers import unit_name
 
     text = str(unit) if unit is not None else None
     if text in (None, "pixel", ""):

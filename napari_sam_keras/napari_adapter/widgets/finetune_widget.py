@@ -19,16 +19,16 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from .finetune_controls import LAYERS, SERIES, default_output, finetune_controls, results_html
-from .finetune_data import TrainingData, annotated_layers, layer_training_data
-from .jobs.finetune_job import FineTuneJob, FineTuneOutcome
-from .layer_pickers import is_sam_preview
-from .model_picker import offer_model
-from .notifications import USER_ERRORS
-from .safe_import import ml_stack_ready
-from .sections import Section, lay_out
-from .task_runner import Relay
+from ..layers.finetune_data import TrainingData, annotated_layers, layer_training_data
+from ..jobs.finetune_job import FineTuneJob, FineTuneOutcome
+from ..layers.layer_pickers import is_sam_preview
+from ..widget_parts.model_picker import offer_model
+from ..widget_parts.notifications import USER_ERRORS
+from ..background.safe_import import ml_stack_ready
+from ..widget_parts.sections import Section, lay_out
+from ..background.task_runner import Relay
 from .training_plot import TrainingPlot
-from .widget_base import SAMWidget, row
+from ..widget_parts.widget_base import SAMWidget, row
 
 if TYPE_CHECKING:
     import napari
@@ -105,7 +105,7 @@ class FineTuneWidget(SAMWidget):
         """The layers' annotated planes (read now, on the Qt thread), or ``None`` for a folder."""
         if self.controls.source.value == SERIES:
             if not str(self.controls.series_folder.value).strip():
-                from ..errors import SAMError
+                from ...errors import SAMError
 
                 raise SAMError("Choose the image-series folder to train on (Folder\u2026).")
             return None
@@ -136,7 +136,7 @@ class FineTuneWidget(SAMWidget):
 
     def output_folder(self) -> Path:
         """The chosen folder, or a new default one; never an existing path."""
-        from ..errors import SAMError
+        from ...errors import SAMError
 
         text = str(self.controls.output.value).strip()
         path = Path(text).expanduser() if text else default_output(self._base_model_text())
@@ -228,8 +228,8 @@ class FineTuneWidget(SAMWidget):
 
 def series_summary(folder: str) -> str:
     """How many images of an image-series folder have saved labels (names only)."""
-    from ..errors import SAMError
-    from ..files.image_series import ImageSeries
+    from ...errors import SAMError
+    from ...files.image_series import ImageSeries
 
     if not str(folder).strip():
         return "choose the folder you annotated with the Image series widget"

@@ -6,7 +6,7 @@ from dataclasses import dataclass
 
 from magicgui.widgets import SpinBox
 
-from .jobs.slice_embedding import Tiling
+from ..jobs.slice_embedding import Tiling
 
 
 @dataclass

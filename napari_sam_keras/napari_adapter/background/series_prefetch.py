@@ -32,12 +32,12 @@ from pathlib import Path
 
 import numpy as np
 
-from ..errors import OperationCancelled, SAMError
-from ..files.image_files import read_image
-from ..files.image_series import labels_shape
-from .image_slices import ImageSlice, current_slice
+from ...errors import OperationCancelled, SAMError
+from ...files.image_files import read_image
+from ...files.image_series import labels_shape
+from ..layers.image_slices import ImageSlice, current_slice
 from .prefetch import POLL, forget_background, start_in_background
-from .jobs.slice_embedding import embedding_key, set_slice_embedding
+from ..jobs.slice_embedding import embedding_key, set_slice_embedding
 from .task_runner import Relay, Task
 
 logger = logging.getLogger("napari_sam_keras")
@@ -290,7 +290,7 @@ class NextImagePrefetcher:
 
     def _job(self, path: Path, key: tuple, source: str, like: ImageSlice | None) -> Callable:
         def job(progress) -> PreparedImage | None:
-            from .. import SAMPredictor
+            from ... import SAMPredictor
 
             progress(0, 2)
             self._wait_for_clicks(progress)

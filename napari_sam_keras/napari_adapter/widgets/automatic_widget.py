@@ -19,10 +19,10 @@ import numpy as np
 from magicgui.widgets import CheckBox, PushButton
 from napari.layers import Image, Labels
 
-from ..errors import ImageError, SAMError
-from ..processing.instance_watershed import settings_for_model
-from ..segmentation.generator_settings import DEFAULTS, few_objects_hint
-from ..segmentation.generator_settings import settings_for_model as generator_settings_for_model
+from ...errors import ImageError, SAMError
+from ...processing.instance_watershed import settings_for_model
+from ...segmentation.generator_settings import DEFAULTS, few_objects_hint
+from ...segmentation.generator_settings import settings_for_model as generator_settings_for_model
 from .automatic_controls import (
     MODE_TIP,
     NOT_LOADED_TIP,
@@ -34,7 +34,7 @@ from .automatic_controls import (
     show_generator_defaults,
 )
 from .concept_mode import ConceptJob, concept_controls, read_exemplars
-from .image_slices import (
+from ..layers.image_slices import (
     DEFAULT_MAX_SIDE,
     all_slice_indices,
     check_supported,
@@ -42,16 +42,16 @@ from .image_slices import (
     displayed_layer_axes,
     spatial_shape,
 )
-from .labels_writing import OVERWRITE_TIP, write_label_images
-from .layer_pickers import layer_combo
-from .notifications import USER_ERRORS, report_warning
-from .safe_import import ml_stack_ready
-from .sections import Section, lay_out
-from .jobs.automatic_job import DECODER, GENERATOR, AutomaticJob
-from .target_labels import LabelsTarget
-from .task_runner import Relay
-from .tiling_controls import tiling_controls
-from .widget_base import SAMWidget, row
+from ..layers.labels_writing import OVERWRITE_TIP, write_label_images
+from ..layers.layer_pickers import layer_combo
+from ..widget_parts.notifications import USER_ERRORS, report_warning
+from ..background.safe_import import ml_stack_ready
+from ..widget_parts.sections import Section, lay_out
+from ..jobs.automatic_job import DECODER, GENERATOR, AutomaticJob
+from ..layers.target_labels import LabelsTarget
+from ..background.task_runner import Relay
+from ..widget_parts.tiling_controls import tiling_controls
+from ..widget_parts.widget_base import SAMWidget, row
 
 if TYPE_CHECKING:
     import napari

@@ -19,12 +19,12 @@ import numpy as np
 from magicgui.widgets import CheckBox, FloatSpinBox, LineEdit
 from napari.layers import Shapes
 
-from ..errors import PromptError
-from .image_slices import make_slice
-from .layer_pickers import layer_combo
-from .prompts_from_layers import LABEL_FEATURE, boxes_on_slice, label_value
-from .jobs.automatic_job import AutomaticJob
-from .jobs.steps import step as _step
+from ...errors import PromptError
+from ..layers.image_slices import make_slice
+from ..layers.layer_pickers import layer_combo
+from ..layers.prompts_from_layers import LABEL_FEATURE, boxes_on_slice, label_value
+from ..jobs.automatic_job import AutomaticJob
+from ..jobs.steps import step as _step
 
 CONCEPT = "find all like the examples"
 CONCEPT_TIP = (
@@ -40,7 +40,7 @@ _LOCK = threading.Lock()
 
 def concept_model(source: str):
     """The SAM 3 for ``source``, loaded once per session."""
-    from .. import load_concept_model
+    from ... import load_concept_model
 
     with _LOCK:
         if source not in _MODELS:
@@ -135,7 +135,7 @@ class ConceptJob(AutomaticJob):
         return concept_model(self.model_source)
 
     def _method(self, network):
-        from .. import ConceptSegmenter
+        from ... import ConceptSegmenter
 
         segmenter = ConceptSegmenter(network)
 

@@ -12,8 +12,8 @@ from collections.abc import Sequence
 
 import numpy as np
 
-from ..errors import ImageError
-from ..segmentation.labels import masks_to_labels
+from ...errors import ImageError
+from ...segmentation.labels import masks_to_labels
 from .image_slices import ImageSlice, spatial_shape
 
 #: The tooltip of both widgets' "overwrite existing labels" box.

@@ -16,9 +16,9 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from ..errors import SAMError
-from ..files.image_series import ImageSeries
-from ..processing.images import to_rgb_uint8
+from ...errors import SAMError
+from ...files.image_series import ImageSeries
+from ...processing.images import to_rgb_uint8
 from .image_slices import all_slice_indices, make_slice, spatial_shape
 from .layer_pickers import labels_layer_for, named, sam_labels_name
 

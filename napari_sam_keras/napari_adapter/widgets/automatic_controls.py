@@ -6,10 +6,10 @@ from dataclasses import dataclass
 
 from magicgui.widgets import CheckBox, ComboBox, FloatSpinBox, SpinBox
 
-from ..processing.instance_watershed import WatershedSettings
-from ..segmentation.generator_settings import DEFAULTS, GeneratorSettings
-from ..segmentation.volume_linking import LINK_IOU_THRESHOLD
-from .jobs.automatic_job import DECODER, GENERATOR
+from ...processing.instance_watershed import WatershedSettings
+from ...segmentation.generator_settings import DEFAULTS, GeneratorSettings
+from ...segmentation.volume_linking import LINK_IOU_THRESHOLD
+from ..jobs.automatic_job import DECODER, GENERATOR
 
 MODE_TIP = (
     "automatic mask generator: SAM prompted with a grid of points (any model, slow on a CPU). "

@@ -12,7 +12,7 @@ import traceback
 from magicgui.widgets import Container, Label, PushButton, TextEdit
 from qtpy.QtWidgets import QSizePolicy
 
-from ..errors import OperationCancelled
+from ...errors import OperationCancelled
 from .notifications import USER_ERRORS
 
 _SHOW, _HIDE = "details \u25b8", "details \u25be"

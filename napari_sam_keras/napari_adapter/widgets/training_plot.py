@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from magicgui.widgets import Container
 
-from ..processing.training_figures import history_columns
+from ...processing.training_figures import history_columns
 
 #: The curves: history key -> (legend text, axis, line style).
 CURVES = {

@@ -14,9 +14,9 @@ from pathlib import Path
 from magicgui.widgets import ComboBox, Container, FloatSpinBox, Label, LineEdit, PushButton, SpinBox
 from qtpy.QtCore import Qt
 
-from ..processing.training_figures import format_rows
-from .status_line import wrap_text
-from .widget_base import row
+from ...processing.training_figures import format_rows
+from ..widget_parts.status_line import wrap_text
+from ..widget_parts.widget_base import row
 
 LAYERS = "annotated layers in the viewer"
 SERIES = "image-series folder"

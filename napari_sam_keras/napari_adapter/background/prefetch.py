@@ -23,9 +23,9 @@ import time
 from collections.abc import Callable
 from functools import wraps
 
-from ..errors import OperationCancelled
-from .image_slices import DEFAULT_MAX_SIDE, ImageSlice, make_slice
-from .jobs.slice_embedding import embedding_key, set_slice_embedding
+from ...errors import OperationCancelled
+from ..layers.image_slices import DEFAULT_MAX_SIDE, ImageSlice, make_slice
+from ..jobs.slice_embedding import embedding_key, set_slice_embedding
 from .task_runner import Relay, Task
 
 logger = logging.getLogger("napari_sam_keras")
@@ -213,7 +213,7 @@ class Prefetcher:
 
     def _job(self, slices: list[ImageSlice], model_source: str) -> Callable:
         def job(progress):
-            from .. import SAMPredictor
+            from ... import SAMPredictor
 
             n = len(slices)
             progress(0, n)

@@ -12,8 +12,8 @@ from __future__ import annotations
 
 import threading
 
-from ..runtime.backend import import_ml_stack, requested_backend
-from ..runtime.tensorflow_loading import foreign_llvm_loaded
+from ...runtime.backend import import_ml_stack, requested_backend
+from ...runtime.tensorflow_loading import foreign_llvm_loaded
 
 __all__ = [
     "background_import_message",
@@ -81,8 +81,8 @@ def ml_stack_ready() -> bool:
             raise _state["error"]
         import_ml_stack()
     except Exception as error:
-        from ..errors import ModelLoadError
-        from .notifications import report_error
+        from ...errors import ModelLoadError
+        from ..widget_parts.notifications import report_error
 
         report_error(ModelLoadError(f"Could not import Keras and its backend: {error}"))
         return False

@@ -19,9 +19,9 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from ..errors import PromptError
-from ..processing import prompt_rules
-from ..segmentation.prompt_objects import PromptObject, group_by_box, points_owner
+from ...errors import PromptError
+from ...processing import prompt_rules
+from ...segmentation.prompt_objects import PromptObject, group_by_box, points_owner
 from .image_slices import ImageSlice
 
 #: Name of the Points-layer feature that says whether a point is positive.

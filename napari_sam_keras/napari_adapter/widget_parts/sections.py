@@ -30,7 +30,7 @@ from magicgui.widgets.bases import Widget
 from qtpy.QtCore import QSize, Qt
 from qtpy.QtWidgets import QFrame, QScrollArea
 
-from .session import settings
+from ..session import settings
 
 _OPEN, _CLOSED = "\u25be", "\u25b8"
 #: The scroll area's own minimum height: a few rows (the dock may be made that small).

@@ -35,16 +35,16 @@ from typing import TYPE_CHECKING
 from qtpy.QtCore import QTimer
 
 from . import interactive_controls as controls
-from .image_slices import spatial_shape
-from .label_refinement import refine_request
-from .labels_writing import check_labels_fit
-from .layer_order import raise_layers
+from ..layers.image_slices import spatial_shape
+from ..layers.label_refinement import refine_request
+from ..layers.labels_writing import check_labels_fit
+from ..layers.layer_order import raise_layers
 from .live_preview import LivePreview
-from .notifications import USER_ERRORS
-from .object_writer import ObjectWriter
-from .prefetch import Prefetcher
-from .prompt_layer_setup import PromptLayers, set_point_type
-from .prompt_requests import (
+from ..widget_parts.notifications import USER_ERRORS
+from ..layers.object_writer import ObjectWriter
+from ..background.prefetch import Prefetcher
+from ..layers.prompt_layer_setup import PromptLayers, set_point_type
+from ..layers.prompt_requests import (
     PromptRequest,
     clear_layer,
     image_slice_of,
@@ -53,14 +53,14 @@ from .prompt_requests import (
     read_prompts,
     remove_used_prompts,
 )
-from .prompts_from_layers import NEGATIVE, POSITIVE, box_merge_hint
-from .safe_import import ml_stack_ready
-from .sections import Section, lay_out
-from .target_labels import TargetLabels
-from .task_runner import process_events_until
-from .tiling_controls import tiling_controls
-from .volume_requests import VolumeRequest, volume_request
-from .widget_base import SAMWidget, row
+from ..layers.prompts_from_layers import NEGATIVE, POSITIVE, box_merge_hint
+from ..background.safe_import import ml_stack_ready
+from ..widget_parts.sections import Section, lay_out
+from ..layers.target_labels import TargetLabels
+from ..background.task_runner import process_events_until
+from ..widget_parts.tiling_controls import tiling_controls
+from ..layers.volume_requests import VolumeRequest, volume_request
+from ..widget_parts.widget_base import SAMWidget, row
 
 if TYPE_CHECKING:
     import napari

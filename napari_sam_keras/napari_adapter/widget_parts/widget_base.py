@@ -15,11 +15,11 @@ from qtpy.QtCore import QTimer
 from .folder_picker import EmbeddingsFolderPicker
 from .model_picker import ModelPicker
 from .notifications import report_error, report_warning
-from .safe_import import background_import_message, start_background_import
+from ..background.safe_import import background_import_message, start_background_import
 from .sections import NestedControls, find_widget
-from .session import current_session
+from ..session import current_session
 from .status_line import StatusLine
-from .task_runner import TaskRunner
+from ..background.task_runner import TaskRunner
 
 
 def row(*widgets) -> Container:

@@ -12,12 +12,12 @@ from pathlib import Path
 from magicgui.widgets import CheckBox, ComboBox, Container, LineEdit, PushButton
 from qtpy.QtWidgets import QComboBox
 
-from ..errors import ModelLoadError
-from ..model.config import PRESETS
-from ..model.model_source import resolve_model
-from .session import current_session
-from .session.loaded_models import source_text, split_quantization, with_quantization
-from .session.settings import (
+from ...errors import ModelLoadError
+from ...model.config import PRESETS
+from ...model.model_source import resolve_model
+from ..session import current_session
+from ..session.loaded_models import source_text, split_quantization, with_quantization
+from ..session.settings import (
     encoder_quantization,
     recent_models,
     remember_model,

@@ -12,8 +12,8 @@ import logging
 
 from napari.utils import notifications as _napari_notifications
 
-from ..errors import OperationCancelled, SAMError
-from ..runtime.backend import BackendError
+from ...errors import OperationCancelled, SAMError
+from ...runtime.backend import BackendError
 
 logger = logging.getLogger("napari_sam_keras")
 
