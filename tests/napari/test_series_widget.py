@@ -92,15 +92,15 @@ def test_reopening_resumes_at_the_same_image_and_done_images_can_be_skipped(
     np.testing.assert_array_equal(widget.image_layer.data, tifffile.imread(images[2]))
     assert widget.series.done == {"cells_00.tif", "cells_01.tif"}
 
-    widget._skip_w.value = True
+    widget.controls.skip_done.value = True
     assert widget.previous() is False  # 1 and 0 are done: nothing before to go to
     assert widget.series.current == images[2]
-    widget._skip_w.value = False
+    widget.controls.skip_done.value = False
     widget.previous()
     assert widget.series.current == images[1]
     assert (widget.labels_layer.data[0:3, 0:3] == 2).all()  # its labels, reopened
-    assert widget._done_w.value is True
-    widget._done_w.value = False  # not done after all
+    assert widget.controls.done.value is True
+    widget.controls.done.value = False  # not done after all
     assert ImageSeries(folder).done == {"cells_00.tif"}
 
 

@@ -86,8 +86,8 @@ class Prefetcher:
     """Embeds the neighbours of the slices the interactive widget embedded (see the module).
 
     Args:
-        models: the widget's :class:`~.session.loaded_models.ModelStore`.
-        session: the widgets' :class:`~.session.Session` (its embeddings and stores).
+        models: the widget's :class:`~..session.loaded_models.ModelStore`.
+        session: the widgets' :class:`~..session.Session` (its embeddings and stores).
         click_pending: ``True`` while a click's job runs or waits (read from the
             prefetch thread).
         enabled: whether to prefetch (e.g. a checkbox's value).

@@ -67,7 +67,7 @@ class UpcomingLayer:
     """The Image layer an image of the series will get, before it exists.
 
     What the embeddings folder needs to find or make the image's store: the
-    layer's name and data (:meth:`.session.layer_stores.LayerStores.store_for`).
+    layer's name and data (:meth:`..session.layer_stores.LayerStores.store_for`).
     """
 
     multiscale = False
@@ -117,7 +117,7 @@ class NextImagePrefetcher:
     Args:
         viewer: the napari viewer (its SAM dock widgets' jobs go first).
         wanted: called on the GUI thread: the file to prepare and the current slice.
-        session: the widgets' :class:`~.session.Session` (its embeddings, models, stores).
+        session: the widgets' :class:`~..session.Session` (its embeddings, models, stores).
     """
 
     def __init__(self, viewer, wanted: Wanted, session) -> None:

@@ -17,7 +17,7 @@ class LayerComboBox(ComboBox):
     """A ComboBox of the viewer's layers of one type.
 
     Always truthy: magicgui's ``Container.labels`` setter tests the truth of
-    whatever it finds under that name (see :class:`~.widget_base.SAMWidget`).
+    whatever it finds under that name (see :class:`~..widget_parts.widget_base.SAMWidget`).
     """
 
     def __bool__(self) -> bool:

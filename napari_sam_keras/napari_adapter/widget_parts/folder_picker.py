@@ -3,7 +3,7 @@
 Empty means off (embeddings are kept in memory only).  A folder typed in (and
 confirmed) or chosen with **Folder…** is used by both widgets at once, and
 stored in the widgets' settings (:mod:`.session.settings`) for the next napari session.
-The folder is the session's (:class:`~.session.layer_stores.LayerStores`).
+The folder is the session's (:class:`~..session.layer_stores.LayerStores`).
 """
 
 from __future__ import annotations

@@ -1,6 +1,6 @@
 """The widgets' model picker: a preset name typed in, a file or a folder chosen, or a recent one.
 
-The choice is remembered across napari sessions (:mod:`.settings`), and so is the
+The choice is remembered across napari sessions (:mod:`..session.settings`), and so is the
 "int8 encoder" option (the image encoder quantized to int8, see "int8 encoders" in the
 documentation).  A ``*.weights.h5`` picked inside a Keras preset folder means that folder.
 """

@@ -1,15 +1,23 @@
-"""The automatic widget's controls: the mode, the generator, the decoder, 3D linking."""
+"""The automatic widget's controls (:class:`AutomaticControls`): the mode, the generator, the
+decoder, 3D linking, built and laid out in one place; the widget wires them up."""
 
 from __future__ import annotations
 
 from dataclasses import dataclass
 
-from magicgui.widgets import CheckBox, ComboBox, FloatSpinBox, SpinBox
+from magicgui.widgets import CheckBox, ComboBox, FloatSpinBox, PushButton, SpinBox
+from napari.layers import Image, Labels
 
 from ...processing.instance_watershed import WatershedSettings
 from ...segmentation.generator_settings import DEFAULTS, GeneratorSettings
 from ...segmentation.volume_linking import LINK_IOU_THRESHOLD
 from ..jobs.automatic_job import DECODER, GENERATOR
+from ..layers.labels_writing import OVERWRITE_TIP
+from ..layers.layer_pickers import LayerComboBox, layer_combo
+from ..widget_parts.sections import Section
+from ..widget_parts.tiling_controls import TilingControls, tiling_controls
+from ..widget_parts.widget_base import row
+from .concept_mode import ConceptControls, concept_controls
 
 MODE_TIP = (
     "automatic mask generator: SAM prompted with a grid of points (any model, slow on a CPU). "
@@ -74,7 +82,49 @@ def _fraction(name: str, value: float, tooltip: str, step: float = 0.05) -> Floa
     return FloatSpinBox(name=name, value=value, min=0.0, max=1.0, step=step, tooltip=tooltip)
 
 
-def generator_controls() -> tuple:
+@dataclass
+class GeneratorControls:
+    """The automatic mask generator's options (named as its keyword arguments)."""
+
+    points_per_side: SpinBox
+    pred_iou_thresh: FloatSpinBox
+    stability_score_thresh: FloatSpinBox
+    box_nms_thresh: FloatSpinBox
+    min_mask_region_area: SpinBox
+
+    @property
+    def widgets(self) -> list:
+        return [
+            self.points_per_side,
+            self.pred_iou_thresh,
+            self.stability_score_thresh,
+            self.box_nms_thresh,
+            self.min_mask_region_area,
+        ]
+
+    def __iter__(self):
+        return iter(self.widgets)
+
+    def options(self) -> dict:
+        """The values as keyword arguments of the generator."""
+        return {
+            "points_per_side": int(self.points_per_side.value),
+            "pred_iou_thresh": float(self.pred_iou_thresh.value),
+            "stability_score_thresh": float(self.stability_score_thresh.value),
+            "box_nms_thresh": float(self.box_nms_thresh.value),
+            "min_mask_region_area": int(self.min_mask_region_area.value),
+        }
+
+    def show_defaults(self, new: GeneratorSettings, shown: GeneratorSettings):
+        """Show a model's recommended settings, leaving the values the user changed;
+        returns ``new`` (the defaults now shown)."""
+        for control in self.widgets:
+            if control.value == getattr(shown, control.name):
+                control.value = getattr(new, control.name)
+        return new
+
+
+def generator_controls() -> GeneratorControls:
     """The automatic mask generator's options, with the official defaults."""
     points_per_side = SpinBox(
         name="points_per_side",
@@ -108,17 +158,7 @@ def generator_controls() -> tuple:
         max=10_000_000,
         tooltip="Remove holes and islands smaller than this many pixels (0: off).",
     )
-    return points_per_side, iou, stability, nms, area
-
-
-def show_generator_defaults(controls: tuple, new: GeneratorSettings, shown: GeneratorSettings):
-    """Show a model's recommended generator settings in ``controls`` (from
-    :func:`generator_controls`), leaving the values the user changed; returns ``new``
-    (the defaults now shown)."""
-    for control in controls:
-        if control.value == getattr(shown, control.name):
-            control.value = getattr(new, control.name)
-    return new
+    return GeneratorControls(points_per_side, iou, stability, nms, area)
 
 
 def decoder_controls() -> DecoderControls:
@@ -206,4 +246,95 @@ def link_controls() -> LinkControls:
             max=10_000,
             tooltip="3D objects on fewer slices than this are dropped (2: drop one-slice objects).",
         ),
+    )
+
+
+@dataclass
+class AutomaticControls:
+    """Every control of the automatic widget, one typed attribute each (groups of controls
+    as their own small classes).
+
+    A magicgui control's name is its field's, or its group's field (``generator``'s
+    ``points_per_side``), so scripts reach it as ``widget.<name>`` and the widget's code
+    as ``self.controls.<field>``.  Adding a control: a field here, its construction in
+    :func:`automatic_controls`, its place in :meth:`sections`.
+    """
+
+    image: LayerComboBox
+    labels: LayerComboBox
+    mode: ComboBox
+    concept: ConceptControls
+    generator: GeneratorControls
+    decoder: DecoderControls
+    tiling: TilingControls
+    all_slices: CheckBox
+    linking: LinkControls
+    overwrite: CheckBox
+    run_button: PushButton
+    volume_section: Section
+
+    def sections(self, model_picker, embeddings_picker) -> list[Section]:
+        """The dock's folding sections, top to bottom."""
+        return [
+            Section("Image and model", [self.image, model_picker, embeddings_picker]),
+            Section(
+                "Segment",
+                [
+                    self.labels,
+                    self.mode,
+                    *self.concept.widgets,
+                    *self.generator.widgets,
+                    *self.decoder.widgets,
+                ],
+            ),
+            self.volume_section,
+            Section(
+                "Advanced: tiles, overwrite",
+                [*self.tiling.widgets, self.overwrite],
+                collapsed=True,
+                name="advanced",
+            ),
+        ]
+
+    def footer(self, cancel_button, status) -> list:
+        """What stays visible under the sections: the buttons and the status line."""
+        return [row(self.run_button, cancel_button), row(status)]
+
+
+def automatic_controls(viewer) -> AutomaticControls:
+    """The automatic widget's controls, with the official generator defaults."""
+    all_slices = CheckBox(
+        name="all_slices",
+        value=False,
+        text="every slice (nD images)",
+        tooltip="Segment every 2D slice of a stack, not only the one shown.",
+    )
+    linking = link_controls()
+    return AutomaticControls(
+        image=layer_combo(viewer, "image", Image, tooltip="The image to segment."),
+        labels=layer_combo(
+            viewer,
+            "labels",
+            Labels,
+            nullable=True,
+            label="labels (target)",
+            tooltip="Where objects are written (the Labels layer already used for the image is "
+            "proposed); none: a new Labels layer is made.",
+        ),
+        mode=mode_control(),
+        concept=concept_controls(viewer),
+        generator=generator_controls(),
+        decoder=decoder_controls(),
+        tiling=tiling_controls(),
+        all_slices=all_slices,
+        linking=linking,
+        overwrite=CheckBox(
+            name="overwrite", value=False, text="overwrite existing labels", tooltip=OVERWRITE_TIP
+        ),
+        run_button=PushButton(
+            name="run_button",
+            text="Segment everything",
+            tooltip="Find every object on the slice (or every slice) and write them as new labels.",
+        ),
+        volume_section=Section("3D and time", [all_slices, *linking.widgets], collapsed=True),
     )

@@ -16,8 +16,6 @@ from functools import partial
 from typing import TYPE_CHECKING
 
 import numpy as np
-from magicgui.widgets import CheckBox, PushButton
-from napari.layers import Image, Labels
 
 from ...errors import ImageError, SAMError
 from ...processing.instance_watershed import settings_for_model
@@ -26,14 +24,11 @@ from ...segmentation.generator_settings import settings_for_model as generator_s
 from .automatic_controls import (
     MODE_TIP,
     NOT_LOADED_TIP,
-    decoder_controls,
-    generator_controls,
-    link_controls,
-    mode_control,
+    AutomaticControls,
+    automatic_controls,
     no_decoder_tip,
-    show_generator_defaults,
 )
-from .concept_mode import ConceptJob, concept_controls, read_exemplars
+from .concept_mode import ConceptJob, read_exemplars
 from ..layers.image_slices import (
     DEFAULT_MAX_SIDE,
     all_slice_indices,
@@ -42,16 +37,14 @@ from ..layers.image_slices import (
     displayed_layer_axes,
     spatial_shape,
 )
-from ..layers.labels_writing import OVERWRITE_TIP, write_label_images
-from ..layers.layer_pickers import layer_combo
+from ..layers.labels_writing import write_label_images
 from ..widget_parts.notifications import USER_ERRORS, report_warning
 from ..background.safe_import import ml_stack_ready
-from ..widget_parts.sections import Section, lay_out
+from ..widget_parts.sections import lay_out
 from ..jobs.automatic_job import DECODER, GENERATOR, AutomaticJob
 from ..layers.target_labels import LabelsTarget
 from ..background.task_runner import Relay
-from ..widget_parts.tiling_controls import tiling_controls
-from ..widget_parts.widget_base import SAMWidget, row
+from ..widget_parts.widget_base import SAMWidget
 
 if TYPE_CHECKING:
     import napari
@@ -79,80 +72,33 @@ class AutomaticSegmentationWidget(SAMWidget):
         super().__init__(napari_viewer)
         viewer = self.viewer
         self._plane = ""
-        self._image_w = layer_combo(viewer, "image", Image, tooltip="The image to segment.")
-        self._labels_w = layer_combo(
-            viewer,
-            "labels",
-            Labels,
-            nullable=True,
-            label="labels (target)",
-            tooltip="Where objects are written (the Labels layer already used for the image is "
-            "proposed); none: a new Labels layer is made.",
+        #: Every control, a typed attribute (also reachable as ``widget.<name>``).
+        self.controls: AutomaticControls = automatic_controls(viewer)
+        c = self.controls
+        lay_out(
+            self,
+            c.sections(self.model_picker, self.embeddings_picker),
+            c.footer(self.cancel_button, self.status),
         )
-        self._mode_w = mode_control()
-        self.concept = concept_controls(viewer)
-        self._generator_ws = generator_controls()
-        self._pps_w, self._iou_w, self._stab_w, self._nms_w, self._area_w = self._generator_ws
-        self.tiling = tiling_controls()
-        self.decoder = decoder_controls()
-        self._all_w = CheckBox(
-            name="all_slices",
-            value=False,
-            text="every slice (nD images)",
-            tooltip="Segment every 2D slice of a stack, not only the one shown.",
-        )
-        self.linking = link_controls()
-        self._overwrite_w = CheckBox(
-            name="overwrite", value=False, text="overwrite existing labels", tooltip=OVERWRITE_TIP
-        )
-        self.run_button = PushButton(
-            name="run_button",
-            text="Segment everything",
-            tooltip="Find every object on the slice (or every slice) and write them as new labels.",
-        )
-        self.volume_section = Section(
-            "3D and time", [self._all_w, *self.linking.widgets], collapsed=True
-        )
-        sections = [
-            Section("Image and model", [self._image_w, self.model_picker, self.embeddings_picker]),
-            Section(
-                "Segment",
-                [
-                    self._labels_w,
-                    self._mode_w,
-                    *self.concept.widgets,
-                    *self._generator_ws,
-                    *self.decoder.widgets,
-                ],
-            ),
-            self.volume_section,
-            Section(
-                "Advanced: tiles, overwrite",
-                [*self.tiling.widgets, self._overwrite_w],
-                collapsed=True,
-                name="advanced",
-            ),
-        ]
-        lay_out(self, sections, [row(self.run_button, self.cancel_button), row(self.status)])
-        self.target = LabelsTarget(viewer, self._labels_w, tuple, self.reset_choices)
+        self.target = LabelsTarget(viewer, self.controls.labels, tuple, self.reset_choices)
         self._decoder_model: str | None = None  # whose default thresholds are shown
         self._generator_model: str | None = None  # whose generator defaults are shown
         self._generator_shown = DEFAULTS
         self._loaded_relay = Relay(self._update_mode)  # model loads reported from any thread
         self.session.models.on_loaded(self._on_model_loaded)
-        self.run_button.changed.connect(self._on_run_clicked)
-        self._image_w.changed.connect(self._on_image_changed)
-        self._mode_w.changed.connect(self._show_mode)
-        self.concept.enable.changed.connect(self._show_mode)
-        self._all_w.changed.connect(self.linking.follow)
+        self.controls.run_button.changed.connect(self._on_run_clicked)
+        self.controls.image.changed.connect(self._on_image_changed)
+        self.controls.mode.changed.connect(self._show_mode)
+        self.controls.concept.enable.changed.connect(self._show_mode)
+        self.controls.all_slices.changed.connect(self.controls.linking.follow)
         self.model_picker.field.changed.connect(self._update_mode)
         self.model_picker.on_chosen(self._on_model_chosen)
         viewer.layers.events.inserted.connect(self._on_layers_changed)
         viewer.layers.events.removed.connect(self._on_layers_changed)
         self.reset_choices()
-        self.follow_active_image(self._image_w)
+        self.follow_active_image(self.controls.image)
         self._on_image_changed()
-        self.linking.follow(False)
+        self.controls.linking.follow(False)
         self._update_mode()
         self._show_mode()
 
@@ -177,17 +123,17 @@ class AutomaticSegmentationWidget(SAMWidget):
             self._show_generator_defaults(network)
         decoder = getattr(network, "instance_decoder", None)
         if decoder is None:
-            self._mode_w.value = GENERATOR
-            self._mode_w.enabled = False
-            self._mode_w.tooltip = (
+            self.controls.mode.value = GENERATOR
+            self.controls.mode.enabled = False
+            self.controls.mode.tooltip = (
                 NOT_LOADED_TIP if network is None else no_decoder_tip(str(network.name))
             )
             return
-        self._mode_w.enabled = True
-        self._mode_w.tooltip = MODE_TIP
+        self.controls.mode.enabled = True
+        self.controls.mode.tooltip = MODE_TIP
         if self._decoder_model != network.key:  # a new model: show its default thresholds
             self._decoder_model = network.key
-            self.decoder.show_settings(settings_for_model(network.name))
+            self.controls.decoder.show_settings(settings_for_model(network.name))
 
     def _show_generator_defaults(self, network) -> None:
         """A new model: show the generator settings it recommends (values the user changed
@@ -198,26 +144,24 @@ class AutomaticSegmentationWidget(SAMWidget):
         except SAMError as error:
             self.user_error(error)
             own = DEFAULTS
-        self._generator_shown = show_generator_defaults(
-            self._generator_ws, own, self._generator_shown
-        )
+        self._generator_shown = self.controls.generator.show_defaults(own, self._generator_shown)
 
     def _show_mode(self, _value=None) -> None:
-        concept = self.concept.on  # "find all like the examples" replaces the mode
-        decoder = self._mode_w.value == DECODER and not concept
-        self._mode_w.visible = not concept
-        self.concept.show(concept)
-        for widget in self._generator_ws:
+        concept = self.controls.concept.on  # "find all like the examples" replaces the mode
+        decoder = self.controls.mode.value == DECODER and not concept
+        self.controls.mode.visible = not concept
+        self.controls.concept.show(concept)
+        for widget in self.controls.generator.widgets:
             widget.visible = not decoder and not concept
-        self.tiling.visible = not decoder and not concept  # the instance decoder is not tiled
-        for widget in self.decoder.widgets:
+        self.controls.tiling.visible = not decoder and not concept  # the instance decoder is not tiled
+        for widget in self.controls.decoder.widgets:
             widget.visible = decoder
-        self.run_button.text = "Find all like the examples" if concept else "Segment everything"
+        self.controls.run_button.text = "Find all like the examples" if concept else "Segment everything"
 
     def _on_model_chosen(self) -> None:
         """A model was chosen: load it now (in the background), so the mode can be offered."""
         self._update_mode()
-        if self.concept.on:  # a SAM 3 is loaded by the concept job
+        if self.controls.concept.on:  # a SAM 3 is loaded by the concept job
             return
         if self._loaded_network() is None and not self.busy and ml_stack_ready():
             self.load_model()
@@ -249,11 +193,11 @@ class AutomaticSegmentationWidget(SAMWidget):
     def _on_image_changed(self, _value=None) -> None:
         """Propose a target; link slices by default for a (Z, Y, X) image."""
         self._propose_target()
-        image = self._image_w.value
+        image = self.controls.image.value
         if image is not None:
-            self.linking.link.value = len(spatial_shape(image)) == 3
+            self.controls.linking.link.value = len(spatial_shape(image)) == 3
             if len(spatial_shape(image)) > 2:
-                self.volume_section.expand()  # a stack: every slice, linked, is likely wanted
+                self.controls.volume_section.expand()  # a stack: every slice, linked, is likely wanted
 
     def _on_layers_changed(self, event=None) -> None:
         if not self.alive():
@@ -263,21 +207,16 @@ class AutomaticSegmentationWidget(SAMWidget):
 
     def _propose_target(self, _value=None) -> None:
         """The Labels layer already used for the image, when none (that fits) is chosen."""
-        self.target.propose(self._image_w.value)
+        self.target.propose(self.controls.image.value)
 
     # --- preparing --------------------------------------------------------------------
 
     def generator_options(self) -> dict:
-        return {
-            "points_per_side": int(self._pps_w.value),
-            "pred_iou_thresh": float(self._iou_w.value),
-            "stability_score_thresh": float(self._stab_w.value),
-            "box_nms_thresh": float(self._nms_w.value),
-            "min_mask_region_area": int(self._area_w.value),
-        }
+        """The generator's options as shown."""
+        return self.controls.generator.options()
 
     def _prepare(self) -> AutomaticJob:
-        image = self._image_w.value
+        image = self.controls.image.value
         if image is None:
             raise ImageError(
                 "No image layer to segment: open an image (or File > Open Sample > SAM Keras) "
@@ -286,20 +225,20 @@ class AutomaticSegmentationWidget(SAMWidget):
         check_supported(image)
         axes = displayed_layer_axes(image, self.viewer.dims)
         self._plane = plane_text(image, axes)
-        if self._all_w.value:
+        if self.controls.all_slices.value:
             indices = list(all_slice_indices(image, axes))
         else:
             indices = [current_index(image, self.viewer.dims, axes)]
-        labels = self._labels_w.value
+        labels = self.controls.labels.value
         if labels is not None and tuple(labels.data.shape) != spatial_shape(image):
             raise ImageError(
                 f"Labels layer {labels.name!r} has shape {tuple(labels.data.shape)} but image "
                 f"{image.name!r} has {spatial_shape(image)}: choose a labels layer of the same "
                 "shape, or none to create one."
             )
-        if self.concept.on:
+        if self.controls.concept.on:
             return self._concept_job(image, axes, indices)
-        method = self._mode_w.value
+        method = self.controls.mode.value
         return AutomaticJob(
             layer=image,
             indices=indices,
@@ -308,16 +247,16 @@ class AutomaticSegmentationWidget(SAMWidget):
             generator_options=self.generator_options(),
             max_side=DEFAULT_MAX_SIDE,
             method=method,
-            decoder_options=self.decoder.options() if method == DECODER else {},
-            link=self.linking.options() if len(indices) > 1 else None,
-            tiling=self.tiling.tiling() if method == GENERATOR else None,
+            decoder_options=self.controls.decoder.options() if method == DECODER else {},
+            link=self.controls.linking.options() if len(indices) > 1 else None,
+            tiling=self.controls.tiling.tiling() if method == GENERATOR else None,
         )
 
     def _concept_job(self, image, axes, indices) -> ConceptJob:
         """SAM 3 on the slice(s), prompted by the exemplar boxes of the displayed slice."""
         index = current_index(image, self.viewer.dims, axes)
         boxes, labels = read_exemplars(
-            self.concept.exemplars.value, image, index, axes, self.viewer.dims.point
+            self.controls.concept.exemplars.value, image, index, axes, self.viewer.dims.point
         )
         job = ConceptJob(
             layer=image,
@@ -326,11 +265,11 @@ class AutomaticSegmentationWidget(SAMWidget):
             model_source=self.model_picker.source(),
             generator_options={},
             max_side=DEFAULT_MAX_SIDE,
-            link=self.linking.options() if len(indices) > 1 else None,
-            text=str(self.concept.text.value).strip() or None,
+            link=self.controls.linking.options() if len(indices) > 1 else None,
+            text=str(self.controls.concept.text.value).strip() or None,
             exemplars=boxes,
             exemplar_labels=labels,
-            score_threshold=float(self.concept.threshold.value),
+            score_threshold=float(self.controls.concept.threshold.value),
         )
         job.check()
         return job
@@ -362,7 +301,7 @@ class AutomaticSegmentationWidget(SAMWidget):
 
     def _on_busy(self, busy: bool) -> None:
         super()._on_busy(busy)
-        self.run_button.enabled = not busy
+        self.controls.run_button.enabled = not busy
         if not busy:
             self._update_mode()  # a run may have loaded the model
 
@@ -392,7 +331,7 @@ class AutomaticSegmentationWidget(SAMWidget):
             return None
         try:
             labels = self.target.for_writing(image)
-            ids = write_label_images(labels, results, overwrite=bool(self._overwrite_w.value))
+            ids = write_label_images(labels, results, overwrite=bool(self.controls.overwrite.value))
         except SAMError as error:
             self.user_error(error)
             return None

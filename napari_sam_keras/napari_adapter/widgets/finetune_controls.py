@@ -15,6 +15,7 @@ from magicgui.widgets import ComboBox, Container, FloatSpinBox, Label, LineEdit,
 from qtpy.QtCore import Qt
 
 from ...processing.training_figures import format_rows
+from ..widget_parts.sections import Section
 from ..widget_parts.status_line import wrap_text
 from ..widget_parts.widget_base import row
 
@@ -45,6 +46,13 @@ def default_output(base_model: str) -> Path:
 
 @dataclass
 class FineTuneControls:
+    """Every control of the Fine-tune widget, one typed attribute each.
+
+    A field's name is its control's magicgui name (``widget.<name>`` finds it too).
+    Adding a control: a field here, its construction in :func:`finetune_controls`, its
+    place in :meth:`sections`.
+    """
+
     source: ComboBox
     series_folder: LineEdit
     series_button: PushButton
@@ -54,10 +62,26 @@ class FineTuneControls:
     validation: FloatSpinBox
     output: LineEdit
     output_button: PushButton
-    run: PushButton
+    run_button: PushButton
     results: Label
     series_row: Container | None = None  # series_folder + series_button
     output_row: Container | None = None  # output + output_button
+
+    def sections(self, model_picker, plot) -> list[Section]:
+        """The dock's folding sections, top to bottom (``plot``: the training curve)."""
+        return [
+            Section("Training data", [self.source, self.series_row, self.data_summary]),
+            Section(
+                "Model and training",
+                [model_picker, self.mode, self.epochs, self.validation, self.output_row],
+                name="finetune_training",
+            ),
+            Section("Training curve and results", [plot, self.results], name="finetune_plot"),
+        ]
+
+    def footer(self, cancel_button, status) -> list:
+        """What stays visible under the sections: the buttons and the status line."""
+        return [row(self.run_button, cancel_button), row(status)]
 
 
 def finetune_controls() -> FineTuneControls:
@@ -97,7 +121,7 @@ def finetune_controls() -> FineTuneControls:
             "folder under your user data folder.",
         ),
         output_button=PushButton(name="output_button", text="Folder\u2026"),
-        run=PushButton(name="run_button", text="Fine-tune"),
+        run_button=PushButton(name="run_button", text="Fine-tune"),
         results=Label(name="results", label="", value=""),
     )
     c.series_row = row(c.series_folder, c.series_button)

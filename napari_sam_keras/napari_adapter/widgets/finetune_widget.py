@@ -1,7 +1,7 @@
 """Fine-tune SAM on what you annotated, without leaving napari (Plugins > SAM Keras > Fine-tune).
 
 Training data: the image layers that have a Labels layer (what the Interactive or
-Automatic segmentation widget wrote, or what you painted; see :mod:`.finetune_data`), or a
+Automatic segmentation widget wrote, or what you painted; see :mod:`..layers.finetune_data`), or a
 folder annotated with the Image series widget.  The base model comes from the same model
 picker as the segmentation widgets.  **Fine-tune** runs in a worker thread (progress in
 the status line and napari's progress bar, **Cancel** stops it and writes nothing); a
@@ -18,17 +18,24 @@ from functools import partial
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from .finetune_controls import LAYERS, SERIES, default_output, finetune_controls, results_html
+from .finetune_controls import (
+    LAYERS,
+    SERIES,
+    FineTuneControls,
+    default_output,
+    finetune_controls,
+    results_html,
+)
 from ..layers.finetune_data import TrainingData, annotated_layers, layer_training_data
 from ..jobs.finetune_job import FineTuneJob, FineTuneOutcome
 from ..layers.layer_pickers import is_sam_preview
 from ..widget_parts.model_picker import offer_model
 from ..widget_parts.notifications import USER_ERRORS
 from ..background.safe_import import ml_stack_ready
-from ..widget_parts.sections import Section, lay_out
+from ..widget_parts.sections import lay_out
 from ..background.task_runner import Relay
 from .training_plot import TrainingPlot
-from ..widget_parts.widget_base import SAMWidget, row
+from ..widget_parts.widget_base import SAMWidget
 
 if TYPE_CHECKING:
     import napari
@@ -40,30 +47,21 @@ class FineTuneWidget(SAMWidget):
     Value widgets: ``source``, ``series_folder``, ``model``, ``mode``, ``epochs``,
     ``validation``, ``output``.  Buttons: ``run_button``, ``cancel_button``.
     Parts: ``plot`` (:class:`~.training_plot.TrainingPlot`), ``results`` (the table),
-    ``outcome`` (the last finished run's :class:`~.jobs.finetune_job.FineTuneOutcome`).
+    ``outcome`` (the last finished run's :class:`~..jobs.finetune_job.FineTuneOutcome`).
     """
 
     def __init__(self, napari_viewer: napari.viewer.Viewer | None = None) -> None:
         super().__init__(napari_viewer)
         self.model_picker.offer_quantization(False)  # training needs float32 kernels
-        self.controls = c = finetune_controls()
+        #: Every control, a typed attribute (also reachable as ``widget.<name>``).
+        self.controls: FineTuneControls = finetune_controls()
+        c = self.controls
         self.plot = TrainingPlot(self.viewer)
-        self.run_button = c.run
-        self.results = c.results
         self.outcome: FineTuneOutcome | None = None
         #: More ``finetune`` settings for scripts (``objects_per_image``, ``prompt_iterations``,
         #: ``learning_rate``, ``instance_decoder``, ``seed``); the controls set the rest.
         self.training_options: dict = {}
-        sections = [
-            Section("Training data", [c.source, c.series_row, c.data_summary]),
-            Section(
-                "Model and training",
-                [self.model_picker, c.mode, c.epochs, c.validation, c.output_row],
-                name="finetune_training",
-            ),
-            Section("Training curve and results", [self.plot, c.results], name="finetune_plot"),
-        ]
-        lay_out(self, sections, [row(c.run, self.cancel_button), row(self.status)])
+        lay_out(self, c.sections(self.model_picker, self.plot), c.footer(self.cancel_button, self.status))
         self._history = None
         self._history_lock = threading.Lock()
         self._plot_relay = Relay(self._show_history)  # epochs reported from the worker
@@ -71,7 +69,7 @@ class FineTuneWidget(SAMWidget):
         c.series_folder.changed.connect(self.update_summary)
         c.series_button.changed.connect(self.choose_series_folder)
         c.output_button.changed.connect(self.choose_output)
-        c.run.changed.connect(self._on_run_clicked)
+        c.run_button.changed.connect(self._on_run_clicked)
         self.viewer.layers.events.inserted.connect(self.update_summary)
         self.viewer.layers.events.removed.connect(self.update_summary)
         self._on_source_changed()
@@ -180,7 +178,7 @@ class FineTuneWidget(SAMWidget):
         if not ml_stack_ready():
             return None
         self.plot.clear()
-        self.results.value = ""
+        self.controls.results.value = ""
         self.outcome = None
         if blocking:
             outcome = self.runner.run(job, self._description(job))
@@ -198,7 +196,7 @@ class FineTuneWidget(SAMWidget):
 
     def _on_busy(self, busy: bool) -> None:
         super()._on_busy(busy)
-        self.run_button.enabled = not busy
+        self.controls.run_button.enabled = not busy
 
     def _on_epoch(self, history) -> None:
         """From the worker: keep the history, draw it on the Qt thread."""
@@ -219,7 +217,7 @@ class FineTuneWidget(SAMWidget):
         self.model_store.add(source, outcome.network)  # loaded: every widget can use it now
         offer_model(source, self.session)
         self.plot.show_history(outcome.history)
-        self.results.value = results_html(outcome.rows)
+        self.controls.results.value = results_html(outcome.rows)
         self.controls.output.value = ""  # the next run gets a new folder
         if self.alive():
             self.status.show(f"saved {source}; it is in the segmentation widgets' recent models")

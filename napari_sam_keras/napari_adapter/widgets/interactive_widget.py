@@ -18,7 +18,7 @@ slice's, and the result goes into that slice only.
 * **Segment in 3D** (``Shift+S``) on a stack: the prompts on one or more slices
   of the slider axis the user is on make one object, carried through the
   stack (tracked forward on a time axis) and written with one new id on every
-  slice it reaches, as one undo step (see :mod:`.volume_requests`).
+  slice it reaches, as one undo step (see :mod:`..layers.volume_requests`).
 * **Clear prompts** (``Shift+C``) deletes every prompt; ``T`` toggles new points
   between positive and negative.
 
@@ -34,7 +34,14 @@ from typing import TYPE_CHECKING
 
 from qtpy.QtCore import QTimer
 
-from . import interactive_controls as controls
+from .interactive_controls import (
+    CLEAR_KEY,
+    COMMIT_KEY,
+    SEGMENT_3D_KEY,
+    TOGGLE_KEY,
+    InteractiveControls,
+    interactive_controls,
+)
 from ..layers.image_slices import spatial_shape
 from ..layers.label_refinement import refine_request
 from ..layers.labels_writing import check_labels_fit
@@ -55,18 +62,14 @@ from ..layers.prompt_requests import (
 )
 from ..layers.prompts_from_layers import NEGATIVE, POSITIVE, box_merge_hint
 from ..background.safe_import import ml_stack_ready
-from ..widget_parts.sections import Section, lay_out
+from ..widget_parts.sections import lay_out
 from ..layers.target_labels import TargetLabels
 from ..background.task_runner import process_events_until
-from ..widget_parts.tiling_controls import tiling_controls
 from ..layers.volume_requests import VolumeRequest, volume_request
-from ..widget_parts.widget_base import SAMWidget, row
+from ..widget_parts.widget_base import SAMWidget
 
 if TYPE_CHECKING:
     import napari
-
-TOGGLE_KEY, COMMIT_KEY, CLEAR_KEY = controls.TOGGLE_KEY, controls.COMMIT_KEY, controls.CLEAR_KEY
-SEGMENT_3D_KEY = controls.SEGMENT_3D_KEY
 
 
 class InteractiveSegmentationWidget(SAMWidget):
@@ -86,8 +89,8 @@ class InteractiveSegmentationWidget(SAMWidget):
         self._build()
         self.prompt_layers = PromptLayers(
             self.viewer,
-            self.points,
-            self.shapes,
+            self.controls.points,
+            self.controls.shapes,
             on_data=self._on_prompt_data,
             keys={
                 COMMIT_KEY: lambda _l: self.commit(),
@@ -112,74 +115,46 @@ class InteractiveSegmentationWidget(SAMWidget):
         )
         self.target = TargetLabels(
             self.viewer,
-            self.labels,
-            self.label_id,
-            self.refine_id,
+            self.controls.labels,
+            self.controls.label_id,
+            self.controls.refine_id,
             self._not_targets,
             self.reset_choices,
         )
         self.writer = ObjectWriter(
             self.viewer,
             self.target,
-            self.overwrite,
-            self.add_to_label,
+            self.controls.overwrite,
+            self.controls.add_to_label,
             self.status,
             self.user_error,
             self._written,
         )
         self._connect()
         self.reset_choices()
-        self.follow_active_image(self.image)
+        self.follow_active_image(self.controls.image)
         self._setup_for_image()
 
     def _build(self) -> None:
-        pickers = controls.layer_pickers(self.viewer, self._not_targets)
-        opts = controls.options()
-        self.buttons = b = controls.buttons()
-        self.run_button, self.commit_button, self.clear_button = b.run, b.commit, b.clear
-        self.refine_button = b.refine
-        volume = controls.volume_controls()
-        self.segment_3d_button = volume.segment_3d
-        self.tiling = tiling_controls()
-        self.volume_section = Section(
-            "3D and time",
-            [volume.segment_3d, volume.projection, volume.iou_threshold, volume.axis_is_time],
-            collapsed=True,
-        )
-        sections = [
-            Section("Image and model", [pickers.image, self.model_picker, self.embeddings_picker]),
-            Section(
-                "Prompts",
-                [pickers.points, pickers.shapes, opts.point_type, opts.live, b.shortcuts],
-            ),
-            Section(
-                "Segment",
-                [pickers.labels, opts.label_id, opts.add_to_label, opts.multimask],
-            ),
-            self.volume_section,
-            Section(
-                "Advanced: tiles, overwrite, refine",
-                [*self.tiling.widgets, opts.overwrite, b.refine_id, b.refine],
-                collapsed=True,
-                name="advanced",
-            ),
-        ]
-        footer = [row(b.run, b.commit), row(b.clear, self.cancel_button), row(self.status)]
-        lay_out(self, sections, footer)
+        #: Every control, a typed attribute (also reachable as ``widget.<name>``).
+        self.controls: InteractiveControls = interactive_controls(self.viewer, self._not_targets)
+        c = self.controls
+        sections = c.sections(self.model_picker, self.embeddings_picker)
+        lay_out(self, sections, c.footer(self.cancel_button, self.status))
 
     def _connect(self) -> None:
         viewer = self.viewer
-        self.run_button.changed.connect(self._on_run_clicked)
-        self.commit_button.changed.connect(self.commit)
-        self.segment_3d_button.changed.connect(self._on_segment_3d_clicked)
-        self.clear_button.changed.connect(self.clear_prompts)
-        self.refine_button.changed.connect(self._on_refine_clicked)
-        self.image.changed.connect(self._on_image_changed)
-        self.points.changed.connect(self.prompt_layers.watch)
-        self.shapes.changed.connect(self.prompt_layers.watch)
-        self.point_type.changed.connect(self._on_point_type_changed)
-        inputs = (self.multimask, *self.tiling.widgets)
-        self.live_preview.follow(self.live, inputs, viewer.dims)
+        self.controls.run_button.changed.connect(self._on_run_clicked)
+        self.controls.commit_button.changed.connect(self.commit)
+        self.controls.segment_3d_button.changed.connect(self._on_segment_3d_clicked)
+        self.controls.clear_button.changed.connect(self.clear_prompts)
+        self.controls.refine_button.changed.connect(self._on_refine_clicked)
+        self.controls.image.changed.connect(self._on_image_changed)
+        self.controls.points.changed.connect(self.prompt_layers.watch)
+        self.controls.shapes.changed.connect(self.prompt_layers.watch)
+        self.controls.point_type.changed.connect(self._on_point_type_changed)
+        inputs = (self.controls.multimask, *self.controls.tiling.widgets)
+        self.live_preview.follow(self.controls.live, inputs, viewer.dims)
         self.model_picker.on_chosen(self.live_preview.schedule)  # a new model: preview again
         viewer.layers.events.inserted.connect(self._on_layer_inserted)
         viewer.layers.events.removed.connect(self._on_layer_removed)
@@ -204,7 +179,7 @@ class InteractiveSegmentationWidget(SAMWidget):
     def _raise_prompt_layers(self) -> None:
         if not self.alive():
             return
-        layers = (self.live_preview.layer, self.shapes.value, self.points.value)
+        layers = (self.live_preview.layer, self.controls.shapes.value, self.controls.points.value)
         raise_layers(self.viewer, layers)
 
     def _on_layer_removed(self, event=None) -> None:
@@ -218,18 +193,18 @@ class InteractiveSegmentationWidget(SAMWidget):
         QTimer.singleShot(0, self._setup_for_image)
 
     def _setup_for_image(self) -> None:
-        if not self.alive() or self.image.value is None:
+        if not self.alive() or self.controls.image.value is None:
             return
-        self.prompt_layers.setup(self.image.value, self.reset_choices)
-        if len(spatial_shape(self.image.value)) > 2:
-            self.volume_section.expand()  # a stack: Segment in 3D is what it is for
-        if self.point_type.value != POSITIVE and self.points.value is not None:
-            set_point_type(self.points.value, self.point_type.value)
+        self.prompt_layers.setup(self.controls.image.value, self.reset_choices)
+        if len(spatial_shape(self.controls.image.value)) > 2:
+            self.controls.volume_section.expand()  # a stack: Segment in 3D is what it is for
+        if self.controls.point_type.value != POSITIVE and self.controls.points.value is not None:
+            set_point_type(self.controls.points.value, self.controls.point_type.value)
         self._propose_target()
         self._raise_prompt_layers()
 
     def _propose_target(self) -> None:
-        self.target.propose(self.image.value)
+        self.target.propose(self.controls.image.value)
 
     # --- prompts ----------------------------------------------------------------------
 
@@ -237,17 +212,17 @@ class InteractiveSegmentationWidget(SAMWidget):
         self.live_preview.on_prompt_data(event)
         action = getattr(event, "action", None)
         added = str(getattr(action, "value", action)) == "added"
-        if added and getattr(event, "source", None) is self.shapes.value:
+        if added and getattr(event, "source", None) is self.controls.shapes.value:
             QTimer.singleShot(0, self._hint_box_merge)  # not inside napari's event
 
     def _hint_box_merge(self) -> None:
         """Say so in the status line when the new box takes earlier points into its object."""
-        if not self.alive() or self.image.value is None:
+        if not self.alive() or self.controls.image.value is None:
             return
         try:
-            image_slice = image_slice_of(self.image.value, self.viewer.dims)
+            image_slice = image_slice_of(self.controls.image.value, self.viewer.dims)
             prompts = read_prompts(
-                self.points.value, self.shapes.value, image_slice, self.viewer.dims
+                self.controls.points.value, self.controls.shapes.value, image_slice, self.viewer.dims
             )
         except USER_ERRORS:
             return  # the next Segment says what is wrong
@@ -257,39 +232,39 @@ class InteractiveSegmentationWidget(SAMWidget):
 
     def toggle_point_type(self) -> str:
         """Switch new points between positive and negative; returns the new type."""
-        new = NEGATIVE if self.point_type.value == POSITIVE else POSITIVE
-        self.point_type.value = new
+        new = NEGATIVE if self.controls.point_type.value == POSITIVE else POSITIVE
+        self.controls.point_type.value = new
         return new
 
     def _on_point_type_changed(self, value) -> None:
-        if self.points.value is not None:
-            set_point_type(self.points.value, value)
+        if self.controls.points.value is not None:
+            set_point_type(self.controls.points.value, value)
 
     def clear_prompts(self, _value=None) -> int:
         """Delete every point and box of the prompt layers; returns how many."""
         self.live_preview.cancel()
         with self.live_preview.paused():
-            n = clear_layer(self.points.value) + clear_layer(self.shapes.value)
+            n = clear_layer(self.controls.points.value) + clear_layer(self.controls.shapes.value)
         self.live_preview.clear()
         self.status.show(f"cleared {n} prompt(s)")
         return n
 
     def _prepare(self, embed_only: bool = False) -> PromptRequest:
         """A request from the layers now; raises ``SAMError`` for what the user must fix."""
-        image_slice = image_slice_of(self.image.value, self.viewer.dims)
-        target = self.labels.value
+        image_slice = image_slice_of(self.controls.image.value, self.viewer.dims)
+        target = self.controls.labels.value
         if target is not None:
             check_labels_fit(target, image_slice.layer)
         source = self.model_picker.source()
         prompts = None
         if not embed_only:
             prompts = read_prompts(
-                self.points.value, self.shapes.value, image_slice, self.viewer.dims
+                self.controls.points.value, self.controls.shapes.value, image_slice, self.viewer.dims
             )
-        multimask = bool(self.multimask.value)
-        tiling = self.tiling.tiling()
+        multimask = bool(self.controls.multimask.value)
+        tiling = self.controls.tiling.tiling()
         request = prompt_request(image_slice, prompts, source, multimask, embed_only, tiling)
-        return note_used(request, self.points.value, self.shapes.value)
+        return note_used(request, self.controls.points.value, self.controls.shapes.value)
 
     # --- running ----------------------------------------------------------------------
 
@@ -386,28 +361,28 @@ class InteractiveSegmentationWidget(SAMWidget):
 
     def _prepare_volume(self) -> VolumeRequest:
         request = volume_request(
-            self.image.value,
-            self.points.value,
-            self.shapes.value,
+            self.controls.image.value,
+            self.controls.points.value,
+            self.controls.shapes.value,
             self.viewer.dims,
             self.model_picker.source(),
-            str(self.projection.value),
-            float(self.iou_threshold.value),
-            bool(self.axis_is_time.value),
+            str(self.controls.projection.value),
+            float(self.controls.iou_threshold.value),
+            bool(self.controls.axis_is_time.value),
         )
-        request.job = replace(request.job, tiling=self.tiling.tiling())
-        target = self.labels.value
+        request.job = replace(request.job, tiling=self.controls.tiling.tiling())
+        target = self.controls.labels.value
         if target is not None:
             check_labels_fit(target, request.image_slice.layer)
         return request
 
     def _prepare_refine(self) -> PromptRequest:
         return refine_request(
-            self.image.value,
+            self.controls.image.value,
             self.viewer.dims,
-            self.labels.value,
-            int(self.refine_id.value),
-            self.points.value,
+            self.controls.labels.value,
+            int(self.controls.refine_id.value),
+            self.controls.points.value,
             self.model_picker.source(),
         )
 

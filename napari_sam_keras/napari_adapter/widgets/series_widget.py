@@ -11,7 +11,7 @@ a warning says so when they cannot be.  The interactive and automatic
 widgets work on the current image: the series' Labels layer stays the same layer (its data
 is replaced), and each image gets a new Image layer (so no embedding of another image is
 ever reused for it).  While the user works on an image, the next one is read and embedded
-in the background with a model some widget has loaded (:mod:`.series_prefetch`), so that
+in the background with a model some widget has loaded (:mod:`..background.series_prefetch`), so that
 its first click after **Save and next** computes no embedding.
 """
 
@@ -21,22 +21,19 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 import numpy as np
-from magicgui.widgets import CheckBox, Container, FileEdit, Label, PushButton
+from magicgui.widgets import Container
 
 from ...files.image_series import ImageSeries, labels_shape
 from ..session import current_session, settings
 from ..layers.image_slices import current_slice
 from ..widget_parts.notifications import USER_ERRORS, report_error, report_info, report_warning
-from ..widget_parts.sections import NestedControls, Section, lay_out
+from ..widget_parts.sections import NestedControls, lay_out
 from ..background.series_prefetch import NextImagePrefetcher
-from ..widget_parts.status_line import wrap_text
-from ..widget_parts.widget_base import resolve_viewer, row
+from ..widget_parts.widget_base import resolve_viewer
+from .series_controls import NEXT_KEY, PREVIOUS_KEY, SeriesControls, series_controls
 
 if TYPE_CHECKING:  # pragma: no cover
     import napari
-
-NEXT_KEY = "PageDown"
-PREVIOUS_KEY = "PageUp"
 
 
 class ImageSeriesWidget(NestedControls, Container):
@@ -56,57 +53,19 @@ class ImageSeriesWidget(NestedControls, Container):
         self.labels_layer = None
         self.prefetch = NextImagePrefetcher(self.viewer, self._next_wanted, self.session)
 
-        self._folder_w = FileEdit(name="folder", mode="d", label="folder")
-        self._folder_w.tooltip = "The folder of images; labels go to its sam-labels folder."
-        self.open_button = PushButton(
-            name="open_button",
-            text="Open folder",
-            tooltip="Choose a folder of images; the series continues where it was left.",
-        )
-        self._status_w = Label(name="status", value="No folder open.")
-        self._done_w = CheckBox(
-            name="done", text="this image is done", tooltip="Mark the image as annotated."
-        )
-        self._skip_w = CheckBox(
-            name="skip_done",
-            text="skip done images",
-            value=False,
-            tooltip="Next and Previous jump over the images marked done.",
-        )
-        self.previous_button = PushButton(
-            name="previous_button",
-            text=f"Previous ({PREVIOUS_KEY})",
-            tooltip="Save the labels and open the previous image.",
-        )
-        self.next_button = PushButton(
-            name="next_button",
-            text=f"Save and next ({NEXT_KEY})",
-            tooltip="Save the labels, mark the image done and open the next one.",
-        )
-        self.save_button = PushButton(
-            name="save_button",
-            text="Save labels",
-            tooltip="Save this image's labels now (atomically, into the sam-labels folder).",
-        )
-        sections = [
-            Section(
-                "Folder",
-                [self._folder_w, self.open_button, self._skip_w, self._done_w, self.save_button],
-                name="series_folder",
-            )
-        ]
-        footer = [row(self.previous_button, self.next_button), row(self._status_w)]
-        lay_out(self, sections, footer)
-        wrap_text(self._status_w)
-        self.open_button.changed.connect(lambda: self._guarded(self.open, self._folder_w.value))
-        self.previous_button.changed.connect(lambda: self._guarded(self.previous))
-        self.next_button.changed.connect(lambda: self._guarded(self.next))
-        self.save_button.changed.connect(lambda: self._guarded(self.save))
-        self._done_w.changed.connect(self._on_done_toggled)
-        self._skip_w.changed.connect(lambda _value: self.prefetch.refresh())
+        #: Every control, a typed attribute (also reachable as ``widget.<name>``).
+        self.controls: SeriesControls = series_controls()
+        c = self.controls
+        lay_out(self, c.sections(), c.footer())
+        c.open_button.changed.connect(lambda: self._guarded(self.open, c.folder.value))
+        self.controls.previous_button.changed.connect(lambda: self._guarded(self.previous))
+        self.controls.next_button.changed.connect(lambda: self._guarded(self.next))
+        self.controls.save_button.changed.connect(lambda: self._guarded(self.save))
+        self.controls.done.changed.connect(self._on_done_toggled)
+        self.controls.skip_done.changed.connect(lambda _value: self.prefetch.refresh())
         remembered = settings.series_folder()
         if remembered:
-            self._folder_w.value = remembered
+            self.controls.folder.value = remembered
         self._saved_labels: np.ndarray | None = None  # what the file holds, to spot edits
         self.viewer.layers.events.removing.connect(self._on_layer_removing)
         self.native.destroyed.connect(lambda *_: self.autosave())
@@ -124,7 +83,7 @@ class ImageSeriesWidget(NestedControls, Container):
         series = ImageSeries(folder)
         self.autosave()  # the labels of the folder open so far are never dropped
         self.series = series
-        self._folder_w.value = str(folder)
+        self.controls.folder.value = str(folder)
         settings.set_series_folder(str(Path(folder).resolve()))
         self._show()
 
@@ -169,7 +128,7 @@ class ImageSeriesWidget(NestedControls, Container):
         """Save the labels, mark the image done and open the next one; False at the end."""
         series = self._require_series()
         self._save(done=True)
-        index = series.neighbour(+1, skip_done=self._skip_w.value)
+        index = series.neighbour(+1, skip_done=self.controls.skip_done.value)
         if index is None:
             report_info("SAM: this is the last image of the series; its labels are saved.")
             self._update_controls()
@@ -182,7 +141,7 @@ class ImageSeriesWidget(NestedControls, Container):
         """Save the labels and open the previous image; False at the start."""
         series = self._require_series()
         self._save(done=None)
-        index = series.neighbour(-1, skip_done=self._skip_w.value)
+        index = series.neighbour(-1, skip_done=self.controls.skip_done.value)
         if index is None:
             report_info("SAM: this is the first image of the series; its labels are saved.")
             return False
@@ -265,7 +224,7 @@ class ImageSeriesWidget(NestedControls, Container):
         series = self.series
         if series is None or self.image_layer not in self.viewer.layers:
             return None
-        index = series.neighbour(+1, skip_done=self._skip_w.value)
+        index = series.neighbour(+1, skip_done=self.controls.skip_done.value)
         if index is None:
             return None
         try:
@@ -277,17 +236,17 @@ class ImageSeriesWidget(NestedControls, Container):
     def _update_controls(self) -> None:
         series = self.series
         opened = series is not None
-        for button in (self.previous_button, self.next_button, self.save_button, self._done_w):
+        for button in (self.controls.previous_button, self.controls.next_button, self.controls.save_button, self.controls.done):
             button.enabled = opened
         if not opened:
             return
         done = series.is_done()
-        self._status_w.value = (
+        self.controls.status.value = (
             f"{series.index + 1}/{len(series.images)}: {series.current.name}"
             f"{' (done)' if done else ''} - {len(series.done)} done"
         )
-        with self._done_w.changed.blocked():
-            self._done_w.value = done
+        with self.controls.done.changed.blocked():
+            self.controls.done.value = done
 
     def _on_done_toggled(self, value: bool) -> None:
         if self.series is None:
