@@ -52,8 +52,8 @@ def _stack(seed: int = 0) -> np.ndarray:
 
 
 def _cached(widget, layer, z: int, network) -> bool:
-    from napari_sam_keras.napari_adapter.layers.image_slices import make_slice
     from napari_sam_keras.napari_adapter.jobs.slice_embedding import embedding_key
+    from napari_sam_keras.napari_adapter.layers.image_slices import make_slice
 
     image_slice = make_slice(layer, (z, None, None), (1, 2))
     return embedding_key(image_slice, network.key) in widget.embedding_cache

@@ -160,8 +160,8 @@ def test_the_next_image_is_embedded_in_the_background_and_next_computes_nothing(
     with_folder,
 ):
     from napari_sam_keras import EmbeddingStore, SAMPredictor
-    from napari_sam_keras.napari_adapter.layers.image_slices import current_slice
     from napari_sam_keras.napari_adapter.jobs.slice_embedding import embedding_key
+    from napari_sam_keras.napari_adapter.layers.image_slices import current_slice
 
     folder = tmp_path / "embeddings"
     if with_folder:
@@ -217,8 +217,8 @@ def test_the_next_image_is_embedded_in_the_background_and_next_computes_nothing(
 def test_a_changed_contrast_or_folder_leaves_the_prepared_embedding_unused(
     make_napari_viewer, tmp_path, tiny_checkpoint, tiny_network, qtbot, _fresh_models_and_settings
 ):
-    from napari_sam_keras.napari_adapter.layers.image_slices import current_slice
     from napari_sam_keras.napari_adapter.jobs.slice_embedding import embedding_key
+    from napari_sam_keras.napari_adapter.layers.image_slices import current_slice
 
     images = write_cell_images(tmp_path / "plate", 2)
     viewer = make_napari_viewer()

@@ -24,8 +24,8 @@ from collections.abc import Callable
 from functools import wraps
 
 from ...errors import OperationCancelled
-from ..layers.image_slices import DEFAULT_MAX_SIDE, ImageSlice, make_slice
 from ..jobs.slice_embedding import embedding_key, set_slice_embedding
+from ..layers.image_slices import DEFAULT_MAX_SIDE, ImageSlice, make_slice
 from .task_runner import Relay, Task
 
 logger = logging.getLogger("napari_sam_keras")

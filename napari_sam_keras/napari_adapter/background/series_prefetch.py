@@ -35,9 +35,9 @@ import numpy as np
 from ...errors import OperationCancelled, SAMError
 from ...files.image_files import read_image
 from ...files.image_series import labels_shape
+from ..jobs.slice_embedding import embedding_key, set_slice_embedding
 from ..layers.image_slices import ImageSlice, current_slice
 from .prefetch import POLL, forget_background, start_in_background
-from ..jobs.slice_embedding import embedding_key, set_slice_embedding
 from .task_runner import Relay, Task
 
 logger = logging.getLogger("napari_sam_keras")

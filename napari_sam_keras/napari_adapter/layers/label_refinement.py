@@ -12,10 +12,10 @@ from __future__ import annotations
 import numpy as np
 
 from ...errors import ImageError
+from ..jobs.refine_job import RefineJob
 from .labels_writing import check_labels_fit, replace_label
 from .prompt_requests import PromptRequest, image_slice_of, note_used, read_prompts
 from .prompts_from_layers import NoPromptsError
-from ..jobs.refine_job import RefineJob
 
 
 def refine_request(image, dims, target, label_id: int, points, source: str) -> PromptRequest:

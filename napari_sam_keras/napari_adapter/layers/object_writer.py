@@ -13,9 +13,9 @@ from collections.abc import Callable
 import numpy as np
 
 from ...errors import SAMError
+from ..widget_parts.notifications import report_warning
 from .label_refinement import write_refined
 from .labels_writing import write_label_images, write_masks
-from ..widget_parts.notifications import report_warning
 from .prompt_requests import PromptRequest
 from .target_labels import TargetLabels
 from .volume_requests import VolumeRequest

@@ -11,9 +11,9 @@ from dataclasses import dataclass
 import numpy as np
 
 from ...errors import ImageError
+from ..jobs.prompt_job import PromptJob
 from .image_slices import ImageSlice, current_slice
 from .prompts_from_layers import SlicePrompts, objects_on_slice, prompts_on_slice
-from ..jobs.prompt_job import PromptJob
 
 
 @dataclass(eq=False)

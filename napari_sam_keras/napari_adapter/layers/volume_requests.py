@@ -24,6 +24,7 @@ import numpy as np
 
 from ...errors import ImageError, PromptError
 from ...segmentation.volume import split_prompts
+from ..jobs.volume_job import VolumeJob
 from .image_slices import ImageSlice, current_slice, spatial_shape
 from .prompts_from_layers import (
     NoPromptsError,
@@ -31,7 +32,6 @@ from .prompts_from_layers import (
     prompts_on_slice,
     to_image_data,
 )
-from ..jobs.volume_job import VolumeJob
 
 #: Axis labels (``viewer.dims.axis_labels``, case-insensitive) that mean time.
 TIME_LABELS = ("t", "time")

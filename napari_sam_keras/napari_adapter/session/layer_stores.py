@@ -38,6 +38,7 @@ logger = logging.getLogger("napari_sam_keras")
 #: How many stores one layer name may have in a folder (other data, contrast, ...).
 MAX_VARIANTS = 100
 
+
 def _safe_name(name: str) -> str:
     return re.sub(r"[^A-Za-z0-9._-]+", "_", str(name)).strip("._") or "image"
 
@@ -159,7 +160,9 @@ class LayerStores:
                 if path.exists():
                     refused.append((path, error))
                     continue
-                self._notice(f"The embeddings folder cannot be used ({error}); embeddings stay in memory.")
+                self._notice(
+                    f"The embeddings folder cannot be used ({error}); embeddings stay in memory."
+                )
                 return None
             if refused:
                 old, why = refused[0]
@@ -169,9 +172,10 @@ class LayerStores:
                     f" are computed again into the new store {path.name}."
                 )
             return store, hidden
-        self._notice(f"Too many embedding stores named {base}* in {folder}; embeddings stay in memory.")
+        self._notice(
+            f"Too many embedding stores named {base}* in {folder}; embeddings stay in memory."
+        )
         return None
-
 
     def store_for(self, image_slice: ImageSlice, network) -> tuple[EmbeddingStore, int] | None:
         """The store and plane number for the slice's embedding, or ``None`` (memory only).

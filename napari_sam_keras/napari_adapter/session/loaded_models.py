@@ -16,6 +16,7 @@ import weakref
 from ...errors import ModelLoadError
 from ...model.model_choice import proposed_default
 
+
 class LoadedModels:
     """The networks a session's widgets have loaded, so that two widgets never hold two copies.
 

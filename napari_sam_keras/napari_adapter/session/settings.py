@@ -13,7 +13,7 @@ import json
 import logging
 from pathlib import Path
 
-from ..files.atomic_write import atomic_write
+from ...files.atomic_write import atomic_write
 
 logger = logging.getLogger("napari_sam_keras")
 

@@ -12,7 +12,6 @@ from pathlib import Path
 
 from magicgui.widgets import Container, LineEdit, PushButton
 
-
 TOOLTIP = (
     "A folder for the image embeddings (one store per image layer): embeddings computed once "
     "are read from there, also in later napari sessions. Empty: memory only."

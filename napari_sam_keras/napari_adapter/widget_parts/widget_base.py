@@ -12,14 +12,14 @@ from __future__ import annotations
 from magicgui.widgets import Container, PushButton
 from qtpy.QtCore import QTimer
 
+from ..background.safe_import import background_import_message, start_background_import
+from ..background.task_runner import TaskRunner
+from ..session import current_session
 from .folder_picker import EmbeddingsFolderPicker
 from .model_picker import ModelPicker
 from .notifications import report_error, report_warning
-from ..background.safe_import import background_import_message, start_background_import
 from .sections import NestedControls, find_widget
-from ..session import current_session
 from .status_line import StatusLine
-from ..background.task_runner import TaskRunner
 
 
 def row(*widgets) -> Container:

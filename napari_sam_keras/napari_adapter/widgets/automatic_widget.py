@@ -21,14 +21,9 @@ from ...errors import ImageError, SAMError
 from ...processing.instance_watershed import settings_for_model
 from ...segmentation.generator_settings import DEFAULTS, few_objects_hint
 from ...segmentation.generator_settings import settings_for_model as generator_settings_for_model
-from .automatic_controls import (
-    MODE_TIP,
-    NOT_LOADED_TIP,
-    AutomaticControls,
-    automatic_controls,
-    no_decoder_tip,
-)
-from .concept_mode import ConceptJob, read_exemplars
+from ..background.safe_import import ml_stack_ready
+from ..background.task_runner import Relay
+from ..jobs.automatic_job import DECODER, GENERATOR, AutomaticJob
 from ..layers.image_slices import (
     DEFAULT_MAX_SIDE,
     all_slice_indices,
@@ -38,13 +33,18 @@ from ..layers.image_slices import (
     spatial_shape,
 )
 from ..layers.labels_writing import write_label_images
-from ..widget_parts.notifications import USER_ERRORS, report_warning
-from ..background.safe_import import ml_stack_ready
-from ..widget_parts.sections import lay_out
-from ..jobs.automatic_job import DECODER, GENERATOR, AutomaticJob
 from ..layers.target_labels import LabelsTarget
-from ..background.task_runner import Relay
+from ..widget_parts.notifications import USER_ERRORS, report_warning
+from ..widget_parts.sections import lay_out
 from ..widget_parts.widget_base import SAMWidget
+from .automatic_controls import (
+    MODE_TIP,
+    NOT_LOADED_TIP,
+    AutomaticControls,
+    automatic_controls,
+    no_decoder_tip,
+)
+from .concept_mode import ConceptJob, read_exemplars
 
 if TYPE_CHECKING:
     import napari
@@ -153,10 +153,14 @@ class AutomaticSegmentationWidget(SAMWidget):
         self.controls.concept.show(concept)
         for widget in self.controls.generator.widgets:
             widget.visible = not decoder and not concept
-        self.controls.tiling.visible = not decoder and not concept  # the instance decoder is not tiled
+        self.controls.tiling.visible = (
+            not decoder and not concept
+        )  # the instance decoder is not tiled
         for widget in self.controls.decoder.widgets:
             widget.visible = decoder
-        self.controls.run_button.text = "Find all like the examples" if concept else "Segment everything"
+        self.controls.run_button.text = (
+            "Find all like the examples" if concept else "Segment everything"
+        )
 
     def _on_model_chosen(self) -> None:
         """A model was chosen: load it now (in the background), so the mode can be offered."""

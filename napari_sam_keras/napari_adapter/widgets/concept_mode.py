@@ -20,11 +20,11 @@ from magicgui.widgets import CheckBox, FloatSpinBox, LineEdit
 from napari.layers import Shapes
 
 from ...errors import PromptError
+from ..jobs.automatic_job import AutomaticJob
+from ..jobs.steps import step as _step
 from ..layers.image_slices import make_slice
 from ..layers.layer_pickers import layer_combo
 from ..layers.prompts_from_layers import LABEL_FEATURE, boxes_on_slice, label_value
-from ..jobs.automatic_job import AutomaticJob
-from ..jobs.steps import step as _step
 
 CONCEPT = "find all like the examples"
 CONCEPT_TIP = (

@@ -18,6 +18,15 @@ from functools import partial
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+from ..background.safe_import import ml_stack_ready
+from ..background.task_runner import Relay
+from ..jobs.finetune_job import FineTuneJob, FineTuneOutcome
+from ..layers.finetune_data import TrainingData, annotated_layers, layer_training_data
+from ..layers.layer_pickers import is_sam_preview
+from ..widget_parts.model_picker import offer_model
+from ..widget_parts.notifications import USER_ERRORS
+from ..widget_parts.sections import lay_out
+from ..widget_parts.widget_base import SAMWidget
 from .finetune_controls import (
     LAYERS,
     SERIES,
@@ -26,16 +35,7 @@ from .finetune_controls import (
     finetune_controls,
     results_html,
 )
-from ..layers.finetune_data import TrainingData, annotated_layers, layer_training_data
-from ..jobs.finetune_job import FineTuneJob, FineTuneOutcome
-from ..layers.layer_pickers import is_sam_preview
-from ..widget_parts.model_picker import offer_model
-from ..widget_parts.notifications import USER_ERRORS
-from ..background.safe_import import ml_stack_ready
-from ..widget_parts.sections import lay_out
-from ..background.task_runner import Relay
 from .training_plot import TrainingPlot
-from ..widget_parts.widget_base import SAMWidget
 
 if TYPE_CHECKING:
     import napari
@@ -61,7 +61,11 @@ class FineTuneWidget(SAMWidget):
         #: More ``finetune`` settings for scripts (``objects_per_image``, ``prompt_iterations``,
         #: ``learning_rate``, ``instance_decoder``, ``seed``); the controls set the rest.
         self.training_options: dict = {}
-        lay_out(self, c.sections(self.model_picker, self.plot), c.footer(self.cancel_button, self.status))
+        lay_out(
+            self,
+            c.sections(self.model_picker, self.plot),
+            c.footer(self.cancel_button, self.status),
+        )
         self._history = None
         self._history_lock = threading.Lock()
         self._plot_relay = Relay(self._show_history)  # epochs reported from the worker

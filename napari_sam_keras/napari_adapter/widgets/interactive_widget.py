@@ -34,22 +34,14 @@ from typing import TYPE_CHECKING
 
 from qtpy.QtCore import QTimer
 
-from .interactive_controls import (
-    CLEAR_KEY,
-    COMMIT_KEY,
-    SEGMENT_3D_KEY,
-    TOGGLE_KEY,
-    InteractiveControls,
-    interactive_controls,
-)
+from ..background.prefetch import Prefetcher
+from ..background.safe_import import ml_stack_ready
+from ..background.task_runner import process_events_until
 from ..layers.image_slices import spatial_shape
 from ..layers.label_refinement import refine_request
 from ..layers.labels_writing import check_labels_fit
 from ..layers.layer_order import raise_layers
-from .live_preview import LivePreview
-from ..widget_parts.notifications import USER_ERRORS
 from ..layers.object_writer import ObjectWriter
-from ..background.prefetch import Prefetcher
 from ..layers.prompt_layer_setup import PromptLayers, set_point_type
 from ..layers.prompt_requests import (
     PromptRequest,
@@ -61,12 +53,20 @@ from ..layers.prompt_requests import (
     remove_used_prompts,
 )
 from ..layers.prompts_from_layers import NEGATIVE, POSITIVE, box_merge_hint
-from ..background.safe_import import ml_stack_ready
-from ..widget_parts.sections import lay_out
 from ..layers.target_labels import TargetLabels
-from ..background.task_runner import process_events_until
 from ..layers.volume_requests import VolumeRequest, volume_request
+from ..widget_parts.notifications import USER_ERRORS
+from ..widget_parts.sections import lay_out
 from ..widget_parts.widget_base import SAMWidget
+from .interactive_controls import (
+    CLEAR_KEY,
+    COMMIT_KEY,
+    SEGMENT_3D_KEY,
+    TOGGLE_KEY,
+    InteractiveControls,
+    interactive_controls,
+)
+from .live_preview import LivePreview
 
 if TYPE_CHECKING:
     import napari
@@ -222,7 +222,10 @@ class InteractiveSegmentationWidget(SAMWidget):
         try:
             image_slice = image_slice_of(self.controls.image.value, self.viewer.dims)
             prompts = read_prompts(
-                self.controls.points.value, self.controls.shapes.value, image_slice, self.viewer.dims
+                self.controls.points.value,
+                self.controls.shapes.value,
+                image_slice,
+                self.viewer.dims,
             )
         except USER_ERRORS:
             return  # the next Segment says what is wrong
@@ -259,7 +262,10 @@ class InteractiveSegmentationWidget(SAMWidget):
         prompts = None
         if not embed_only:
             prompts = read_prompts(
-                self.controls.points.value, self.controls.shapes.value, image_slice, self.viewer.dims
+                self.controls.points.value,
+                self.controls.shapes.value,
+                image_slice,
+                self.viewer.dims,
             )
         multimask = bool(self.controls.multimask.value)
         tiling = self.controls.tiling.tiling()

@@ -22,12 +22,12 @@ import numpy as np
 from qtpy.QtCore import QTimer
 
 from ...segmentation.labels import masks_to_labels
+from ..background.task_runner import TaskRunner
 from ..layers.active_layer import keeping_active_layer
 from ..layers.image_slices import ImageSlice
 from ..layers.layer_pickers import PREVIEW_ROLE
 from ..layers.prompt_requests import PromptRequest
 from ..layers.prompts_from_layers import NoPromptsError
-from ..background.task_runner import TaskRunner
 
 PREVIEW_NAME = "SAM preview"
 #: The preview's colour, for every object: not one of napari's label colours.

@@ -24,11 +24,11 @@ import numpy as np
 from magicgui.widgets import Container
 
 from ...files.image_series import ImageSeries, labels_shape
-from ..session import current_session, settings
+from ..background.series_prefetch import NextImagePrefetcher
 from ..layers.image_slices import current_slice
+from ..session import current_session, settings
 from ..widget_parts.notifications import USER_ERRORS, report_error, report_info, report_warning
 from ..widget_parts.sections import NestedControls, lay_out
-from ..background.series_prefetch import NextImagePrefetcher
 from ..widget_parts.widget_base import resolve_viewer
 from .series_controls import NEXT_KEY, PREVIOUS_KEY, SeriesControls, series_controls
 
@@ -236,7 +236,12 @@ class ImageSeriesWidget(NestedControls, Container):
     def _update_controls(self) -> None:
         series = self.series
         opened = series is not None
-        for button in (self.controls.previous_button, self.controls.next_button, self.controls.save_button, self.controls.done):
+        for button in (
+            self.controls.previous_button,
+            self.controls.next_button,
+            self.controls.save_button,
+            self.controls.done,
+        ):
             button.enabled = opened
         if not opened:
             return
