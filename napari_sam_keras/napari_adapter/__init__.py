@@ -1,9 +1,9 @@
 """napari adapter: dock widgets that put the headless core into napari.
 
-* :class:`~.interactive_widget.InteractiveSegmentationWidget`: points/boxes -> labels.
-* :class:`~.automatic_widget.AutomaticSegmentationWidget`: everything on a slice -> labels.
-* :class:`~.series_widget.ImageSeriesWidget`: a folder of images, one after the other.
-* :class:`~.finetune_widget.FineTuneWidget`: fine-tune the model on the annotations.
+* :class:`~.widgets.interactive_widget.InteractiveSegmentationWidget`: points/boxes -> labels.
+* :class:`~.widgets.automatic_widget.AutomaticSegmentationWidget`: everything on a slice -> labels.
+* :class:`~.widgets.series_widget.ImageSeriesWidget`: a folder of images, one after the other.
+* :class:`~.widgets.finetune_widget.FineTuneWidget`: fine-tune the model on the annotations.
 
 The widgets hold no model logic; they read layers, run the core in a worker
 thread and write results into Labels layers (undoable, never overwriting).
@@ -37,19 +37,19 @@ __all__ = [
 
 def __getattr__(name: str):
     if name == "InteractiveSegmentationWidget":
-        from .interactive_widget import InteractiveSegmentationWidget
+        from .widgets.interactive_widget import InteractiveSegmentationWidget
 
         return InteractiveSegmentationWidget
     if name == "AutomaticSegmentationWidget":
-        from .automatic_widget import AutomaticSegmentationWidget
+        from .widgets.automatic_widget import AutomaticSegmentationWidget
 
         return AutomaticSegmentationWidget
     if name == "ImageSeriesWidget":
-        from .series_widget import ImageSeriesWidget
+        from .widgets.series_widget import ImageSeriesWidget
 
         return ImageSeriesWidget
     if name == "FineTuneWidget":
-        from .finetune_widget import FineTuneWidget
+        from .widgets.finetune_widget import FineTuneWidget
 
         return FineTuneWidget
     raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

@@ -7,15 +7,18 @@ import pytest
 
 @pytest.fixture(autouse=True)
 def _settings_in_tmp(tmp_path, monkeypatch):
-    """The widgets' settings file (recent models) goes to a temporary config folder, and no
-    embeddings folder or layer store is left over from another test."""
-    from napari_sam_keras.napari_adapter import layer_stores
-
+    """The widgets' settings file (recent models) goes to a temporary config folder."""
     monkeypatch.setenv("XDG_CONFIG_HOME", str(tmp_path / "config"))
-    layer_stores.set_folder(None)
-    yield
-    layer_stores.set_folder(None)
-    layer_stores.forget_stores()
+
+
+@pytest.fixture(autouse=True)
+def session(_settings_in_tmp):
+    """A fresh :class:`Session` for the test's widgets: no model loaded by an earlier test,
+    nothing in memory, no embeddings folder (the settings are in a temporary folder)."""
+    from napari_sam_keras.napari_adapter.session import Session, use_session
+
+    with use_session(Session()) as fresh:
+        yield fresh
 
 
 @pytest.fixture

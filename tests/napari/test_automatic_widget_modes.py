@@ -74,7 +74,7 @@ def auto_widget(make_napari_viewer):
 
 
 def _use_decoder(widget, checkpoint) -> None:
-    from napari_sam_keras.napari_adapter.segmentation_jobs import DECODER
+    from napari_sam_keras.napari_adapter.jobs.automatic_job import DECODER
 
     widget.model.value = str(checkpoint)
     assert widget.load_model(blocking=True) is not None, widget.status.details
@@ -184,7 +184,7 @@ def test_cancel_in_instance_mode_changes_nothing(
 def test_decoder_mode_is_offered_only_for_a_model_with_a_decoder(
     auto_widget, tiny_checkpoint, tiny_network, decoder_checkpoint, decoder_network
 ):
-    from napari_sam_keras.napari_adapter.segmentation_jobs import DECODER, GENERATOR
+    from napari_sam_keras.napari_adapter.jobs.automatic_job import DECODER, GENERATOR
 
     viewer, layer, widget = auto_widget(_stack()[0])
     widget.model.value = str(decoder_checkpoint.with_name("never_loaded.pt"))

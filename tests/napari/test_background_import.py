@@ -12,7 +12,7 @@ REPO = Path(__file__).resolve().parents[2]
 
 CHILD = r"""
 import sys
-from napari_sam_keras.napari_adapter import safe_import
+from napari_sam_keras.napari_adapter.background import safe_import
 assert "keras" not in sys.modules
 assert safe_import.start_background_import()
 assert safe_import.background_import_message() == "importing Keras and jax in the background..."

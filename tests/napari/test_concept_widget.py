@@ -46,7 +46,7 @@ def test_find_all_like_an_exemplar_box_writes_labels_in_one_undo_step(
     make_napari_viewer, tiny_sam3, tiny_concept_model
 ):
     from napari_sam_keras import ConceptSegmenter
-    from napari_sam_keras.napari_adapter import concept_mode
+    from napari_sam_keras.napari_adapter.widgets import concept_mode
 
     folder = str(tiny_sam3[0])
     concept_mode._MODELS[folder] = tiny_concept_model  # the widget's store, already loaded

@@ -56,7 +56,7 @@ def test_three_docks_fit_a_1366x768_screen_with_the_status_lines_inside(make_nap
 
 
 def test_sections_fold_and_are_remembered_and_controls_stay_attributes(make_napari_viewer):
-    from napari_sam_keras.napari_adapter.sections import Section
+    from napari_sam_keras.napari_adapter.widget_parts.sections import Section
 
     viewer = make_napari_viewer()
     viewer.add_image(np.zeros((40, 40), np.uint8), name="img")
@@ -82,7 +82,7 @@ def test_the_3d_section_unfolds_for_a_stack(make_napari_viewer):
     viewer = make_napari_viewer()
     viewer.add_image(np.zeros((40, 40), np.uint8), name="img")
     _dock, widget = viewer.window.add_plugin_dock_widget(PLUGIN, DOCKS[0])
-    assert widget.volume_section.collapsed
+    assert widget.controls.volume_section.collapsed
     viewer.add_image(np.zeros((4, 40, 40), np.uint8), name="stack")
     settle()
-    assert not widget.volume_section.collapsed
+    assert not widget.controls.volume_section.collapsed

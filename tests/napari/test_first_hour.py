@@ -71,7 +71,7 @@ def test_labels_of_another_scale_are_not_proposed(dock, name):
 
 @pytest.mark.parametrize("name", [INTERACTIVE, AUTOMATIC])
 def test_a_preview_layer_is_never_a_target_choice(dock, name):
-    from napari_sam_keras.napari_adapter.layer_pickers import PREVIEW_ROLE
+    from napari_sam_keras.napari_adapter.layers.layer_pickers import PREVIEW_ROLE
 
     viewer, widget = dock(name, np.zeros((40, 40), np.uint8))
     preview = viewer.add_labels(
@@ -82,8 +82,8 @@ def test_a_preview_layer_is_never_a_target_choice(dock, name):
     assert all(choice is not preview for choice in widget.labels.choices)
 
 
-def test_embeddings_folder_set_from_a_script_is_used_by_both_widgets(dock, tmp_path):
-    from napari_sam_keras.napari_adapter.layer_stores import current_folder
+def test_embeddings_folder_set_from_a_script_is_used_by_both_widgets(dock, tmp_path, session):
+    current_folder = session.stores.current_folder
 
     viewer, widget = dock(INTERACTIVE, np.zeros((40, 40), np.uint8))
     _dock, auto = viewer.window.add_plugin_dock_widget(PLUGIN, AUTOMATIC)

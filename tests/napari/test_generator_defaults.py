@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from napari_sam_keras.napari_adapter.automatic_controls import generator_controls
+from napari_sam_keras.napari_adapter.widgets.automatic_controls import generator_controls
 from napari_sam_keras.segmentation.generator_settings import DEFAULTS
 
 

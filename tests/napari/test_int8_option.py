@@ -16,7 +16,7 @@ PLUGIN = "napari-sam-keras"
 
 
 def test_int8_option_is_remembered_loads_int8_and_segments(make_napari_viewer):
-    from napari_sam_keras.napari_adapter.settings import encoder_quantization, recent_models
+    from napari_sam_keras.napari_adapter.session.settings import encoder_quantization, recent_models
     from napari_sam_keras.sample_data import sample_image
 
     viewer = make_napari_viewer()

@@ -14,19 +14,19 @@ from napari.components import ViewerModel
 from napari.layers import Labels
 
 from napari_sam_keras.errors import ImageError, PromptError
-from napari_sam_keras.napari_adapter.image_slices import (
+from napari_sam_keras.napari_adapter.layers.image_slices import (
     all_slice_indices,
     current_slice,
     make_slice,
     spatial_shape,
 )
-from napari_sam_keras.napari_adapter.labels_writing import (
+from napari_sam_keras.napari_adapter.layers.labels_writing import (
     create_labels_layer,
     next_free_label,
     write_label_images,
     write_masks,
 )
-from napari_sam_keras.napari_adapter.prompts_from_layers import (
+from napari_sam_keras.napari_adapter.layers.prompts_from_layers import (
     NoPromptsError,
     label_value,
     objects_on_slice,

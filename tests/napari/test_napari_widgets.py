@@ -34,13 +34,29 @@ def sam_network(request):
     return request.getfixturevalue("tiny_network")
 
 
+class FakeEncoder:
+    """Stands in for the predictor's image encoder (``EmbeddingSource`` calls ``embed``)."""
+
+    def __init__(self, predictor):
+        self.predictor = predictor
+        self.network = predictor.network
+
+    def embed(self, image_rgb):
+        self.predictor.set_image(image_rgb)
+        return self.predictor.embedding_state()
+
+
 class FakePredictor:
-    """Stands in for SAMPredictor: boxes give their rectangle, points a disc (r=4)."""
+    """Stands in for SAMPredictor: boxes give their rectangle, points a disc (r=4).
+
+    ``set_image_calls`` counts the embeddings computed (through ``image_encoder`` too).
+    """
 
     tiles = None  # SAMPredictor.tiles: the tiled image's embeddings, None when untiled
 
     def __init__(self, network):
         self.network = network
+        self.image_encoder = FakeEncoder(self)
         self.set_image_calls = 0
         self.shape = None
         self._embedding = None
@@ -504,7 +520,7 @@ def test_a_folder_model_can_be_chosen(make_widget, sam_network, monkeypatch, tmp
     from qtpy.QtWidgets import QFileDialog
 
     from napari_sam_keras.model.loading import save_preset
-    from napari_sam_keras.napari_adapter.settings import recent_models
+    from napari_sam_keras.napari_adapter.session.settings import recent_models
 
     folder = save_preset(sam_network, tmp_path / "my preset")
     viewer, image, widget = make_widget(np.zeros((32, 32), np.uint16))

@@ -14,7 +14,7 @@ import time
 import numpy as np
 import pytest
 
-from napari_sam_keras.napari_adapter.layer_stores import store_base
+from napari_sam_keras.napari_adapter.session.layer_stores import store_base
 from napari_sam_keras.runtime.backend import import_ml_stack
 
 import_ml_stack()  # before any viewer exists (see test_napari_widgets)
@@ -52,8 +52,8 @@ def _stack(seed: int = 0) -> np.ndarray:
 
 
 def _cached(widget, layer, z: int, network) -> bool:
-    from napari_sam_keras.napari_adapter.image_slices import make_slice
-    from napari_sam_keras.napari_adapter.segmentation_jobs import embedding_key
+    from napari_sam_keras.napari_adapter.jobs.slice_embedding import embedding_key
+    from napari_sam_keras.napari_adapter.layers.image_slices import make_slice
 
     image_slice = make_slice(layer, (z, None, None), (1, 2))
     return embedding_key(image_slice, network.key) in widget.embedding_cache
@@ -77,23 +77,24 @@ def test_after_an_embedding_the_neighbours_become_cached(interactive, tiny_netwo
 
 
 def test_a_click_during_prefetch_is_answered_first(interactive, tiny_network, qtbot, monkeypatch):
-    from napari_sam_keras.napari_adapter import prefetch, segmentation_jobs
+    from napari_sam_keras.napari_adapter.background import prefetch
+    from napari_sam_keras.napari_adapter.jobs import prompt_job
 
     events: list[tuple] = []
     prefetch_gate, click_gate = threading.Event(), threading.Event()
     hold_click = threading.Event()
     embed_slice = prefetch.embed_slice
 
-    def gated_embed(predictor, image_slice, cache):  # the real prefetch, held at slice 1
+    def gated_embed(predictor, image_slice, session):  # the real prefetch, held at slice 1
         z = image_slice.plane[0]
         events.append(("prefetch start", z))
         if z == 1:
             prefetch_gate.wait(20)
-        computed = embed_slice(predictor, image_slice, cache)
+        computed = embed_slice(predictor, image_slice, session)
         events.append(("prefetch end", z))
         return computed
 
-    call = segmentation_jobs.PromptJob.__call__
+    call = prompt_job.PromptJob.__call__
 
     def held_click(self, *args):  # the real click job, held while the test checks
         if hold_click.is_set():
@@ -105,7 +106,7 @@ def test_a_click_during_prefetch_is_answered_first(interactive, tiny_network, qt
         return result
 
     monkeypatch.setattr(prefetch, "embed_slice", gated_embed)
-    monkeypatch.setattr(segmentation_jobs.PromptJob, "__call__", held_click)
+    monkeypatch.setattr(prompt_job.PromptJob, "__call__", held_click)
 
     viewer, layer, widget = interactive(_stack(seed=10))
     widget.embedding_cache.clear()
@@ -135,11 +136,11 @@ def test_a_click_during_prefetch_is_answered_first(interactive, tiny_network, qt
 
 
 def test_the_embeddings_folder_is_shared_remembered_and_never_overwritten(
-    interactive, tiny_network, tiny_checkpoint, tmp_path, qtbot, monkeypatch
+    interactive, tiny_network, tiny_checkpoint, tmp_path, qtbot, monkeypatch, session
 ):
     from napari_sam_keras import EmbeddingStore
     from napari_sam_keras.model.image_encoder import ImageEncoder
-    from napari_sam_keras.napari_adapter import layer_stores, settings
+    from napari_sam_keras.napari_adapter.session import settings
 
     folder = tmp_path / "embeddings"
     viewer, layer, widget = interactive(_stack(seed=20))
@@ -161,7 +162,7 @@ def test_the_embeddings_folder_is_shared_remembered_and_never_overwritten(
 
     # a new session (nothing in memory): slice 2 comes from the store, no encoder runs
     widget.embedding_cache.clear()
-    layer_stores.forget_stores()
+    session.stores.forget_stores()
 
     def no_encoder(*args, **kwargs):
         raise AssertionError("the encoder ran although the embedding is stored")

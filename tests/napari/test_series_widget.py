@@ -12,7 +12,7 @@ import tifffile
 from helpers import write_cell_images
 
 from napari_sam_keras.files.image_series import ImageSeries
-from napari_sam_keras.napari_adapter.layer_stores import store_base
+from napari_sam_keras.napari_adapter.session.layer_stores import store_base
 
 pytestmark = pytest.mark.gui
 
@@ -92,15 +92,15 @@ def test_reopening_resumes_at_the_same_image_and_done_images_can_be_skipped(
     np.testing.assert_array_equal(widget.image_layer.data, tifffile.imread(images[2]))
     assert widget.series.done == {"cells_00.tif", "cells_01.tif"}
 
-    widget._skip_w.value = True
+    widget.controls.skip_done.value = True
     assert widget.previous() is False  # 1 and 0 are done: nothing before to go to
     assert widget.series.current == images[2]
-    widget._skip_w.value = False
+    widget.controls.skip_done.value = False
     widget.previous()
     assert widget.series.current == images[1]
     assert (widget.labels_layer.data[0:3, 0:3] == 2).all()  # its labels, reopened
-    assert widget._done_w.value is True
-    widget._done_w.value = False  # not done after all
+    assert widget.controls.done.value is True
+    widget.controls.done.value = False  # not done after all
     assert ImageSeries(folder).done == {"cells_00.tif"}
 
 
@@ -126,19 +126,11 @@ def test_the_plugin_menu_lists_the_series_widget(make_napari_viewer):
 
 
 @pytest.fixture
-def _fresh_models_and_settings(tmp_path, monkeypatch):
-    """No model loaded by an earlier test, no embeddings folder from the user's settings."""
-    import weakref
-
-    from napari_sam_keras.napari_adapter import layer_stores, loaded_models
-
-    monkeypatch.setenv("XDG_CONFIG_HOME", str(tmp_path / "config"))
-    monkeypatch.setattr(loaded_models, "_LOADED", weakref.WeakValueDictionary())
-    monkeypatch.setattr(loaded_models, "_last_source", None)
-    layer_stores.set_folder(None)
-    yield
-    layer_stores.set_folder(None)
-    layer_stores.forget_stores()
+def _fresh_models_and_settings(session):
+    """No model loaded by an earlier test, no embeddings folder from the user's settings
+    (the conftest's fresh session, with its settings in a temporary folder)."""
+    assert session.models.last_source is None and session.stores.current_folder() is None
+    return session
 
 
 def count_encoder_runs(monkeypatch) -> list[tuple[int, int]]:
@@ -168,13 +160,12 @@ def test_the_next_image_is_embedded_in_the_background_and_next_computes_nothing(
     with_folder,
 ):
     from napari_sam_keras import EmbeddingStore, SAMPredictor
-    from napari_sam_keras.napari_adapter import layer_stores
-    from napari_sam_keras.napari_adapter.image_slices import current_slice
-    from napari_sam_keras.napari_adapter.segmentation_jobs import embedding_key
+    from napari_sam_keras.napari_adapter.jobs.slice_embedding import embedding_key
+    from napari_sam_keras.napari_adapter.layers.image_slices import current_slice
 
     folder = tmp_path / "embeddings"
     if with_folder:
-        layer_stores.set_folder(str(folder))
+        _fresh_models_and_settings.stores.set_folder(str(folder))
     runs = count_encoder_runs(monkeypatch)
     images = write_cell_images(tmp_path / "plate", 3)
     viewer, widget = open_series(make_napari_viewer, images[0].parent)
@@ -226,8 +217,8 @@ def test_the_next_image_is_embedded_in_the_background_and_next_computes_nothing(
 def test_a_changed_contrast_or_folder_leaves_the_prepared_embedding_unused(
     make_napari_viewer, tmp_path, tiny_checkpoint, tiny_network, qtbot, _fresh_models_and_settings
 ):
-    from napari_sam_keras.napari_adapter.image_slices import current_slice
-    from napari_sam_keras.napari_adapter.segmentation_jobs import embedding_key
+    from napari_sam_keras.napari_adapter.jobs.slice_embedding import embedding_key
+    from napari_sam_keras.napari_adapter.layers.image_slices import current_slice
 
     images = write_cell_images(tmp_path / "plate", 2)
     viewer = make_napari_viewer()
@@ -266,7 +257,7 @@ def test_a_click_goes_before_the_next_image(
     import time
 
     from napari_sam_keras.model.image_encoder import ImageEncoder
-    from napari_sam_keras.napari_adapter import segmentation_jobs
+    from napari_sam_keras.napari_adapter.jobs import prompt_job
 
     events: list[tuple] = []
     gate = threading.Event()
@@ -276,7 +267,7 @@ def test_a_click_goes_before_the_next_image(
         events.append(("encoder", threading.current_thread().name))
         return embed_resized(self, resized_rgb, original_size)
 
-    call = segmentation_jobs.PromptJob.__call__
+    call = prompt_job.PromptJob.__call__
 
     def held_click(self, *args):  # the real click job, held until the test lets it go
         events.append(("click start",))
@@ -286,7 +277,7 @@ def test_a_click_goes_before_the_next_image(
         return result
 
     monkeypatch.setattr(ImageEncoder, "embed_resized", recorded)
-    monkeypatch.setattr(segmentation_jobs.PromptJob, "__call__", held_click)
+    monkeypatch.setattr(prompt_job.PromptJob, "__call__", held_click)
 
     images = write_cell_images(tmp_path / "plate", 2)
     viewer, widget = open_series(make_napari_viewer, images[0].parent)

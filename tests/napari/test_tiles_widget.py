@@ -54,10 +54,10 @@ def test_a_click_on_a_tiled_image_writes_the_full_resolution_object(
     widget.model.value = DEMO
     widget.model_store.add(DEMO, demo_network)
     widget.embedding_cache.clear()  # shared by every widget: drop earlier tests' slices
-    assert widget.tiling.tiling() is None and not widget.halo.enabled  # off by default
+    assert widget.controls.tiling.tiling() is None and not widget.halo.enabled  # off by default
     widget.tile_shape.value = TILE
     widget.halo.value = 64
-    assert widget.halo.enabled and widget.tiling.tiling() == (TILE, 64)
+    assert widget.halo.enabled and widget.controls.tiling.tiling() == (TILE, 64)
     x, y = interior_point(truth)
     widget.points.value.add([float(y), float(x)])
 

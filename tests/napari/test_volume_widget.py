@@ -266,13 +266,11 @@ def test_a_4d_layer_follows_the_slider_in_use(make_widget, stack):
 
 
 def test_offline_the_widget_proposes_the_demo_model_and_says_what_it_is(
-    make_napari_viewer, tmp_path, monkeypatch
+    make_napari_viewer, tmp_path, monkeypatch, session
 ):
-    from napari_sam_keras.napari_adapter import loaded_models
-
     monkeypatch.setenv("KAGGLEHUB_CACHE", str(tmp_path / "no-weights"))
     monkeypatch.delenv("NAPARI_SAM_KERAS_MODEL", raising=False)
-    monkeypatch.setattr(loaded_models, "_last_source", None)  # no model loaded this session
+    assert session.models.last_source is None  # no model loaded this session
     viewer = make_napari_viewer(show=False)
     viewer.add_image(np.zeros((8, 32, 32), np.uint16))
     _dock, widget = viewer.window.add_plugin_dock_widget(PLUGIN, INTERACTIVE)
