@@ -7,6 +7,8 @@ segmentation widget's model list, loaded already.
 
 from __future__ import annotations
 
+import json
+
 import numpy as np
 import pytest
 
@@ -92,6 +94,7 @@ def test_fine_tune_from_labels_layers_plots_and_offers_the_model(make_napari_vie
     _d, widget = viewer.window.add_plugin_dock_widget(PLUGIN, "Fine-tune")
     widget.model.value = "demo_nuclei"
     widget.controls.epochs.value = 2
+    widget.controls.augment.value = False  # the quick choice (and CI time)
     widget.controls.validation.value = 0.5  # one image trains, one is held out
     widget.training_options = {"objects_per_image": 3, "prompt_iterations": 1}  # CI time
     out = tmp_path / "my-model"
@@ -103,6 +106,7 @@ def test_fine_tune_from_labels_layers_plots_and_offers_the_model(make_napari_vie
     outcome = widget.run()
     assert outcome is not None, widget.status.details or widget.status.value
     assert out.is_dir() and outcome.path == out
+    assert json.loads((out / "training.json").read_text())["settings"]["augment"] is False
     # the live plot was drawn after each epoch (from the worker's reports) and at the end
     loss = widget.plot.lines["loss"]
     assert list(loss.get_xdata()) == [1, 2]

@@ -43,6 +43,7 @@ class FineTuneJob:
     epochs: int
     validation: float
     output: Path
+    augment: bool = True
     data: TrainingData | None = None  # from layers (read on the Qt thread) ...
     series_folder: str | None = None  # ... or an image-series folder (read here)
     on_epoch: Callable[[Any], None] = lambda history: None
@@ -72,6 +73,7 @@ class FineTuneJob:
             data.labels,
             mode=self.mode,
             epochs=self.epochs,
+            augment=self.augment,
             validation=self.validation,
             seed=self.seed,
             checkpoint_dir=self.checkpoint_dir,

@@ -44,7 +44,7 @@ if TYPE_CHECKING:
 class FineTuneWidget(SAMWidget):
     """Fine-tune the chosen model on the viewer's annotations or an image-series folder.
 
-    Value widgets: ``source``, ``series_folder``, ``model``, ``mode``, ``epochs``,
+    Value widgets: ``source``, ``series_folder``, ``model``, ``mode``, ``epochs``, ``augment``,
     ``validation``, ``output``.  Buttons: ``run_button``, ``cancel_button``.
     Parts: ``plot`` (:class:`~.training_plot.TrainingPlot`), ``results`` (the table),
     ``outcome`` (the last finished run's :class:`~..jobs.finetune_job.FineTuneOutcome`).
@@ -158,6 +158,7 @@ class FineTuneWidget(SAMWidget):
             model_source=self.model_picker.source(),
             mode=str(c.mode.value),
             epochs=int(c.epochs.value),
+            augment=bool(c.augment.value),
             validation=float(c.validation.value),
             output=output,
             data=data,
