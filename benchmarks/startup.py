@@ -157,6 +157,13 @@ def save_vit_b_checkpoint(path: Path) -> None:
     torch.save(sam_model_registry["vit_b"]().state_dict(), path)
 
 
+def first_mask_wall(stages: dict) -> float:
+    """The process's wall time up to its first mask: without the second embedding and
+    prompt that the cold runs time afterwards for the stage profile."""
+    extra = stages.get("second embedding (run)", 0.0) + stages.get("second prompt (run)", 0.0)
+    return stages["process wall (incl. interpreter)"] - extra
+
+
 def fmt(value) -> str:
     return f"{value:.2f}" if isinstance(value, float) else str(value)
 
@@ -217,16 +224,17 @@ def main() -> None:
         print("## Cold start to the first mask (fresh process; 512 x 512 image, one point)")
         print()
         print(
-            "| who | model | compile cache | process wall s | import | load | first embedding | "
+            "| who | model | compile cache | process wall to first mask s | import | load | "
+            "first embedding | "
             "first prompt | ratio to official |"
         )
         print("|---|---|---|---|---|---|---|---|---|")
         for who, label, cache, st in rows:
             ratio = ""
             if official and label == "vit_b (.pth)" and who != "official segment_anything":
-                ratio = f"{st['process wall (incl. interpreter)'] / official['process wall (incl. interpreter)']:.2f}x"
+                ratio = f"{first_mask_wall(st) / first_mask_wall(official):.2f}x"
             print(
-                f"| {who} | {label} | {cache} | {fmt(st['process wall (incl. interpreter)'])} | "
+                f"| {who} | {label} | {cache} | {fmt(first_mask_wall(st))} | "
                 f"{fmt(st['import'])} | {fmt(st['load'])} | "
                 f"{fmt(st['first embedding (compile + run)'])} | "
                 f"{fmt(st['first prompt (compile + run)'])} | {ratio} |"

@@ -126,7 +126,10 @@ def load_model(
     if quantize is not None:  # before any weights are read
         check_backend(import_keras().backend.backend())
     resolved = resolve_model(source, config)
-    with dtype_policy_scope(dtype_policy):
+    from ..keras_layers.loading_build import values_from_file
+
+    # every variable built here is assigned from the file: no random initial values
+    with dtype_policy_scope(dtype_policy), values_from_file():
         network = _load_model(resolved, hub, config)
         if decoder is not None:
             network.instance_decoder = _load_decoder(Path(os.fspath(decoder)).expanduser())

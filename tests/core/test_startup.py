@@ -131,3 +131,45 @@ def test_the_compilation_cache_can_be_switched_off(monkeypatch):
     for value in ("0", "off", "False"):
         monkeypatch.setenv(compilation_cache.ENV_VAR, value)
         assert compilation_cache._enable() is None
+
+
+def test_loading_draws_no_random_initial_values(monkeypatch):
+    """A loaded model's variables are built as zeros and then read from the file (building
+    ViT-B with Keras' random initializers cost ~17 s of a cold start); a random model still
+    draws them."""
+    import threading
+
+    from helpers import TINY
+
+    from napari_sam_keras import build_sam, load_model
+    from napari_sam_keras.keras_layers.loading_build import values_from_file
+    from napari_sam_keras.runtime.backend import import_keras
+
+    keras = import_keras()
+    drawn = []
+    original = keras.initializers.GlorotUniform.__call__
+
+    def counting(self, *args, **kwargs):
+        drawn.append(1)
+        return original(self, *args, **kwargs)
+
+    monkeypatch.setattr(keras.initializers.GlorotUniform, "__call__", counting)
+    network = load_model("demo_nuclei")
+    assert drawn == []
+    assert any(abs(w).max() > 0 for w in network.model.get_weights())  # read from the file
+    build_sam(TINY, seed=0)
+    assert drawn
+
+    def dense_kernel():
+        layer = keras.layers.Dense(4)
+        layer.build((None, 3))
+        return keras.ops.convert_to_numpy(layer.kernel)
+
+    other_thread = []
+    with values_from_file():
+        assert not dense_kernel().any()
+        thread = threading.Thread(target=lambda: other_thread.append(dense_kernel()))
+        thread.start()
+        thread.join()
+    assert other_thread[0].any()  # only this thread's variables start as zeros
+    assert dense_kernel().any()
