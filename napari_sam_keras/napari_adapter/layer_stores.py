@@ -28,7 +28,8 @@ from ..errors import EmbeddingStoreError, EmbeddingStoreMismatch
 from ..model.embedding import ImageEmbedding
 from ..model.embedding_store import EmbeddingStore, image_signature
 from ..model.quantization import QUANTIZE_MODES
-from ..segmentation.precompute import PlaneEmbeddings, store_spec
+from ..segmentation.embedding_source import PlaneEmbeddings
+from ..segmentation.store_binding import store_spec
 from .image_slices import ImageSlice
 from .settings import embeddings_folder, set_embeddings_folder
 

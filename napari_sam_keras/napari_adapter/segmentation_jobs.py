@@ -14,7 +14,7 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from ..processing.mask_prompts import mask_box, mask_to_low_res_logits
-from ..segmentation.precompute import keep_tiles, take_tiles
+from ..segmentation.tile_keys import keep_tiles, take_tiles
 from ..segmentation.prompt_objects import predict_objects as core_predict_objects
 from . import layer_stores
 from .image_slices import ImageSlice, make_slice
@@ -118,7 +118,7 @@ def predict_objects(
 
 
 def _predictor_for(network, predictors: dict):
-    from .. import SAMPredictor
+    from .. import TiledSAMPredictor as SAMPredictor  # whole slices, or tiled ones
 
     predictor = predictors.get(network.key)
     if predictor is None:
