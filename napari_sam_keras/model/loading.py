@@ -15,8 +15,12 @@ from ..runtime.backend import import_keras
 from .config import SAMConfig
 from .decoder_conversion import decoder_path_beside
 from .hub_presets import HUBS, load_preset
-from .keras_files import load_keras_file, load_preset_dir, load_weights_file
-from .keras_files import save_preset  # noqa: F401 (its old home)
+from .keras_files import (
+    load_keras_file,
+    load_preset_dir,
+    load_weights_file,
+    save_preset,  # noqa: F401 (its old home)
+)
 from .model_source import (  # noqa: F401 (DEMO_MODELS, CHECKPOINT_SUFFIXES: their old home)
     CHECKPOINT_SUFFIXES,
     DEMO_MODELS,
@@ -25,8 +29,11 @@ from .model_source import (  # noqa: F401 (DEMO_MODELS, CHECKPOINT_SUFFIXES: the
 )
 from .network import SAMNetwork, dtype_policy_scope
 from .quantization import check_backend, check_quantize, quantize_encoder
-from .torch_checkpoints import load_decoder, load_official_checkpoint
-from .torch_checkpoints import read_torch_checkpoint  # noqa: F401 (its old home)
+from .torch_checkpoints import (
+    load_decoder,
+    load_official_checkpoint,
+    read_torch_checkpoint,  # noqa: F401 (its old home)
+)
 
 
 def load_model(

@@ -14,8 +14,8 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from ..processing.mask_prompts import mask_box, mask_to_low_res_logits
-from ..segmentation.tile_keys import keep_tiles, take_tiles
 from ..segmentation.prompt_objects import predict_objects as core_predict_objects
+from ..segmentation.tile_keys import keep_tiles, take_tiles
 from . import layer_stores
 from .image_slices import ImageSlice, make_slice
 from .prompts_from_layers import SlicePrompts, objects_on_slice

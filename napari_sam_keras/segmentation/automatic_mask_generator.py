@@ -35,8 +35,14 @@ from ..processing import masks as mu
 from ..processing.images import to_rgb_uint8
 from ..processing.mask_upscaling import upscale_matrices
 from ..processing.prompts import to_input_frame
+from .embedding_source import (
+    EmbeddingMemory,
+    Embeddings,
+    EmbeddingSource,
+    image_key,
+    split_embeddings,
+)
 from .generator_settings import DEFAULTS, check_generator_options
-from .embedding_source import EmbeddingMemory, Embeddings, EmbeddingSource, image_key, split_embeddings
 from .predictor import MASK_THRESHOLD, SAMPredictor
 from .tiled_predictor import tiles_of
 from .tiling import as_pair

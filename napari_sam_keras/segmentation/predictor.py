@@ -19,7 +19,13 @@ from ..model.prompt_path import DEFAULT_POINT_SLOTS, PromptPath
 from ..processing.images import resized_rgb_uint8
 from ..processing.mask_upscaling import upscale_logits
 from ..processing.prompts import check_boxes, check_mask_input, check_points, to_input_frame
-from .embedding_source import EmbeddingMemory, Embeddings, EmbeddingSource, image_key, split_embeddings
+from .embedding_source import (
+    EmbeddingMemory,
+    Embeddings,
+    EmbeddingSource,
+    image_key,
+    split_embeddings,
+)
 
 MASK_THRESHOLD = 0.0
 

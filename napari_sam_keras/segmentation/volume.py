@@ -35,8 +35,8 @@ from ..processing.mask_prompts import (
 )
 from ..processing.prompts import check_boxes, check_points
 from .embedding_source import EmbeddingMemory, Embeddings, EmbeddingSource, split_embeddings
-from .store_binding import bind_planes
 from .predictor import SAMPredictor
+from .store_binding import bind_planes
 from .tiled_predictor import TiledSAMPredictor, tiles_of
 from .tiling import as_pair, centroid_points
 

@@ -46,7 +46,9 @@ def test_second_load_uses_cache_without_torch(tiny_checkpoint, tiny_network, mon
     def no_torch(path):
         raise AssertionError("the converted cache should have been used")
 
-    monkeypatch.setattr(torch_checkpoints, "read_torch_file", no_torch)  # what every conversion reads with
+    monkeypatch.setattr(
+        torch_checkpoints, "read_torch_file", no_torch
+    )  # what every conversion reads with
     again = load_model(tiny_checkpoint)
     assert again.key == tiny_network.key
     assert same_weights(again, tiny_network)

@@ -22,8 +22,8 @@ from napari_sam_keras.model import torch_checkpoints
 from napari_sam_keras.model.checkpoint_conversion import assign_state_dict, config_from_state_dict
 from napari_sam_keras.model.config import VIT_T, SAMConfig
 from napari_sam_keras.model.keras_files import save_preset
-from napari_sam_keras.model.torch_checkpoints import read_torch_checkpoint
 from napari_sam_keras.model.network import SAMNetwork, build_keras_cv_sam, build_sam
+from napari_sam_keras.model.torch_checkpoints import read_torch_checkpoint
 
 mobile_sam = import_mobile_sam()
 

@@ -33,7 +33,9 @@ def _no_torch(monkeypatch):
     def fail(path):
         raise AssertionError("the cached conversion should have been used")
 
-    monkeypatch.setattr(torch_checkpoints, "read_torch_file", fail)  # what every conversion reads with
+    monkeypatch.setattr(
+        torch_checkpoints, "read_torch_file", fail
+    )  # what every conversion reads with
 
 
 def _cache_warnings(records):
