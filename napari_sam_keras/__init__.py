@@ -24,6 +24,7 @@ _EXPORTS = {
     "SAMNetwork": ".model.network",
     "SAMConfig": ".model.config",
     "SAMPredictor": ".segmentation.predictor",
+    "TiledSAMPredictor": ".segmentation.tiled_predictor",
     "SAMAutomaticMaskGenerator": ".segmentation.automatic_mask_generator",
     "InstanceSegmenter": ".segmentation.instance_segmenter",
     "masks_to_labels": ".segmentation.labels",
@@ -108,6 +109,7 @@ if TYPE_CHECKING:  # pragma: no cover
     )
     from .segmentation.precompute import precompute_embeddings
     from .segmentation.predictor import SAMPredictor
+    from .segmentation.tiled_predictor import TiledSAMPredictor
     from .segmentation.tiling import TileGrid
     from .segmentation.tracking import track_object
     from .segmentation.volume import segment_volume

@@ -305,7 +305,7 @@ def train(
     import keras
     import tensorflow as tf
 
-    from napari_sam_keras.model.loading import save_preset
+    from napari_sam_keras.model.keras_files import save_preset
     from napari_sam_keras.model.model_folder import GENERATOR_SETTINGS_KEY, METADATA
     from napari_sam_keras.model.network import build_sam
 

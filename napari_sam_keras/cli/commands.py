@@ -147,10 +147,10 @@ def cmd_predict(args) -> int:
     store = _open_embeddings(args)
     net = _load_model(args)
 
-    from .. import SAMPredictor
+    from .. import TiledSAMPredictor
     from ..segmentation.prompt_objects import objects_to_labels, predict_objects
 
-    predictor = SAMPredictor(net, embeddings=store)
+    predictor = TiledSAMPredictor(net, embeddings=store)
     t0 = time.perf_counter()
     predictor.set_image(
         image, contrast_limits=args.contrast_limits, tile_shape=args.tile_shape, halo=args.halo

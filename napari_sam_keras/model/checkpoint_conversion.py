@@ -10,7 +10,7 @@ An official state dict fixes its own architecture; :func:`config_from_state_dict
 reads it from the tensor shapes, and :func:`assign_state_dict` copies every
 tensor into the matching variable of a keras-cv ``SegmentAnythingModel``.
 Only numpy is needed once the state dict is read (reading a ``.pth`` file
-needs torch, see :func:`napari_sam_keras.model.loading.read_torch_checkpoint`).
+needs torch, see :func:`napari_sam_keras.model.torch_checkpoints.read_torch_checkpoint`).
 """
 
 from __future__ import annotations

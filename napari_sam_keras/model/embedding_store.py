@@ -25,7 +25,7 @@ renames it, so a process killed at any point leaves entries that are either
 complete or not marked complete, never a half-written one read as valid; a
 later run recomputes what is not complete.  On reading, the checksum is
 verified, the entry's shape and sizes are compared with the store's
-metadata (and, by :class:`~napari_sam_keras.segmentation.precompute.PlaneEmbeddings`,
+metadata (and, by :class:`~napari_sam_keras.segmentation.embedding_source.EmbeddingSource`,
 with the image): a corrupted or missing chunk or an edited size raises
 :class:`CorruptEmbeddingError` before any large array is made.
 

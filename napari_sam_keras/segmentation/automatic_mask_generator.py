@@ -35,9 +35,16 @@ from ..processing import masks as mu
 from ..processing.images import to_rgb_uint8
 from ..processing.mask_upscaling import upscale_matrices
 from ..processing.prompts import to_input_frame
+from .embedding_source import (
+    EmbeddingMemory,
+    Embeddings,
+    EmbeddingSource,
+    image_key,
+    split_embeddings,
+)
 from .generator_settings import DEFAULTS, check_generator_options
-from .precompute import EmbeddingMemory, Embeddings, EmbeddingSource, image_key, split_embeddings
 from .predictor import MASK_THRESHOLD, SAMPredictor
+from .tiled_predictor import tiles_of
 from .tiling import as_pair
 
 OUTPUT_MODES = ("binary_mask", "uncompressed_rle", "coco_rle")
@@ -395,8 +402,9 @@ class SAMAutomaticMaskGenerator:
 
     def _predictor_state(self):
         p = self.predictor
-        if p.tiles is not None:
-            return ("tiles", p.tiles)
+        tiles = tiles_of(p)
+        if tiles is not None:
+            return ("tiles", tiles)
         return ("embedding", p.embedding_state()) if p.is_image_set else None
 
     def _restore_predictor(self, previous) -> None:

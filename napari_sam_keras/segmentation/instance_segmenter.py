@@ -26,7 +26,7 @@ from ..processing.instance_watershed import (
 )
 from ..processing.mask_upscaling import upscale_logits
 from ..processing.prompt_rules import check_watershed_settings
-from .precompute import Embeddings
+from .embedding_source import Embeddings
 from .predictor import SAMPredictor
 from .tiling import TiledImage, TileGrid
 

@@ -41,7 +41,8 @@ from ..files.atomic_write import atomic_directory
 from ..model.as_network import as_network
 from ..model.embedding import ImageEmbedding
 from ..model.embedding_store import EmbeddingStore, image_signature
-from .precompute import bind_planes, is_stack
+from .precompute import is_stack
+from .store_binding import bind_planes
 from .tiling import TileGrid, plane_of
 
 #: The root attribute that marks a micro-sam embedding store.

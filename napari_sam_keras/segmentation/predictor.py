@@ -1,4 +1,8 @@
-"""``SAMPredictor``: the official ``SamPredictor`` interface on Keras, numpy in and out."""
+"""``SAMPredictor``: the official ``SamPredictor`` interface on Keras, numpy in and out.
+
+A large image cut into tiles is :class:`~napari_sam_keras.TiledSAMPredictor`'s
+(:mod:`.tiled_predictor`), a subclass with the same interface.
+"""
 
 from __future__ import annotations
 
@@ -15,8 +19,13 @@ from ..model.prompt_path import DEFAULT_POINT_SLOTS, PromptPath
 from ..processing.images import resized_rgb_uint8
 from ..processing.mask_upscaling import upscale_logits
 from ..processing.prompts import check_boxes, check_mask_input, check_points, to_input_frame
-from .precompute import EmbeddingMemory, Embeddings, EmbeddingSource, image_key, split_embeddings
-from .tiling import Tile, centroid_points, paste, prompts_into_tile
+from .embedding_source import (
+    EmbeddingMemory,
+    Embeddings,
+    EmbeddingSource,
+    image_key,
+    split_embeddings,
+)
 
 MASK_THRESHOLD = 0.0
 
@@ -28,7 +37,9 @@ class SAMPredictor:
 
     Follows the official ``segment_anything.SamPredictor``: coordinates are
     (x, y) pixels of the image given to :meth:`set_image`; boxes are
-    x0, y0, x1, y1; labels are 1 (positive) and 0 (negative).
+    x0, y0, x1, y1; labels are 1 (positive) and 0 (negative).  The whole
+    image is embedded, shrunk to the model's input; a large image cut into
+    tiles needs :class:`~napari_sam_keras.TiledSAMPredictor`.
 
     Args:
         model: a :class:`SAMNetwork` or a keras-cv ``SegmentAnythingModel``.
@@ -58,6 +69,7 @@ class SAMPredictor:
         self.network = as_network(model)
         self.config = self.network.config
         self.point_slots = point_slots
+        self.jit_compile = jit_compile
         self.image_encoder: ImageEncoder = self.network.image_encoder(jit_compile)
         self.prompt_path: PromptPath = self.network.prompt_path(jit_compile)
         self.memory: EmbeddingMemory | None
@@ -66,8 +78,7 @@ class SAMPredictor:
         if warm_up:
             self.prompt_path.start_warm_up()
         self._embedding: ImageEmbedding | None = None
-        self._tiles: EmbeddingSource | None = None
-        #: Where the current image's embeddings came from (tiles, a store or a cache), else None.
+        #: Where the current image's embeddings came from (a store or a cache), else None.
         self.embedding_source: EmbeddingSource | None = None
 
     # --- the image -------------------------------------------------------------------
@@ -85,34 +96,46 @@ class SAMPredictor:
         uint8 images are used as they are; other dtypes are mapped to 0..255
         from ``contrast_limits`` (default: the image's own min and max).
 
-        With ``tile_shape`` (h, w) (an int means square), the image is cut into
-        tiles, each embedded with ``halo`` (rows, columns; default 0) pixels of
-        its neighbours (see :mod:`napari_sam_keras.segmentation.tiling`).  A
-        tile is embedded when a prompt first needs it (:meth:`embed_tiles`
-        embeds all now); the image may be lazy (dask, zarr, memory map): it is
-        read one tile at a time.  A prompt is answered by the tile holding its
-        centroid, and masks come back at the image's full size.  Objects
-        larger than a tile plus its halo are cut at the tile's edge.
-
         With an embedding store (``embeddings=`` of the constructor), what the
-        store holds is read, not computed; when ``tile_shape`` is None, the
-        store's tiling is used.
+        store holds is read, not computed.
+
+        ``tile_shape`` and ``halo`` are :class:`~napari_sam_keras.TiledSAMPredictor`'s
+        (the same call cuts the image into tiles there); here they raise
+        :class:`~napari_sam_keras.ImageError`, as a store of tiles does.
         """
-        if image_format not in ("RGB", "BGR"):
-            raise ImageError(f"image_format must be 'RGB' or 'BGR', got {image_format!r}.")
-        if tile_shape is None and halo is not None:
-            raise ImageError("halo was given without tile_shape.")
-        if tile_shape is None and self.store is not None and self.store.spec is not None:
-            tile_shape, halo = self.store.spec.tile_shape, self.store.spec.halo
-        self._embedding = self._tiles = self.embedding_source = None
-        if tile_shape is None and self.store is None and self.memory is None:
+        tile_shape, halo = self._tiling(image_format, tile_shape, halo)
+        if tile_shape is not None:
+            raise ImageError(
+                "SAMPredictor embeds the whole image; for tiles (tile_shape=, or a store made "
+                "with tiles) use TiledSAMPredictor(model), whose set_image takes tile_shape= "
+                "and halo=."
+            )
+        self.reset_image()
+        if self.store is None and self.memory is None:
             # converted and resized channel by channel: memory stays near the resized image's
             resized = resized_rgb_uint8(image, self.config.image_size, contrast_limits)
             if image_format == "BGR":
                 resized = np.ascontiguousarray(resized[..., ::-1])
             self._embedding = self.image_encoder.embed_resized(resized, np.shape(image)[:2])
             return
-        source = EmbeddingSource(
+        self.embedding_source = self._embedding_source(image, contrast_limits, image_format)
+        self._embedding = self.embedding_source.embedding(0)
+
+    def _tiling(self, image_format: str, tile_shape, halo) -> tuple[Any, Any]:
+        """The tiling :meth:`set_image` is asked for: as given, else the store's (checked)."""
+        if image_format not in ("RGB", "BGR"):
+            raise ImageError(f"image_format must be 'RGB' or 'BGR', got {image_format!r}.")
+        if tile_shape is None and halo is not None:
+            raise ImageError("halo was given without tile_shape.")
+        if tile_shape is None and self.store is not None and self.store.spec is not None:
+            return self.store.spec.tile_shape, self.store.spec.halo
+        return tile_shape, halo
+
+    def _embedding_source(
+        self, image, contrast_limits, image_format: str, tile_shape=None, halo=None
+    ) -> EmbeddingSource:
+        """The image's embeddings through this predictor's memory and store."""
+        return EmbeddingSource(
             self.image_encoder,
             image,
             tile_shape,
@@ -125,33 +148,6 @@ class SAMPredictor:
             if self.memory is None
             else image_key(image, contrast_limits, image_format, self.network),
         )
-        self.embedding_source = source
-        if tile_shape is None:
-            self._embedding = source.embedding(0)
-        else:
-            self._tiles = source
-
-    def set_tiles(self, tiles: EmbeddingSource) -> None:
-        """Use a tiled image's embeddings prepared elsewhere (as :attr:`tiles` returns them)."""
-        if tiles.encoder.network is not self.network:
-            raise ImageError("These tile embeddings belong to another model.")
-        self._embedding = None
-        self._tiles = self.embedding_source = tiles
-
-    @property
-    def tiles(self) -> EmbeddingSource | None:
-        """The tiled image's embeddings (its ``grid`` holds the tiles); None when untiled."""
-        return self._tiles
-
-    def embed_tiles(self, progress=None) -> None:
-        """Embed every tile of a tiled image now (``progress(done, total)`` after each)."""
-        if self._tiles is None:
-            raise ImageError("embed_tiles needs an image set with a tile_shape.")
-        total = len(self._tiles.grid)
-        for i in range(total):
-            self._tiles.embedding(i)
-            if progress is not None:
-                progress(i + 1, total)
 
     def set_embedding(self, embedding: ImageEmbedding) -> None:
         """Restore an embedding from :meth:`embedding_state` without recomputing it."""
@@ -164,8 +160,8 @@ class SAMPredictor:
             )
         if embedding.model_key and embedding.model_key != self.network.key:
             raise ImageError("This embedding was computed by another model; recompute it.")
+        self.reset_image()
         self._embedding = embedding
-        self._tiles = self.embedding_source = None
 
     def embedding_state(self) -> ImageEmbedding:
         """The current image's embedding, for :meth:`set_embedding` or a cache."""
@@ -177,28 +173,22 @@ class SAMPredictor:
 
     def reset_image(self) -> None:
         self._embedding = None
-        self._tiles = self.embedding_source = None
+        self.embedding_source = None
 
     @property
     def is_image_set(self) -> bool:
-        return self._embedding is not None or self._tiles is not None
+        return self._embedding is not None
 
     @property
     def original_size(self) -> tuple[int, int] | None:
-        if self._tiles is not None:
-            return self._tiles.shape
         return None if self._embedding is None else self._embedding.original_size
 
     @property
     def input_size(self) -> tuple[int, int] | None:
-        """The resized input's (H, W); None for a tiled image (each tile has its own)."""
+        """The resized input's (H, W); None when no image is set (or the image is tiled)."""
         return None if self._embedding is None else self._embedding.input_size
 
     def _require_image(self) -> ImageEmbedding:
-        if self._tiles is not None:
-            raise ImageError(
-                "The image is tiled: its embeddings are per tile (predictor.tiles.embedding(i))."
-            )
         if self._embedding is None:
             raise ImageError("No image is set: call set_image(image) before predicting.")
         return self._embedding
@@ -218,19 +208,15 @@ class SAMPredictor:
 
         Returns ``(masks, iou_predictions, low_res_logits)`` shaped (C, H, W),
         (C,), (C, 256, 256) with C = 3 when ``multimask_output`` else 1.
-        ``masks`` are boolean unless ``return_logits``.  For a tiled image, the
-        masks are pasted from the tile that answers the prompt (outside it they
-        are False, logits the lowest float) and ``low_res_logits`` (and a
-        ``mask_input``) are in that tile's frame.
+        ``masks`` are boolean unless ``return_logits``.
         """
-        emb, tile, (points, labels, box, mask_input) = self._prompt_in_frame(
-            point_coords, point_labels, box, mask_input
+        emb = self._require_image()
+        points, labels, box, mask_input = self._check_prompt(
+            emb, point_coords, point_labels, box, mask_input
         )
         masks, scores, low_res = self._decode(
             emb, [points], [labels], [box], [mask_input], multimask_output, return_logits
         )
-        if tile is not None:
-            masks = paste(masks, tile, self._tiles.shape)
         return masks[0], scores[0], low_res[0]
 
     def predict_best(
@@ -246,35 +232,14 @@ class SAMPredictor:
         Only that mask is upscaled to the image size (what an interactive tool
         shows), not all three.
         """
-        emb, tile, (points, labels, box, mask_input) = self._prompt_in_frame(
-            point_coords, point_labels, box, mask_input
+        emb = self._require_image()
+        points, labels, box, mask_input = self._check_prompt(
+            emb, point_coords, point_labels, box, mask_input
         )
         masks, scores, _ = self._decode(
             emb, [points], [labels], [box], [mask_input], multimask_output, False, best_only=True
         )
-        if tile is not None:
-            masks = paste(masks, tile, self._tiles.shape)
         return masks[0, 0], float(scores[0, 0])
-
-    def _prompt_in_frame(self, point_coords, point_labels, box, mask_input):
-        """(embedding, tile or None, the prompt in that embedding's input frame)."""
-        if self._tiles is None:
-            emb = self._require_image()
-            return emb, None, self._check_prompt(emb, point_coords, point_labels, box, mask_input)
-        tiles = self._tiles
-        if point_coords is None and box is None:
-            raise PromptError(
-                "A tiled image needs points or a box to choose the tile (a mask input alone "
-                "does not say where the object is)."
-            )
-        if point_coords is not None:
-            point_coords, point_labels = check_points(point_coords, point_labels, tiles.shape)
-        if box is not None:
-            box = check_boxes(box, tiles.shape)
-        tile = tiles.grid.tile_for_prompt(centroid_points(point_coords, point_labels), box)
-        point_coords, point_labels, box = prompts_into_tile(tile, point_coords, point_labels, box)
-        emb = tiles.embedding(tile.index)
-        return emb, tile, self._check_prompt(emb, point_coords, point_labels, box, mask_input)
 
     def _check_prompt(self, emb, point_coords, point_labels, box, mask_input):
         """One object's prompt, validated and in ``emb``'s input frame."""
@@ -310,10 +275,6 @@ class SAMPredictor:
         (B, 1, 256, 256).  Returns masks (B, C, H, W), IoU (B, C) and low-res
         logits (B, C, 256, 256).
         """
-        if self._tiles is not None:
-            return self._predict_batch_tiled(
-                point_coords, point_labels, boxes, mask_input, multimask_output, return_logits
-            )
         emb = self._require_image()
         sizes = set()
         if point_coords is not None or point_labels is not None:
@@ -349,60 +310,6 @@ class SAMPredictor:
             multimask_output,
             return_logits,
         )
-
-    def _predict_batch_tiled(
-        self, point_coords, point_labels, boxes, mask_input, multimask_output, return_logits
-    ):
-        """:meth:`predict_batch` on a tiled image: prompts grouped by the tile answering them."""
-        tiles = self._tiles
-        if mask_input is not None:
-            raise PromptError("mask_input is not supported by predict_batch on a tiled image.")
-        sizes = set()
-        if point_coords is not None or point_labels is not None:
-            point_coords, point_labels = check_points(
-                point_coords, point_labels, tiles.shape, batched=True
-            )
-            sizes.add(len(point_coords))
-        if boxes is not None:
-            boxes = check_boxes(boxes, tiles.shape, batched=True)
-            sizes.add(len(boxes))
-        if not sizes:
-            raise PromptError("No prompt: give points or boxes.")
-        if len(sizes) > 1:
-            raise PromptError(f"Prompt batches differ in length: {sorted(sizes)}.")
-        (batch,) = sizes
-        if batch == 0:
-            raise PromptError("The prompt batch is empty.")
-        groups: dict[int, list[tuple[int, Any, Any, Any]]] = {}
-        tile_of: dict[int, Tile] = {}
-        for i in range(batch):
-            pts = None if point_coords is None else point_coords[i]
-            lab = None if point_labels is None else point_labels[i]
-            box = None if boxes is None else boxes[i]
-            tile = tiles.grid.tile_for_prompt(centroid_points(pts, lab), box)
-            pts, lab, box = prompts_into_tile(tile, pts, lab, box)
-            groups.setdefault(tile.index, []).append((i, pts, lab, box))
-            tile_of[tile.index] = tile
-        masks = scores = low_res = None
-        for index, members in groups.items():
-            emb = tiles.embedding(index)
-            pts_l, lab_l, box_l = [], [], []
-            for _, pts, lab, box in members:
-                pts, lab, box, _ = self._check_prompt(emb, pts, lab, box, None)
-                pts_l.append(pts)
-                lab_l.append(lab)
-                box_l.append(box)
-            m, s, lr = self._decode(
-                emb, pts_l, lab_l, box_l, [None] * len(members), multimask_output, return_logits
-            )
-            m = paste(m, tile_of[index], tiles.shape)
-            if masks is None:
-                masks = np.empty((batch, *m.shape[1:]), m.dtype)
-                scores = np.empty((batch, *s.shape[1:]), s.dtype)
-                low_res = np.empty((batch, *lr.shape[1:]), lr.dtype)
-            rows = [i for i, *_ in members]
-            masks[rows], scores[rows], low_res[rows] = m, s, lr
-        return masks, scores, low_res
 
     def predict_input_frame(
         self,

@@ -16,7 +16,7 @@ import numpy as np
 
 from ..errors import SAMError
 from ..processing.mask_prompts import shift_mask
-from .precompute import Embeddings
+from .embedding_source import Embeddings
 from .volume import (
     ProgressCallback,
     SlicePropagator,

@@ -34,8 +34,10 @@ from ..processing.mask_prompts import (
     mask_to_low_res_logits,
 )
 from ..processing.prompts import check_boxes, check_points
-from .precompute import EmbeddingMemory, Embeddings, EmbeddingSource, bind_planes, split_embeddings
+from .embedding_source import EmbeddingMemory, Embeddings, EmbeddingSource, split_embeddings
 from .predictor import SAMPredictor
+from .store_binding import bind_planes
+from .tiled_predictor import TiledSAMPredictor, tiles_of
 from .tiling import as_pair, centroid_points
 
 logger = logging.getLogger(__name__)
@@ -168,16 +170,16 @@ class SlicePropagator:
     """Segments slices of one stack with one predictor: from prompts or from a mask.
 
     Embeddings are computed only for the slices asked for, and taken from /
-    put into ``embeddings`` when given (see :data:`~.precompute.Embeddings`).
+    put into ``embeddings`` when given (see :data:`~.embedding_source.Embeddings`).
     In an in-memory cache the key of slice ``i`` is ``slice_key(i)`` when
     given, else a digest of the slice's pixels, its contrast limits and the
     model, so that the same data under the same model finds its embedding
     again whatever stack it is part of.  An :class:`EmbeddingStore` (or its
     path) is bound to the whole stack, slice ``i`` being its plane ``i``; with
     none, a predictor's own store is used.  With a ``tile_shape``, every slice
-    is tiled (see ``SAMPredictor.set_image``) and ``embeddings`` holds one
+    is tiled (see ``TiledSAMPredictor.set_image``) and ``embeddings`` holds one
     embedding per tile, under keys that include the tiling
-    (:func:`~napari_sam_keras.segmentation.precompute.tile_key`).
+    (:func:`~napari_sam_keras.segmentation.tile_keys.tile_key`).
 
     Progress: :meth:`advance` counts slices done and calls ``progress(done,
     total)``; an :class:`~napari_sam_keras.OperationCancelled` raised there
@@ -201,6 +203,8 @@ class SlicePropagator:
         self.predictor = (
             model if isinstance(model, SAMPredictor) else SAMPredictor(as_network(model))
         )
+        if tile_shape is not None:  # every slice is cut into tiles: a predictor that tiles
+            self.predictor = TiledSAMPredictor.of(self.predictor)
         self.stack = stack
         self.contrast_limits = contrast_limits
         self.embeddings: EmbeddingMemory | None
@@ -312,7 +316,7 @@ class SlicePropagator:
 
     def _after_predict(self) -> None:
         """Count the tiles a prediction just computed."""
-        if self.predictor.tiles is not None:
+        if self.tile_shape is not None:
             self._count_computed()
 
     def _tile_mask_input(self, mask: np.ndarray, prompt: Mapping[str, Any]) -> np.ndarray:
@@ -353,7 +357,7 @@ class SlicePropagator:
         if projection == "single_point":
             prompt["point_coords"], prompt["point_labels"] = interior_point(mask)[None], [1]
         if projection in ("mask", "points_and_mask"):
-            if self.predictor.tiles is not None:
+            if self.tile_shape is not None:
                 prompt["mask_input"] = self._tile_mask_input(mask, prompt)[None]
             else:
                 cfg = self.predictor.config
@@ -369,7 +373,7 @@ class SlicePropagator:
     def run(self, work: Callable[[], np.ndarray]) -> np.ndarray:
         """Run ``work`` and restore the predictor's own image afterwards (also on errors)."""
         predictor = self.predictor
-        tiles = predictor.tiles
+        tiles = tiles_of(predictor)
         previous = None
         if tiles is None and predictor.is_image_set:
             previous = predictor.embedding_state()
@@ -462,7 +466,7 @@ def segment_volume(
         slice_key: ``slice_key(z)`` -> the key of slice z's embedding in
             ``embeddings``; default: a digest of the slice's pixels, the
             contrast limits and the model.
-        tile_shape, halo: tile every slice (as ``SAMPredictor.set_image``
+        tile_shape, halo: tile every slice (as ``TiledSAMPredictor.set_image``
             does): each prompt, and each mask carried from a neighbour, is
             answered by the tile holding it, and the mask comes back at full
             resolution.  An object is whole while it fits in a tile plus its

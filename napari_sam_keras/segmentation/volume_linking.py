@@ -18,8 +18,8 @@ import numpy as np
 
 from ..errors import ImageError, SAMError
 from .automatic_mask_generator import SAMAutomaticMaskGenerator
+from .embedding_source import Embeddings
 from .labels import masks_to_labels
-from .precompute import Embeddings
 from .volume import (
     ProgressCallback,
     SlicePropagator,

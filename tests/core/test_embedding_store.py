@@ -21,6 +21,7 @@ from napari_sam_keras import (
     EmbeddingError,
     SAMAutomaticMaskGenerator,
     SAMPredictor,
+    TiledSAMPredictor,
     build_sam,
 )
 from napari_sam_keras.model.embedding_store import (
@@ -73,13 +74,13 @@ def test_a_second_run_computes_no_embedding_and_gives_identical_masks(
     tiny_network, calls, tmp_path, tiling
 ):
     image = _stack(1)[0]
-    plain = SAMPredictor(tiny_network)
+    plain = TiledSAMPredictor(tiny_network)
     plain.set_image(image, **tiling)
     expected = plain.predict(POINT, LABEL)
     calls[0] = 0
 
     store = tmp_path / "image.zarr"
-    first = SAMPredictor(tiny_network, embeddings=store)
+    first = TiledSAMPredictor(tiny_network, embeddings=store)
     first.set_image(image, **tiling)
     masks = first.predict(POINT, LABEL)
     computed = calls[0]
@@ -88,7 +89,7 @@ def test_a_second_run_computes_no_embedding_and_gives_identical_masks(
         np.testing.assert_array_equal(a, b)
 
     calls[0] = 0
-    second = SAMPredictor(tiny_network, embeddings=EmbeddingStore(store))
+    second = TiledSAMPredictor(tiny_network, embeddings=EmbeddingStore(store))
     second.set_image(image)  # the store's tiling is used when none is given
     again = second.predict(POINT, LABEL)
     assert calls[0] == 0
@@ -101,13 +102,13 @@ def test_a_second_run_computes_no_embedding_and_gives_identical_masks(
 def test_an_in_memory_cache_is_accepted_as_a_store_is(tiny_network, calls, tiling):
     """embeddings= takes an EmbeddingCache (or a dict) everywhere, with the same masks."""
     image = _stack(1)[0]
-    plain = SAMPredictor(tiny_network)
+    plain = TiledSAMPredictor(tiny_network)
     plain.set_image(image, **tiling)
     expected = plain.predict(POINT, LABEL)
     calls[0] = 0
     for cache in (EmbeddingCache(), {}):
         for _ in range(2):
-            predictor = SAMPredictor(tiny_network, embeddings=cache)
+            predictor = TiledSAMPredictor(tiny_network, embeddings=cache)
             predictor.set_image(image, **tiling)
             for a, b in zip(expected, predictor.predict(POINT, LABEL), strict=True):
                 np.testing.assert_array_equal(a, b)
@@ -144,7 +145,7 @@ def test_a_precomputed_stack_serves_every_plane_without_the_encoder(tiny_network
 
     calls[0] = 0
     assert precompute_embeddings(tiny_network, stack, store, tile_shape=64, halo=8)["reused"] == 20
-    predictor = SAMPredictor(tiny_network, embeddings=store)
+    predictor = TiledSAMPredictor(tiny_network, embeddings=store)
     predictor.set_image(stack[3])
     masks, _, _ = predictor.predict(POINT, LABEL)
     generator = SAMAutomaticMaskGenerator(
@@ -160,7 +161,7 @@ def test_a_precomputed_stack_serves_every_plane_without_the_encoder(tiny_network
     from_store = stored_gen.generate(stack[2])
     assert calls[0] == 0 and predictor.embedding_source.plane == 3
 
-    reference = SAMPredictor(tiny_network)
+    reference = TiledSAMPredictor(tiny_network)
     reference.set_image(stack[3], tile_shape=64, halo=8)
     np.testing.assert_array_equal(reference.predict(POINT, LABEL)[0], masks)
     fresh = SAMAutomaticMaskGenerator(
@@ -185,7 +186,7 @@ def test_a_store_for_other_data_model_tiling_or_contrast_is_refused(tiny_network
     store = tmp_path / "a.zarr"
     SAMPredictor(tiny_network, embeddings=store).set_image(image)
 
-    predictor = SAMPredictor(tiny_network, embeddings=store)
+    predictor = TiledSAMPredictor(tiny_network, embeddings=store)
     with pytest.raises(EmbeddingStoreMismatch, match="other data"):
         predictor.set_image(other)
     with pytest.raises(EmbeddingStoreMismatch, match="other data"):

@@ -179,14 +179,14 @@ def test_micro_sam_layouts_load_with_decoder(files, layout):
 @pytest.mark.parametrize("layout", ["training", "plain"])
 def test_second_load_hits_the_cache(files, layout, monkeypatch):
     from napari_sam_keras import load_model
-    from napari_sam_keras.model import loading as ml
+    from napari_sam_keras.model import torch_checkpoints
 
     first = load_model(files[layout])
 
     def no_torch(path):
         raise AssertionError(f"{path} was read again instead of the converted cache")
 
-    monkeypatch.setattr(ml, "read_torch_file", no_torch)
+    monkeypatch.setattr(torch_checkpoints, "read_torch_file", no_torch)
     again = load_model(files[layout])
     assert again.key == first.key and again.instance_decoder is not None
     for ours, theirs in zip(_decoder_weights(again), _decoder_weights(first), strict=True):

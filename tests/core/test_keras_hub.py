@@ -9,7 +9,7 @@ from helpers import TINY
 keras_hub = pytest.importorskip("keras_hub")
 
 from napari_sam_keras import SAMPredictor  # noqa: E402
-from napari_sam_keras.model.loading import _keras_hub_to_keras_cv  # noqa: E402
+from napari_sam_keras.model.hub_presets import keras_hub_to_keras_cv  # noqa: E402
 from napari_sam_keras.model.network import SAMNetwork  # noqa: E402
 
 
@@ -54,7 +54,7 @@ def hub_segmenter():
 
 
 def test_keras_hub_sam_predicts_like_itself(hub_segmenter):
-    model = _keras_hub_to_keras_cv(hub_segmenter)
+    model = keras_hub_to_keras_cv(hub_segmenter)
     predictor = SAMPredictor(SAMNetwork.from_keras_cv(model, name="hub"))
     size = TINY.image_size
     image = np.random.default_rng(1).integers(0, 255, (size, size, 3), dtype=np.uint8)

@@ -11,7 +11,7 @@ import pytest
 import zarr
 from helpers import TINY
 
-from napari_sam_keras import EmbeddingStore, SAMPredictor, build_sam, precompute_embeddings
+from napari_sam_keras import EmbeddingStore, TiledSAMPredictor, build_sam, precompute_embeddings
 from napari_sam_keras.errors import EmbeddingStoreError, EmbeddingStoreMismatch
 from napari_sam_keras.segmentation.micro_sam_embeddings import (
     export_micro_sam_embeddings,
@@ -111,7 +111,7 @@ def test_a_tiled_stack_written_by_zarr_in_micro_sams_layout_gives_the_same_masks
         np.testing.assert_array_equal(got.features, want.features)
     point = np.array([[40.0, 30.0]])
     masks = [
-        SAMPredictor(network, embeddings=store, warm_up=False)
+        TiledSAMPredictor(network, embeddings=store, warm_up=False)
         for store in (tmp_path / "ours.zarr", reference)
     ]
     results = []

@@ -14,8 +14,9 @@ from helpers import TINY
 
 from napari_sam_keras import ModelLoadError, SAMPredictor, load_model
 from napari_sam_keras.errors import SAMError
-from napari_sam_keras.model import loading as ml
-from napari_sam_keras.model.loading import save_preset
+from napari_sam_keras.model import torch_checkpoints
+from napari_sam_keras.model.keras_files import save_preset
+from napari_sam_keras.model.model_source import DEMO_MODELS
 
 
 def same_weights(a, b) -> bool:
@@ -45,7 +46,9 @@ def test_second_load_uses_cache_without_torch(tiny_checkpoint, tiny_network, mon
     def no_torch(path):
         raise AssertionError("the converted cache should have been used")
 
-    monkeypatch.setattr(ml, "read_torch_file", no_torch)  # what every conversion reads with
+    monkeypatch.setattr(
+        torch_checkpoints, "read_torch_file", no_torch
+    )  # what every conversion reads with
     again = load_model(tiny_checkpoint)
     assert again.key == tiny_network.key
     assert same_weights(again, tiny_network)
@@ -220,7 +223,7 @@ def test_bfloat16_option(tiny_checkpoint, tiny_network):
 
 
 def test_the_demo_model_is_shipped_small_and_found_by_name(tmp_path, monkeypatch):
-    folder = ml.DEMO_MODELS["demo_nuclei"]
+    folder = DEMO_MODELS["demo_nuclei"]
     size = sum(f.stat().st_size for f in folder.iterdir())
     assert size < 4 * 1024**2  # a few MB at most: it lives in the package
     network = load_model("demo_nuclei")

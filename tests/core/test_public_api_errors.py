@@ -31,6 +31,7 @@ def bad_calls(tmp_path) -> dict[str, list]:
         "build_sam": [lambda: nsk.build_sam("vit_q")],
         "SAMConfig": [lambda: nsk.SAMConfig(image_size=1000, patch_size=16)],
         "SAMPredictor": [lambda: nsk.SAMPredictor(NOT_A_MODEL)],
+        "TiledSAMPredictor": [lambda: nsk.TiledSAMPredictor(NOT_A_MODEL)],
         "SAMAutomaticMaskGenerator": [
             lambda: nsk.SAMAutomaticMaskGenerator(NOT_A_MODEL),
             lambda: nsk.SAMAutomaticMaskGenerator(NOT_A_MODEL, points_per_side=0),

@@ -78,7 +78,7 @@ def test_quantize_with_a_dtype_policy_is_refused_and_none_is_float32():
 @pytest.mark.other_backends(backends=("tensorflow",))
 def test_an_int8_network_is_not_saved_exported_or_fine_tuned(demo_int8, tmp_path):
     from napari_sam_keras import export_micro_sam, finetune
-    from napari_sam_keras.model.loading import save_preset
+    from napari_sam_keras.model.keras_files import save_preset
 
     image, labels = sample_image((64, 64), n_cells=3, with_labels=True)
     for call in (

@@ -16,10 +16,11 @@ import numpy as np
 import pytest
 from helpers import TINY
 
-from napari_sam_keras import SAMAutomaticMaskGenerator, SAMPredictor, build_sam
+from napari_sam_keras import SAMAutomaticMaskGenerator, SAMPredictor, TiledSAMPredictor, build_sam
 from napari_sam_keras.errors import ImageError, PromptError, SAMError
 from napari_sam_keras.processing import masks as mu
 from napari_sam_keras.segmentation.automatic_mask_generator import _Masks, _merge_crops
+from napari_sam_keras.segmentation.tiled_predictor import tiles_of
 from napari_sam_keras.segmentation.tiling import (
     TiledImage,
     TileGrid,
@@ -193,7 +194,7 @@ def test_without_tile_shape_nothing_changes(network, monkeypatch):
     reference.set_embedding(network.image_encoder(True).embed(to_rgb_uint8(image)))
     expected = reference.predict(point, label, box=box)
 
-    predictor = SAMPredictor(network)
+    predictor = TiledSAMPredictor(network)
     predictor.set_image(image)
     assert predictor.tiles is None and predictor.embedding_source is None
     got = predictor.predict(point, label, box=box)
@@ -216,7 +217,7 @@ def test_a_prompt_is_answered_by_its_tile_and_pasted_back(network, monkeypatch):
     the untiled predictor's on that tile, pasted at its place.  Only that tile is embedded."""
     image, truth, centres = blobs_image()
     calls = counting_encoder(network, monkeypatch)
-    predictor = SAMPredictor(network)
+    predictor = TiledSAMPredictor(network)
     predictor.set_image(image, tile_shape=1024, halo=128)
     assert len(predictor.tiles.grid) == 9 and predictor.original_size == (3000, 3000)
 
@@ -255,21 +256,48 @@ def test_a_prompt_is_answered_by_its_tile_and_pasted_back(network, monkeypatch):
 def test_large_lazy_images_are_read_one_tile_at_a_time(network):
     image, _, centres = blobs_image(size=2000, seed=3)
     lazy = RecordingArray(image)
-    predictor = SAMPredictor(network)
+    predictor = TiledSAMPredictor(network)
     predictor.set_image(lazy, tile_shape=512, halo=64)
     cy, cx = centres[3]
     masks, _, _ = predictor.predict(np.array([[cx, cy]]), np.array([1]))
     assert lazy.largest_read <= 512 * 2000  # one row of tiles (for the value range) at most
 
     dask_array = pytest.importorskip("dask.array")
-    from_dask = SAMPredictor(network)
+    from_dask = TiledSAMPredictor(network)
     from_dask.set_image(dask_array.from_array(image, chunks=256), tile_shape=512, halo=64)
     masks_dask, _, _ = from_dask.predict(np.array([[cx, cy]]), np.array([1]))
     np.testing.assert_array_equal(masks, masks_dask)
 
 
+def test_the_whole_image_predictor_points_to_the_tiled_one(network, tmp_path):
+    """SAMPredictor embeds the whole image: tile_shape=, or a store made with tiles, is an
+    ImageError naming TiledSAMPredictor, raised before the image changes; a tiled predictor
+    made from it shares its compiled parts and serves whole images and tiles."""
+    image = np.zeros((300, 300), np.uint8)
+    plain = SAMPredictor(network, warm_up=False)
+    plain.set_image(image)
+    before = plain.embedding_state()
+    with pytest.raises(ImageError, match="TiledSAMPredictor"):
+        plain.set_image(image, tile_shape=100)
+    assert plain.embedding_state() is before and tiles_of(plain) is None
+    store = tmp_path / "tiles.zarr"
+    TiledSAMPredictor(network, warm_up=False, embeddings=store).set_image(image, tile_shape=100)
+    with pytest.raises(ImageError, match="TiledSAMPredictor"):
+        SAMPredictor(network, warm_up=False, embeddings=store).set_image(image)
+
+    tiled = TiledSAMPredictor.of(plain)
+    assert tiled.image_encoder is plain.image_encoder and tiled.prompt_path is plain.prompt_path
+    assert TiledSAMPredictor.of(tiled) is tiled and not tiled.is_image_set
+    tiled.set_image(image, tile_shape=100)
+    assert tiles_of(tiled) is tiled.tiles and len(tiled.tiles.grid) == 9
+    assert tiled.original_size == (300, 300) and tiled.input_size is None
+    tiled.set_embedding(before)
+    assert tiles_of(tiled) is None and tiled.embedding_state() is before
+    assert plain.embedding_state() is before  # the plain predictor was left as it was
+
+
 def test_tiled_prompt_errors(network):
-    predictor = SAMPredictor(network)
+    predictor = TiledSAMPredictor(network)
     predictor.set_image(np.zeros((300, 300), np.uint8), tile_shape=100)
     with pytest.raises(PromptError, match="mask input alone"):
         predictor.predict(mask_input=np.zeros((1, 64, 64), np.float32))
@@ -343,7 +371,7 @@ def _iou(a: np.ndarray, b: np.ndarray) -> float:
 
 def test_demo_a_blob_cut_by_a_tile_border_comes_back_whole(demo_model):
     image, truth, centres = blobs_image()
-    predictor = SAMPredictor(demo_model)
+    predictor = TiledSAMPredictor(demo_model)
     predictor.set_image(image, tile_shape=1024, halo=128)
     for number in (1, 2, 3):
         cy, cx = centres[number - 1]

@@ -18,11 +18,12 @@ from napari_sam_keras.keras_layers.tiny_vit import (
     depthwise_conv_taps,
     relative_position_index,
 )
-from napari_sam_keras.model import loading as ml
+from napari_sam_keras.model import torch_checkpoints
 from napari_sam_keras.model.checkpoint_conversion import assign_state_dict, config_from_state_dict
 from napari_sam_keras.model.config import VIT_T, SAMConfig
-from napari_sam_keras.model.loading import read_torch_checkpoint, save_preset
+from napari_sam_keras.model.keras_files import save_preset
 from napari_sam_keras.model.network import SAMNetwork, build_keras_cv_sam, build_sam
+from napari_sam_keras.model.torch_checkpoints import read_torch_checkpoint
 
 mobile_sam = import_mobile_sam()
 
@@ -220,7 +221,7 @@ def test_second_load_uses_cache(checkpoint, network, monkeypatch):
     def no_torch(path):
         raise AssertionError("the converted cache should have been used")
 
-    monkeypatch.setattr(ml, "read_torch_file", no_torch)
+    monkeypatch.setattr(torch_checkpoints, "read_torch_file", no_torch)
     again = load_model(checkpoint[1])
     assert again.key == network.key and again.config == VIT_T
     assert same_weights(again, network)

@@ -14,6 +14,7 @@ from napari_sam_keras import (
     EmbeddingCache,
     ImageError,
     SAMPredictor,
+    TiledSAMPredictor,
     load_model,
     segment_volume,
     track_object,
@@ -96,7 +97,7 @@ def test_tiled_embeddings_are_cached_per_tile_never_as_untiled(predictor, stack)
 def test_a_tiled_predictor_keeps_its_tiles(predictor, stack):
     image, labels = stack
     z, prompt = click(labels == crossing(labels)[0])
-    own = SAMPredictor(predictor.network)
+    own = TiledSAMPredictor(predictor.network)
     own.set_image(image[0], tile_shape=TILE)
     tiles = own.tiles
     segment_volume(own, image, {z: prompt}, tile_shape=TILE, halo=HALO)

@@ -16,9 +16,9 @@ import pytest
 from helpers import TINY
 
 from napari_sam_keras import load_model
-from napari_sam_keras.model import loading as ml
+from napari_sam_keras.model import torch_checkpoints
 from napari_sam_keras.model import weights_cache as wc
-from napari_sam_keras.model.loading import save_preset
+from napari_sam_keras.model.keras_files import save_preset
 
 
 def same_weights(a, b) -> bool:
@@ -33,7 +33,9 @@ def _no_torch(monkeypatch):
     def fail(path):
         raise AssertionError("the cached conversion should have been used")
 
-    monkeypatch.setattr(ml, "read_torch_file", fail)  # what every conversion reads with
+    monkeypatch.setattr(
+        torch_checkpoints, "read_torch_file", fail
+    )  # what every conversion reads with
 
 
 def _cache_warnings(records):

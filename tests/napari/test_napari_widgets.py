@@ -519,7 +519,7 @@ def test_automatic_widget_proposes_the_labels_layer_of_its_image(make_widget):
 def test_a_folder_model_can_be_chosen(make_widget, sam_network, monkeypatch, tmp_path):
     from qtpy.QtWidgets import QFileDialog
 
-    from napari_sam_keras.model.loading import save_preset
+    from napari_sam_keras.model.keras_files import save_preset
     from napari_sam_keras.napari_adapter.session.settings import recent_models
 
     folder = save_preset(sam_network, tmp_path / "my preset")

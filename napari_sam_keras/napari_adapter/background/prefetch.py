@@ -213,14 +213,14 @@ class Prefetcher:
 
     def _job(self, slices: list[ImageSlice], model_source: str) -> Callable:
         def job(progress):
-            from ... import SAMPredictor
+            from ... import TiledSAMPredictor
 
             n = len(slices)
             progress(0, n)
             network = self.models.get(model_source)
             predictor = self._predictors.get(network.key)
             if predictor is None:
-                predictor = SAMPredictor(network, warm_up=False)
+                predictor = TiledSAMPredictor(network, warm_up=False)
                 self._predictors = {network.key: predictor}
             for done, image_slice in enumerate(slices):
                 self._wait_for_clicks(progress)  # a click's job always goes first

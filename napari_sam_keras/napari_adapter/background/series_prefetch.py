@@ -290,7 +290,7 @@ class NextImagePrefetcher:
 
     def _job(self, path: Path, key: tuple, source: str, like: ImageSlice | None) -> Callable:
         def job(progress) -> PreparedImage | None:
-            from ... import SAMPredictor
+            from ... import TiledSAMPredictor
 
             progress(0, 2)
             self._wait_for_clicks(progress)
@@ -303,7 +303,7 @@ class NextImagePrefetcher:
             progress(1, 2)
             predictor = self._predictors.get(network.key)
             if predictor is None:
-                predictor = SAMPredictor(network, warm_up=False)
+                predictor = TiledSAMPredictor(network, warm_up=False)
                 self._predictors = {network.key: predictor}
             self._wait_for_clicks(progress)  # a click's job always goes first
             progress.step(f"embedding {path.name}")

@@ -7,7 +7,7 @@ thread.
 
 * :mod:`.steps`: what every job starts with (the network, a predictor, named steps).
 * :mod:`.slice_embedding`: a slice's embedding through the core's one chain
-  (:class:`~napari_sam_keras.segmentation.precompute.EmbeddingSource`: the session's
+  (:class:`~napari_sam_keras.segmentation.embedding_source.EmbeddingSource`: the session's
   memory, the layer's store in the embeddings folder, the encoder).
 * :mod:`.prompt_job` (clicks), :mod:`.refine_job` (a label as the prompt),
   :mod:`.automatic_job` (everything on a slice, or linked in 3D),

@@ -79,9 +79,14 @@ class AutomaticJob:
 
     def _method(self, network):
         """``segment(image_slice, session, report, where, progress) -> (h, w) labels``."""
-        from ... import InstanceSegmenter, SAMAutomaticMaskGenerator, SAMPredictor, masks_to_labels
+        from ... import (
+            InstanceSegmenter,
+            SAMAutomaticMaskGenerator,
+            TiledSAMPredictor,
+            masks_to_labels,
+        )
 
-        predictor = SAMPredictor(network, warm_up=self.method == GENERATOR)
+        predictor = TiledSAMPredictor(network, warm_up=self.method == GENERATOR)
         if self.method == DECODER:
             segmenter = InstanceSegmenter(network, predictor=predictor)
 

@@ -1,7 +1,7 @@
 """A slice's embedding, through the core's one look-up chain.
 
 :func:`slice_source` is the slice's
-:class:`~napari_sam_keras.segmentation.precompute.EmbeddingSource`: the session's
+:class:`~napari_sam_keras.segmentation.embedding_source.EmbeddingSource`: the session's
 in-memory embeddings (under :func:`embedding_key`), else the layer's store in the
 embeddings folder (:class:`~..session.layer_stores.LayerStores`), else the encoder;
 what is computed goes back into both.  :func:`set_slice_embedding` hands it to a
@@ -10,7 +10,7 @@ predictor and names the step in the status line.
 
 from __future__ import annotations
 
-from ...segmentation.precompute import EmbeddingSource
+from ...segmentation.embedding_source import EmbeddingSource
 from ..layers.image_slices import ImageSlice
 from .steps import step
 
@@ -30,7 +30,7 @@ def slice_source(
     layer's store (untiled slices of a single-scale layer), the predictor's encoder.
 
     Tiles are kept in memory under keys that hold the tiling
-    (:func:`~napari_sam_keras.segmentation.precompute.tile_key`): an untiled
+    (:func:`~napari_sam_keras.segmentation.tile_keys.tile_key`): an untiled
     embedding of the slice is never used for a tile.  The layer's store is only looked
     up (and bound, which hashes the layer once) when the slice is not in memory.
     """

@@ -28,10 +28,10 @@ def load_network(models, source: str, report):
 
 
 def predictor_for(network, predictors: dict):
-    """The widget's :class:`~napari_sam_keras.SAMPredictor` for ``network`` (made once)."""
-    from ... import SAMPredictor
+    """The widget's :class:`~napari_sam_keras.TiledSAMPredictor` for ``network`` (made once)."""
+    from ... import TiledSAMPredictor
 
     predictor = predictors.get(network.key)
     if predictor is None:
-        predictor = predictors.setdefault(network.key, SAMPredictor(network))
+        predictor = predictors.setdefault(network.key, TiledSAMPredictor(network))
     return predictor

@@ -29,7 +29,7 @@ import numpy as np
 from ...errors import EmbeddingStoreError, EmbeddingStoreMismatch
 from ...model.embedding_store import EmbeddingStore, image_signature
 from ...model.quantization import QUANTIZE_MODES
-from ...segmentation.precompute import store_spec
+from ...segmentation.store_binding import store_spec
 from ..layers.image_slices import ImageSlice
 from .settings import embeddings_folder, set_embeddings_folder
 

@@ -67,9 +67,9 @@ class PlaneSegmenter:
             predictor = SAMPredictor(network, warm_up=False)
             self.worker = InstanceSegmenter(network, predictor=predictor)
         else:
-            from ..predictor import SAMPredictor
+            from ..tiled_predictor import TiledSAMPredictor
 
-            self.worker = SAMPredictor(network)
+            self.worker = TiledSAMPredictor(network)
 
     def labels(
         self,
