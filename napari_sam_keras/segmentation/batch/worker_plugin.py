@@ -11,9 +11,11 @@ the cluster it runs on, for the length of the run.  dask calls its :meth:`~Model
 
 ``setup`` fills the same per-process cache the tasks use (:func:`.modes.plane_segmenter`,
 keyed by model source, backend, instance decoder and quantization), in the worker's task
-thread, so a task finds its model loaded instead of loading it itself.  A worker whose
-``setup`` failed (out of memory, say) still takes tasks: they load the model as before,
-and fail their input with the loader's message if it fails again.
+thread, so a task finds its model loaded instead of loading it itself.  A failed load is
+kept on the plugin, not raised (dask would log its traceback on every worker): at the start
+of a run it is collected from the workers and stops the run with one message; a restarted
+worker whose load failed (out of memory, say) still takes tasks, which load the model as
+before and fail their input with the loader's message if it fails again.
 
 dask.distributed's own plugin mechanism is used (no preload scripts or worker options to
 configure): it reaches workers of any cluster the run is given, a ``LocalCluster``, a lab
@@ -49,6 +51,8 @@ class ModelPlugin(WorkerPlugin):
         self.settings = {k: v for k, v in settings.items() if k != "prompts"}
         self.backend = backend
         self.name = f"napari-sam-keras-model-{uuid.uuid4().hex[:8]}"
+        #: Why this worker's load failed (None: loaded, or not tried yet).
+        self.error: str | None = None
 
     async def setup(self, worker: Any) -> None:
         """Load the model in the worker's task thread (its event loop keeps answering)."""
@@ -57,7 +61,16 @@ class ModelPlugin(WorkerPlugin):
 
     def load(self) -> None:
         """Load the model and its segmenter into this process's cache (once)."""
-        modes.plane_segmenter(self.settings, self.backend)
+        try:
+            modes.plane_segmenter(self.settings, self.backend)
+        except Exception as exc:  # reported by model_plugin, or again by the tasks
+            self.error = str(exc) if isinstance(exc, SAMError) else f"{type(exc).__name__}: {exc}"
+
+
+def setup_error(name: str, dask_worker: Any = None) -> str | None:
+    """On a worker (``Client.run``): why the plugin ``name`` could not load the model."""
+    plugin = dask_worker.plugins.get(name)
+    return getattr(plugin, "error", None)
 
 
 @contextmanager
@@ -73,13 +86,11 @@ def model_plugin(client: Client, settings: dict[str, Any], backend: str | None) 
     try:
         try:
             client.register_plugin(plugin, name=plugin.name)
-        except SAMError:
-            raise
+            errors = [e for e in client.run(setup_error, plugin.name).values() if e]
         except Exception as exc:  # e.g. a worker without napari-sam-keras installed
-            raise SAMError(
-                f"the dask workers could not load the model {settings['model']}: "
-                f"{type(exc).__name__}: {exc}"
-            ) from exc
+            errors = [f"{type(exc).__name__}: {exc}"]
+        if errors:
+            raise SAMError(f"a dask worker could not load the model: {errors[0]}")
         yield plugin.name
     finally:
         try:
