@@ -1,10 +1,12 @@
-"""The batch's worker plugin: every dask worker, a restarted one too, loads the model before
-it takes work, so no task waits for a model load.
+"""The batch on dask workers: every worker, a restarted one too, loads the model before it
+takes work (the worker plugin), and every mode runs there as in one process.
 
-A real ``LocalCluster`` (worker processes under a nanny); its worker is killed with SIGKILL
-(as the kernel's out-of-memory killer or a lost node would) while the batch runs, and the
-nanny starts a new one. Each task reports whether the model was already in its process's
-cache when it started (``BatchSummary.cold_tasks``) and each process how often it loaded it.
+A real ``LocalCluster`` (a worker process under a nanny), shared by the tests of this module
+(starting a worker process that imports Keras costs seconds to a minute): its worker is
+killed with SIGKILL (as the kernel's out-of-memory killer or a lost node would) while a
+batch runs, and the nanny starts a new one. Each task reports whether the model was already
+in its process's cache when it started (``BatchSummary.cold_tasks``) and each process how
+often it loaded it.
 """
 
 from __future__ import annotations
@@ -18,7 +20,9 @@ import pytest
 import tifffile
 from helpers import write_cell_images
 
+from napari_sam_keras import cli
 from napari_sam_keras.errors import SAMError
+from napari_sam_keras.files.batch_files import read_summary
 from napari_sam_keras.segmentation.batch import segment_batch
 
 #: Fast generator settings that keep masks (the random model's scores are low).
@@ -50,10 +54,9 @@ def test_a_killed_workers_tasks_run_on_a_model_its_restart_loaded_first(
     held are retried, and every task (on the first process and on the restarted one) finds
     the model loaded: each process loaded it once, at the plugin's setup."""
     cluster, client = cluster
-    del tiny_network  # loaded once here, so the workers find the converted weights cached
     write_cell_images(tmp_path / "in", 4)
-    expected = tmp_path / "in-process"
-    assert segment_batch(tmp_path / "in", expected, model=tiny_checkpoint, **OPTIONS).ok
+    expected = tmp_path / "in-process"  # (the workers find its converted weights cached)
+    assert segment_batch(tmp_path / "in", expected, model=tiny_network, **OPTIONS).ok
     (first_pid,) = client.run(os.getpid).values()
     killed = []
 
@@ -90,6 +93,35 @@ def test_a_model_the_workers_cannot_load_fails_the_run_before_any_task(cluster, 
     assert "broken.pth" in str(caught.value)
     assert not list((tmp_path / "out").glob("*-labels.tif"))
     assert not any(name.startswith("napari-sam-keras") for name in _plugins(client))
+
+
+def test_concept_mode_on_a_worker_gives_the_in_process_labels(
+    cluster, tiny_sam3, tiny_concept_model, tmp_path, capsys
+):
+    """``batch --mode concept --scheduler ADDRESS``: the worker loads the tiny SAM 3 from its
+    Hugging Face folder (the batch hands it the folder, never a loaded model) and writes the
+    labels of the in-process run, pixel for pixel."""
+    cluster, _ = cluster
+    write_cell_images(tmp_path / "in", 2, shape=(60, 90))
+    boxes = [(8, 6, 38, 30), (52, 24, 84, 54)]  # the shapes of the other SAM 3 tests
+    concept = {"text": "cell", "exemplars": boxes, "exemplar_labels": [1, 0], "score_threshold": 0}
+    expected = tmp_path / "in-process"
+    assert segment_batch(tmp_path / "in", expected, model=tiny_concept_model, mode="concept",
+                         concept=concept).ok  # fmt: skip
+    status = cli.main(["batch", str(tmp_path / "in"), "--out", str(tmp_path / "worker"),
+                       "--mode", "concept", "--model", str(tiny_sam3[0]), "--text", "cell",
+                       "--exemplar", "8,6,38,30", "--negative-exemplar", "52,24,84,54",
+                       "--score-threshold", "0", "--scheduler", cluster.scheduler_address])  # fmt: skip
+    assert status == 0, capsys.readouterr()
+    written = sorted(expected.glob("*-labels.tif"))
+    assert len(written) == 2
+    for path in written:
+        labels = tifffile.imread(path)
+        assert labels.max() > 0
+        np.testing.assert_array_equal(tifffile.imread(tmp_path / "worker" / path.name), labels)
+    rows = read_summary(tmp_path / "worker" / "summary.csv")
+    assert [row["status"] for row in rows] == ["done", "done"]
+    assert all(row["worker"] and not row["worker"].endswith(f":{os.getpid()}") for row in rows)
 
 
 def _plugins(client) -> set[str]:
