@@ -324,3 +324,4 @@ def test_two_workers_give_the_in_process_outputs_and_load_the_model_once_each(
     workers = {w for r in summary.rows for w in r["worker"].split()}
     assert 1 <= len(workers) <= 2 and str(os.getpid()) not in {w.split(":")[1] for w in workers}
     assert summary.model_loads == dict.fromkeys(workers, 1)
+    assert summary.cold_tasks == []  # each worker loaded it before its first task (plugin)

@@ -2,8 +2,9 @@
 
 The package's parts: the run (:mod:`.runner`: :func:`segment_batch`, planning, the summary,
 in-process and dask), one input's work (:mod:`.inputs`), what each mode does to a plane
-(:mod:`.modes`), a stack's planes spread over workers and assembled (:mod:`.planes`), and
-prompts from a CSV or GeoJSON file (:mod:`.prompts_file`).
+(:mod:`.modes`), the model loaded into every dask worker before it takes work
+(:mod:`.worker_plugin`), a stack's planes spread over workers and assembled (:mod:`.planes`),
+and prompts from a CSV or GeoJSON file (:mod:`.prompts_file`).
 """
 
 from .inputs import (

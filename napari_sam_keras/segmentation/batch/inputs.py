@@ -144,6 +144,7 @@ def guarded(task: BatchTask, work: Callable[[], dict[str, Any]]) -> dict[str, An
     this input becomes the row's message; only a cancel or an interrupt propagates."""
     start = time.perf_counter()
     row = task_row(task, STATUS_FAILED, worker=worker_name())
+    ready = modes.is_loaded(task.settings, task.backend)  # False: this task loads it
     try:
         row.update(work())
     except (OperationCancelled, KeyboardInterrupt):
@@ -156,6 +157,7 @@ def guarded(task: BatchTask, work: Callable[[], dict[str, Any]]) -> dict[str, An
         row["message"] = f"{type(exc).__name__}: {exc}"
     row["seconds"] = round(time.perf_counter() - start, 3)
     row["model_loads"] = modes.loads(task.settings, task.backend)
+    row["model_ready"] = ready
     return row
 
 

@@ -39,6 +39,12 @@ def loads(settings: dict[str, Any], backend: str | None) -> int:
     return _LOADS.get(model_key(settings, backend), 0)
 
 
+def is_loaded(settings: dict[str, Any], backend: str | None) -> bool:
+    """Whether the model of ``settings`` is in this process's cache now (a load under
+    way does not count)."""
+    return model_key(settings, backend) in _NETWORKS
+
+
 class PlaneSegmenter:
     """One mode's segmenter of 2D planes: :meth:`labels` -> int64 (H, W)."""
 

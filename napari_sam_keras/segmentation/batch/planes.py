@@ -95,6 +95,7 @@ def assemble(chunks: list[PlaneChunk], rows: list[dict[str, Any]]) -> dict[str, 
         row = guarded(task, work)
         row.update(worker=workers, seconds=round(seconds + time.perf_counter() - start, 3))
         row.pop("model_loads", None)
+        row.pop("model_ready", None)
         return row
     finally:
         discard(chunks)

@@ -16,10 +16,12 @@ is resumed by running it again.  A bad input is reported in the summary and the 
 
 With ``workers=N`` a dask ``LocalCluster`` of N processes does the work; with
 ``scheduler=ADDRESS`` an existing dask cluster does.  Each worker process loads the model
-once (a per-process cache keyed by model source and backend) and is handed one image, or
-one chunk of a stack's planes (:mod:`.planes`), at a time; results come back as files, and
-only a small row per task through the scheduler.  With neither, everything runs in this
-process and dask is not imported.
+once, before it takes work (a worker plugin, :mod:`.worker_plugin`, filling the per-process
+cache of :mod:`.modes`, keyed by model source and backend; a restarted worker loads it
+again before its first task), and is handed one image, or one chunk of a stack's planes
+(:mod:`.planes`), at a time; results come back as files, and only a small row per task
+through the scheduler.  With neither, everything runs in this process and dask is not
+imported.
 """
 
 from __future__ import annotations
@@ -92,6 +94,10 @@ class BatchSummary:
     summary_path: Path
     #: How many times each worker process (``host:pid``) loaded the model.
     model_loads: dict[str, int] = field(default_factory=dict)
+    #: (input, worker) of each task that found no model loaded in its process and loaded
+    #: it itself.  Empty normally: in-process the model is loaded before the first input,
+    #: on dask each worker loads it before it takes work (:mod:`.worker_plugin`).
+    cold_tasks: list[tuple[str, str]] = field(default_factory=list)
 
     def count(self, status: str) -> int:
         return sum(row["status"] == status for row in self.rows)
@@ -274,7 +280,7 @@ def segment_batch(
             _run_in_process(tasks, todo, run, network)
     finally:
         run.write_summary()
-    return BatchSummary(rows, run.summary_path, dict(run.model_loads))
+    return BatchSummary(rows, run.summary_path, dict(run.model_loads), list(run.cold_tasks))
 
 
 def _check_mode(mode: str | None, prompts: Any, all_planes: bool, decoder: Any) -> str:
@@ -474,6 +480,7 @@ class _Run:
         self.done = finished
         self.progress = progress
         self.model_loads: dict[str, int] = {}
+        self.cold_tasks: list[tuple[str, str]] = []
         self._written = 0.0
 
     def report(self, **values: Any) -> None:
@@ -481,10 +488,14 @@ class _Run:
             self.progress(BatchProgress(self.done, len(self.rows), **values))
 
     def count_loads(self, row: dict[str, Any]) -> None:
-        """Keep how many times the row's worker loaded the model (from the row)."""
+        """Keep how many times the row's worker loaded the model, and whether the row's
+        task had to load it (from the row)."""
         loads = row.pop("model_loads", None)
+        ready = row.pop("model_ready", True)
         if loads and row.get("worker"):  # 0: a network handed in, not loaded here
             self.model_loads[row["worker"]] = max(loads, self.model_loads.get(row["worker"], 0))
+            if not ready:
+                self.cold_tasks.append((row["input"], row["worker"]))
 
     def finish(self, index: int, row: dict[str, Any]) -> None:
         self.count_loads(row)
@@ -577,6 +588,7 @@ def _run_distributed(
     from contextlib import ExitStack
 
     from .planes import assemble, discard, plane_chunks, segment_chunk
+    from .worker_plugin import model_plugin
 
     with ExitStack() as stack:
         if scheduler is not None:
@@ -595,6 +607,9 @@ def _run_distributed(
                 )
             )
             client = stack.enter_context(Client(cluster))
+        first = tasks[todo[0]]
+        # every worker loads the model before it takes work, restarted ones too
+        stack.enter_context(model_plugin(client, first.settings, first.backend))
         run_id = uuid.uuid4().hex[:8]
         futures = {}  # future -> (input index, its chunk or None)
         chunks: dict[int, list] = {}  # input index -> its plane chunks (a stack spread out)
