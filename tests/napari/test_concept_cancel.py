@@ -15,6 +15,7 @@ import threading
 
 import numpy as np
 import pytest
+from test_concept_widget import SHAPE, _image, _same_objects  # the same image and check
 
 from napari_sam_keras.runtime.backend import import_ml_stack
 
@@ -24,7 +25,6 @@ pytestmark = pytest.mark.gui
 
 PLUGIN = "napari-sam-keras"
 AUTOMATIC = "Automatic segmentation"
-SHAPE = (60, 90)
 #: A positive exemplar around the first blob and a negative one around the second, as
 #: napari rectangle corners (row, column); as in test_concept_widget (one compiled shape).
 BOXES = [
@@ -33,20 +33,6 @@ BOXES = [
 ]
 EXEMPLARS = {"exemplars": [(8, 6, 38, 30), (52, 24, 84, 54)], "exemplar_labels": [1, 0]}
 LABELS = {"label": ["positive", "negative"]}
-
-
-def _image() -> np.ndarray:
-    yy, xx = np.mgrid[: SHAPE[0], : SHAPE[1]]
-    image = 300 + 3000 * ((yy - 18) ** 2 + (xx - 23) ** 2 < 120)
-    image = image + 2000 * ((yy - 40) ** 2 + (xx - 68) ** 2 < 150)
-    return image.astype(np.uint16)
-
-
-def _same_objects(got: np.ndarray, expected: np.ndarray) -> bool:
-    if not np.array_equal(got > 0, expected > 0):
-        return False
-    pairs = np.unique(np.stack([got[got > 0], expected[expected > 0]]), axis=1)
-    return len(set(pairs[0])) == len(set(pairs[1])) == pairs.shape[1]
 
 
 class _Held:
