@@ -1,10 +1,14 @@
 """SAM 3 concept segmentation: ours (keras-hub layers, our forward) against transformers' PyTorch.
 
 Both sides run the same random weights: a transformers ``Sam3Model`` of the chosen size is
-saved with ``save_pretrained`` and read back through ``load_concept_model`` (our
-conversion).  One image, a text and one positive + one negative exemplar box; the
-forward pass only (pre/post-processing excluded on both sides).  Medians and the ratio
-ours / transformers, in one run on one machine (timings on a shared machine are noisy;
+saved with ``save_pretrained``, read back through ``load_concept_model`` (our
+conversion) and by transformers' ``from_pretrained`` (one model in memory at a time).
+One image, a text and one positive + one negative exemplar box; the forward pass only
+(pre/post-processing excluded on both sides), timed in its parts: the image's features
+(the ViT and its FPN: most of the cost) and the rest (text encoder, geometry encoder,
+DETR encoder and decoder, mask decoder; ours also splits the text off).  Medians and
+the ratio ours / transformers, in one run on one machine, with the load average at the
+start, between the two sides and at the end (timings on a shared machine are noisy;
 compare ratios).
 
     KERAS_BACKEND=jax python benchmarks/concept.py --size small
@@ -18,8 +22,10 @@ ViT-L/14 with 32 layers, ~3.4 GB of float32 weights).
 from __future__ import annotations
 
 import argparse
+import gc
 import json
 import os
+import resource
 import sys
 import tempfile
 import time
@@ -73,13 +79,61 @@ def config_for(size: str, vocab_size: int):
     )
 
 
-def timed(fn, repeats: int) -> list[float]:
-    times = []
-    for _ in range(repeats):
+def _load() -> list[float]:
+    return [round(x, 2) for x in os.getloadavg()]
+
+
+def _say(text: str) -> None:
+    """A phase on stderr (the real size runs for many minutes)."""
+    print(f"{time.strftime('%H:%M:%S')} {text} (load {_load()})", file=sys.stderr, flush=True)
+
+
+def their_inputs(pixels, tokenizer, text, boxes, labels):
+    """transformers' inputs, as ``tests/sam3_oracle.oracle_outputs`` makes them."""
+    import torch
+
+    tokens = tokenizer([text], padding="max_length", max_length=32, return_tensors="pt")
+    b = np.asarray(boxes, np.float32)
+    cxcywh = np.stack(
+        [(b[:, 0] + b[:, 2]) / 2, (b[:, 1] + b[:, 3]) / 2, *(b[:, 2:] - b[:, :2]).T], -1
+    )
+    pixel_values = torch.from_numpy(np.ascontiguousarray(pixels.transpose(0, 3, 1, 2)))
+    prompt = {
+        "input_ids": tokens["input_ids"],
+        "attention_mask": tokens["attention_mask"],
+        "input_boxes": torch.from_numpy(cxcywh[None]),
+        "input_boxes_labels": torch.as_tensor(np.asarray(labels, np.int64)[None]),
+    }
+    return pixel_values, prompt
+
+
+def run_theirs(model, pixel_values, prompt):
+    """transformers' forward in its two parts, timed: (logits, {part: seconds})."""
+    import torch
+
+    with torch.no_grad():
         t0 = time.perf_counter()
-        fn()
-        times.append(time.perf_counter() - t0)
-    return times
+        vision = model.get_vision_features(pixel_values=pixel_values)
+        t1 = time.perf_counter()
+        out = model(vision_embeds=vision, **prompt)
+        t2 = time.perf_counter()
+    return out.pred_logits.numpy(), {"vision": t1 - t0, "text_and_decoder": t2 - t1}
+
+
+def run_ours(model, inputs):
+    """Our forward in its three steps, timed: (logits, {step: seconds})."""
+    t0 = time.perf_counter()
+    image = model.encode_image(inputs["pixel_values"])  # waits for the result
+    t1 = time.perf_counter()
+    text = model.encode_text(inputs["token_ids"], inputs["padding_mask"])
+    t2 = time.perf_counter()
+    out = model.decode(image, text, inputs["padding_mask"], inputs["boxes"], inputs["box_labels"])
+    t3 = time.perf_counter()
+    return out["pred_logits"], {"vision": t1 - t0, "text": t2 - t1, "decoder": t3 - t2}
+
+
+def medians(parts: list[dict[str, float]]) -> dict[str, float]:
+    return {k: round(float(np.median([p[k] for p in parts])), 3) for k in parts[0]}
 
 
 def main() -> None:
@@ -90,7 +144,7 @@ def main() -> None:
     args = parser.parse_args()
 
     import torch
-    from sam3_oracle import _install_roi_align, oracle_outputs, tiny_clip_tokenizer
+    from sam3_oracle import _install_roi_align, tiny_clip_tokenizer
     from transformers import Sam3Model
 
     from napari_sam_keras import load_concept_model
@@ -99,66 +153,92 @@ def main() -> None:
     keras = import_keras()
     _install_roi_align()
     tokenizer = tiny_clip_tokenizer()
-    torch.manual_seed(0)
-    t0 = time.perf_counter()
-    theirs = Sam3Model(config_for(args.size, len(tokenizer))).eval()
-    params = sum(p.numel() for p in theirs.parameters())
-    with tempfile.TemporaryDirectory() as tmp:
-        theirs.save_pretrained(tmp)
-        tokenizer.save_pretrained(tmp)
-        made = time.perf_counter() - t0
-        t0 = time.perf_counter()
-        ours = load_concept_model(tmp)
-        converted = time.perf_counter() - t0
-    size = ours.image_size
-    pixels = np.random.default_rng(0).uniform(-1, 1, (1, size, size, 3)).astype(np.float32)
+    result = {"size": args.size, "backend": keras.backend.backend(), "load_start": _load()}
     boxes = np.array([[0.1, 0.1, 0.4, 0.3], [0.5, 0.2, 0.8, 0.5]], np.float32)
     labels = [1, 0]
-    ids, mask = ours.tokenizer("nucleus")
-    cxcywh = np.stack(
-        [
-            (boxes[:, 0] + boxes[:, 2]) / 2,
-            (boxes[:, 1] + boxes[:, 3]) / 2,
-            *(boxes[:, 2:] - boxes[:, :2]).T,
-        ],
-        -1,
+    with tempfile.TemporaryDirectory() as tmp:
+        # One model in memory at a time (the real one is 3.4 GB): transformers' is made,
+        # saved and dropped; ours is converted from that folder, timed and dropped; then
+        # transformers' is read back from the same folder and timed.
+        folder = Path(tmp) / "sam3"
+        os.environ["NAPARI_SAM_KERAS_CACHE_DIR"] = str(Path(tmp) / "cache")
+        torch.manual_seed(0)
+        _say("making and saving transformers' model")
+        t0 = time.perf_counter()
+        theirs = Sam3Model(config_for(args.size, len(tokenizer))).eval()
+        result["parameters"] = int(sum(p.numel() for p in theirs.parameters()))
+        theirs.save_pretrained(folder)
+        tokenizer.save_pretrained(folder)
+        del theirs
+        result["make_and_save_s"] = round(time.perf_counter() - t0, 1)
+
+        _say("converting it for ours")
+        t0 = time.perf_counter()
+        ours = load_concept_model(folder)
+        result["convert_s"] = round(time.perf_counter() - t0, 1)
+        size = ours.image_size
+        pixels = np.random.default_rng(0).uniform(-1, 1, (1, size, size, 3)).astype(np.float32)
+        ids, mask = ours.tokenizer("nucleus")
+        _, prompt = their_inputs(pixels, tokenizer, "nucleus", boxes, labels)
+        inputs = {
+            "pixel_values": pixels,
+            "token_ids": ids,
+            "padding_mask": mask,
+            "boxes": np.concatenate([np.zeros((2, 1)), prompt["input_boxes"][0].numpy()], -1)[
+                None
+            ].astype(np.float32),
+            "box_labels": np.array([labels], np.int32),
+        }
+        _say("ours: first call (compiles)")
+        t0 = time.perf_counter()
+        run_ours(ours, inputs)
+        result["ours_first_call_s"] = round(time.perf_counter() - t0, 2)
+        _say("ours: timed calls")
+        ours_parts = []
+        for _ in range(args.repeats):
+            got, parts = run_ours(ours, inputs)
+            ours_parts.append(parts)
+        del ours
+        gc.collect()
+        result["load_after_ours"] = _load()
+        result["ours_median_s"] = round(float(np.median([sum(p.values()) for p in ours_parts])), 3)
+        result["ours_parts_median_s"] = medians(ours_parts)
+        if args.out:  # half a result is kept if transformers' side does not finish
+            Path(args.out).write_text(json.dumps(result | {"incomplete": True}, indent=1))
+
+        _say("transformers: loading")
+        t0 = time.perf_counter()
+        theirs = Sam3Model.from_pretrained(folder).eval()
+        result["transformers_load_s"] = round(time.perf_counter() - t0, 1)
+        pixel_values, prompt = their_inputs(pixels, tokenizer, "nucleus", boxes, labels)
+        _say("transformers: warm-up and timed calls")
+        run_theirs(theirs, pixel_values, prompt)  # warm-up
+        theirs_parts = []
+        for _ in range(args.repeats):
+            want, parts = run_theirs(theirs, pixel_values, prompt)
+            theirs_parts.append(parts)
+    ours_total = float(np.median([sum(p.values()) for p in ours_parts]))
+    theirs_total = float(np.median([sum(p.values()) for p in theirs_parts]))
+    result.update(
+        {
+            "image_size": size,
+            "repeats": args.repeats,
+            "torch_threads": torch.get_num_threads(),
+            "ours_median_s": round(ours_total, 3),
+            "ours_parts_median_s": medians(ours_parts),
+            "transformers_median_s": round(theirs_total, 3),
+            "transformers_parts_median_s": medians(theirs_parts),
+            "ratio_ours_over_transformers": round(ours_total / theirs_total, 2),
+            "ratio_vision": round(
+                medians(ours_parts)["vision"] / medians(theirs_parts)["vision"], 2
+            ),
+            "max_logit_difference": float(np.abs(got - want).max()),
+            "load_end": _load(),
+            "max_rss_gb": round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2**20, 1),
+            "date": time.strftime("%Y-%m-%d"),
+            "cpus": os.cpu_count(),
+        }
     )
-    inputs = {
-        "pixel_values": pixels,
-        "token_ids": ids,
-        "padding_mask": mask,
-        "boxes": np.concatenate([np.zeros((2, 1)), cxcywh], -1)[None].astype(np.float32),
-        "box_labels": np.array([labels], np.int32),
-    }
-
-    def run_theirs():
-        return oracle_outputs(theirs, tokenizer, pixels, "nucleus", boxes, labels)
-
-    t0 = time.perf_counter()
-    ours.run(inputs)
-    first = time.perf_counter() - t0
-    ours_times = timed(lambda: ours.run(inputs), args.repeats)
-    run_theirs()
-    theirs_times = timed(run_theirs, args.repeats)
-    got, want = ours.run(inputs), run_theirs()
-    result = {
-        "size": args.size,
-        "image_size": size,
-        "parameters": int(params),
-        "backend": keras.backend.backend(),
-        "torch_threads": torch.get_num_threads(),
-        "make_and_save_s": round(made, 1),
-        "convert_s": round(converted, 1),
-        "ours_first_call_s": round(first, 2),
-        "ours_median_s": round(float(np.median(ours_times)), 3),
-        "transformers_median_s": round(float(np.median(theirs_times)), 3),
-        "ratio_ours_over_transformers": round(
-            float(np.median(ours_times) / np.median(theirs_times)), 2
-        ),
-        "max_logit_difference": float(np.abs(got["pred_logits"] - want["pred_logits"]).max()),
-        "date": time.strftime("%Y-%m-%d"),
-        "cpus": os.cpu_count(),
-    }
     print(json.dumps(result, indent=1))
     if args.out:
         Path(args.out).write_text(json.dumps(result, indent=1))

@@ -15,8 +15,8 @@ so that we drop our correction then).  ``docs/keras-hub-sam3-issues.md`` is the 
 3. Geometry encoder: the backbone calls it as ``(boxes, box_labels, box_masks)`` while
    its signature is ``(box_embeddings, box_masks, box_labels)``: the labels become the
    validity mask, so a negative exemplar (label 0) is dropped as padding and every box
-   counts as positive.  :class:`ConceptForward`, our forward pass over the backbone's
-   layers, passes them by keyword.
+   counts as positive.  :class:`ConceptDecoder`, the prompt step of our forward pass
+   over the backbone's layers (:class:`ConceptForward`), passes them by keyword.
 
 Text only (no exemplar box): like Meta's reference (``Sam3Image._encode_prompt`` always
 runs the geometry encoder, whose CLS token is kept with no box), the geometry encoder's
@@ -51,45 +51,69 @@ def bidirectional_text_features(text_encoder, token_ids, padding_mask):
     return text_encoder(token_ids, padding_mask)
 
 
-class ConceptForward(keras.Model):
-    """SAM 3 promptable concept segmentation over a keras-hub backbone's layers.
-
-    Inputs (a dict, batch first): ``pixel_values`` (B, S, S, 3) normalised to -1..1,
-    ``token_ids`` and ``padding_mask`` (B, 32), ``boxes`` (B, N, 5) as (batch index,
-    cx, cy, w, h) normalised to 0..1 (N may be 0), ``box_labels`` (B, N) 1 positive /
-    0 negative.  Outputs: ``pred_logits`` (B, Q), ``presence_logits`` (B, 1),
-    ``pred_boxes`` (B, Q, 4) XYXY in 0..1, ``pred_masks`` (B, h, w, Q) logits,
-    ``semantic_segs`` (B, h, w, 1).
-    """
+class _OnBackbone(keras.Model):
+    """A forward step over a keras-hub backbone's (built) layers and weights."""
 
     def __init__(self, backbone, **kwargs) -> None:
         super().__init__(**kwargs)
         self.backbone = backbone
+        self.built = True  # its variables are the backbone's
+
+
+class ConceptImageEncoder(_OnBackbone):
+    """Step 1, the costly one: the image's features (SAM 3's ViT and its FPN).
+
+    Input: ``pixel_values`` (B, S, S, 3) normalised to -1..1.  Output: ``fpn``, the three
+    FPN levels SAM 3 uses (finest first; the coarsest level is never used), and
+    ``position``, the position encodings of the last of them.  They depend on the image
+    only: the prompt steps reuse them.
+    """
+
+    def call(self, pixel_values, training=False):
+        hidden, position = self.backbone.vision_encoder(pixel_values)
+        return {"fpn": list(hidden[:-1]), "position": position[-2]}
+
+
+class ConceptTextEncoder(_OnBackbone):
+    """Step 2: the text's features, CLIP's causal text transformer (defect 2) and projection.
+
+    Inputs: ``token_ids`` and ``padding_mask`` (B, 32).  Output (B, 32, D).
+    """
 
     def call(self, inputs, training=False):
         b = self.backbone
-        fpn_hidden_states, fpn_position_encodings = b.vision_encoder(inputs["pixel_values"])
-        fpn_hidden_states = fpn_hidden_states[:-1]
-        fpn_position_encodings = fpn_position_encodings[:-1]
+        mask = ops.cast(inputs["padding_mask"], "bool")
+        return b.text_projection(causal_text_features(b.text_encoder, inputs["token_ids"], mask))
+
+
+class ConceptDecoder(_OnBackbone):
+    """Step 3: the prompt (text + exemplar boxes) on the image's features -> the instances.
+
+    Inputs: ``fpn`` and ``position`` (:class:`ConceptImageEncoder`), ``text``
+    (:class:`ConceptTextEncoder`), ``padding_mask`` (B, 32), ``boxes`` (B, N, 5) as
+    (batch index, cx, cy, w, h) normalised to 0..1 (N may be 0), ``box_labels`` (B, N)
+    1 positive / 0 negative.  Outputs: see :class:`ConceptForward`.
+    """
+
+    def call(self, inputs, training=False):
+        b = self.backbone
+        fpn, position, text = inputs["fpn"], inputs["position"], inputs["text"]
         padding_mask = ops.cast(inputs["padding_mask"], "bool")
-        text = causal_text_features(b.text_encoder, inputs["token_ids"], padding_mask)
-        text = b.text_projection(text)
-        boxes = inputs["boxes"]
         box_labels = ops.cast(inputs["box_labels"], "int32")
-        box_masks = ops.ones_like(box_labels) > 0
+        # Defect 3: by keyword, so the labels are the labels and every box is valid.
         geometry, geometry_mask = b.geometry_encoder(
-            box_embeddings=boxes,
-            box_masks=box_masks,
+            box_embeddings=inputs["boxes"],
+            box_masks=ops.ones_like(box_labels) > 0,
             box_labels=box_labels,
-            fpn_hidden_states=fpn_hidden_states[-1],
-            fpn_position_encodings=fpn_position_encodings[-1],
+            fpn_hidden_states=fpn[-1],
+            fpn_position_encodings=position,
         )
         prompt = ops.concatenate([text, geometry], axis=1)
         prompt_mask = ops.concatenate([padding_mask, ops.cast(geometry_mask, "bool")], axis=1)
         encoded = b.detr_encoder(
-            vision_features=fpn_hidden_states[-1],
+            vision_features=fpn[-1],
             text_features=prompt,
-            vision_pos_embeds=fpn_position_encodings[-1],
+            vision_pos_embeds=position,
             text_masks=prompt_mask,
         )
         decoded = b.detr_decoder(
@@ -111,7 +135,7 @@ class ConceptForward(keras.Model):
         )
         pred_masks, semantic_segs = b.mask_decoder(
             decoder_queries=hidden[:, -1],
-            backbone_features=fpn_hidden_states,
+            backbone_features=fpn,
             encoder_hidden_states=encoded[0],
             prompt_features=prompt,
             prompt_masks=prompt_mask,
@@ -123,6 +147,37 @@ class ConceptForward(keras.Model):
             "pred_masks": pred_masks,
             "semantic_segs": semantic_segs,
         }
+
+
+class ConceptForward(_OnBackbone):
+    """SAM 3 promptable concept segmentation over a keras-hub backbone's layers.
+
+    The three steps in one call: :class:`ConceptImageEncoder`,
+    :class:`ConceptTextEncoder`, :class:`ConceptDecoder` (the model runs them as three
+    compiled calls, so that a job can stop between them and a new number of exemplar
+    boxes recompiles only the decoder).
+
+    Inputs (a dict, batch first): ``pixel_values`` (B, S, S, 3) normalised to -1..1,
+    ``token_ids`` and ``padding_mask`` (B, 32), ``boxes`` (B, N, 5) as (batch index,
+    cx, cy, w, h) normalised to 0..1 (N may be 0), ``box_labels`` (B, N) 1 positive /
+    0 negative.  Outputs: ``pred_logits`` (B, Q), ``presence_logits`` (B, 1),
+    ``pred_boxes`` (B, Q, 4) XYXY in 0..1, ``pred_masks`` (B, h, w, Q) logits,
+    ``semantic_segs`` (B, h, w, 1).
+    """
+
+    def __init__(self, backbone, **kwargs) -> None:
+        super().__init__(backbone, **kwargs)
+        self.image_encoder = ConceptImageEncoder(backbone)
+        self.text_encoder = ConceptTextEncoder(backbone)
+        self.decoder = ConceptDecoder(backbone)
+
+    def call(self, inputs, training=False):
+        image = self.image_encoder(inputs["pixel_values"])
+        text = self.text_encoder(
+            {"token_ids": inputs["token_ids"], "padding_mask": inputs["padding_mask"]}
+        )
+        prompt = {k: inputs[k] for k in ("padding_mask", "boxes", "box_labels")}
+        return self.decoder({**image, "text": text, **prompt})
 
 
 # --- is keras-hub still defective? ---------------------------------------------------------

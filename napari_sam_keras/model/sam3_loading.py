@@ -47,7 +47,13 @@ PIXEL_STD = 127.5
 
 @dataclass
 class ConceptModel:
-    """A loaded SAM 3 concept model: the keras-hub backbone, our forward pass, the tokenizer."""
+    """A loaded SAM 3 concept model: the keras-hub backbone, our forward pass, the tokenizer.
+
+    The forward pass runs as three compiled steps (:meth:`encode_image`,
+    :meth:`encode_text`, :meth:`decode`; :meth:`run` chains them): a job checks for
+    cancellation between them, the text's features serve every tile, and a new number
+    of exemplar boxes recompiles only the decoder, not the ViT.
+    """
 
     backbone: Any
     tokenizer: CLIPTokenizer
@@ -57,7 +63,7 @@ class ConceptModel:
     #: for long, even the tiny test model, but runs faster on a large one).
     jit_compile: bool = True
     _forward: Any = field(default=None, repr=False)
-    _compiled: Any = field(default=None, repr=False)
+    _compiled: dict = field(default_factory=dict, repr=False)
 
     @property
     def image_size(self) -> int:
@@ -71,16 +77,70 @@ class ConceptModel:
             from ..keras_layers.sam3_fixes import ConceptForward
 
             self._forward = ConceptForward(self.backbone)
-            self._forward.built = True  # its variables are the (built) backbone's
         return self._forward
 
-    def run(self, inputs: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
-        """The forward pass, compiled once per backend (numpy in and out)."""
-        if self._compiled is None:
+    def _step(self, name: str):
+        if name not in self._compiled:
             from ..runtime.compiled_call import CompiledCall
 
-            self._compiled = CompiledCall(self.forward, jit_compile=self.jit_compile)
-        return self._compiled(inputs)
+            layer = getattr(self.forward, name)
+            self._compiled[name] = CompiledCall(layer, jit_compile=self.jit_compile)
+        return self._compiled[name]
+
+    @property
+    def trace_counts(self) -> dict[str, int]:
+        """How often each compiled step was traced (compiled), per step name."""
+        return {name: step.trace_count for name, step in self._compiled.items()}
+
+    def encode_image(self, pixel_values: np.ndarray) -> dict[str, Any]:
+        """The image's features (the backend's tensors), from (1, S, S, 3) pixels in -1..1.
+
+        Returns once they are computed (jax dispatches asynchronously: a job that checks
+        for cancellation after this step must not find the step still running).
+        """
+        step = self._step("image_encoder")
+        return _computed(step.call_tensors(pixel_values), step.backend)
+
+    def encode_text(self, token_ids: np.ndarray, padding_mask: np.ndarray) -> Any:
+        """The text's features (a backend tensor) from :attr:`tokenizer`'s ids and mask."""
+        step = self._step("text_encoder")
+        inputs = {"token_ids": token_ids, "padding_mask": padding_mask}
+        return _computed(step.call_tensors(inputs), step.backend)
+
+    def decode(
+        self,
+        image: dict[str, Any],
+        text: Any,
+        padding_mask: np.ndarray,
+        boxes: np.ndarray,
+        box_labels: np.ndarray,
+    ) -> dict[str, np.ndarray]:
+        """The instances (numpy) for a prompt on an image's features; see ``ConceptForward``."""
+        inputs = {
+            **image,
+            "text": text,
+            "padding_mask": padding_mask,
+            "boxes": boxes,
+            "box_labels": box_labels,
+        }
+        return self._step("decoder")(inputs)
+
+    def run(self, inputs: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+        """The whole forward pass, the three steps (numpy in and out)."""
+        image = self.encode_image(inputs["pixel_values"])
+        text = self.encode_text(inputs["token_ids"], inputs["padding_mask"])
+        return self.decode(
+            image, text, inputs["padding_mask"], inputs["boxes"], inputs["box_labels"]
+        )
+
+
+def _computed(tensors: Any, backend: str) -> Any:
+    """``tensors`` once computed: jax returns before its work is done."""
+    if backend == "jax":
+        import jax
+
+        jax.block_until_ready(tensors)
+    return tensors
 
 
 def load_concept_model(source: str | os.PathLike, dtype_policy: str | None = None) -> ConceptModel:

@@ -181,8 +181,10 @@ class ConceptSegmenter:
             contrast_limits: intensity range mapped to 0..255 (default: the
                 image's min and max; uint8 as is).
             tile_shape, halo: segment tile by tile (see the module docstring).
-            progress: ``progress(done, total)`` per tile; raising
-                :class:`~napari_sam_keras.OperationCancelled` stops the work.
+            progress: ``progress(done, total)`` when the work starts and after each
+                step (the text's features, each tile's image features, each tile's
+                instances); raising :class:`~napari_sam_keras.OperationCancelled`
+                there stops the work.
         """
         if not hasattr(image, "shape") or not hasattr(image, "dtype"):
             image = np.asarray(image)
@@ -191,13 +193,18 @@ class ConceptSegmenter:
         threshold = _check_threshold(score_threshold)
         grid = TileGrid(shape, tile_shape or shape, halo)
         tiled = TiledImage(image, grid, contrast_limits)
+        # A step is done (and a cancel honoured) after the text and after each tile's
+        # image features and instances: the real model spends minutes per tile.
+        steps = _Steps(progress, 1 + 2 * len(grid))
+        steps.report(0)
+        ids, mask = self.model.tokenizer(text or "visual")  # Meta's text for boxes alone
+        prompt = (self.model.encode_text(ids, mask), mask, text is not None)
+        steps.report()
         parts = []
-        for done, tile in enumerate(grid):
-            if progress is not None:
-                progress(done, len(grid))
-            parts.append(self._tile(tiled, tile, text, boxes, labels, threshold, len(grid) > 1))
-        if progress is not None:
-            progress(len(grid), len(grid))
+        for tile in grid:
+            parts.append(
+                self._tile(tiled, tile, prompt, boxes, labels, threshold, len(grid) > 1, steps)
+            )
         return merge_tiles(parts, shape, self.nms_threshold)
 
     def segment(self, image: Any, *args: Any, **kwargs: Any) -> np.ndarray:
@@ -222,6 +229,7 @@ class ConceptSegmenter:
         Exemplar boxes are drawn on one slice, ``exemplar_slice``; they prompt that slice
         and, as boxes at the same place, every other slice (SAM 3 sees each slice on its
         own).  ``options``: those of :meth:`predict` (``score_threshold``, tiles).
+        ``progress(done, total)`` counts :meth:`predict`'s steps over all slices.
         """
         from .volume import check_volume, default_contrast_limits
         from .volume_linking import LINK_IOU_THRESHOLD, link_slices
@@ -236,13 +244,20 @@ class ConceptSegmenter:
         limits = default_contrast_limits(volume, contrast_limits)
         slices = np.zeros((count, height, width), np.int32)
         for z in range(count):
-            if progress is not None:
-                progress(z, count)
+
+            def slice_progress(done: int, total: int, z: int = z) -> None:
+                if progress is not None:
+                    progress(z * total + done, count * total)
+
             slices[z] = self.segment(
-                volume[z], text, exemplars, exemplar_labels, contrast_limits=limits, **options
+                volume[z],
+                text,
+                exemplars,
+                exemplar_labels,
+                contrast_limits=limits,
+                progress=slice_progress,
+                **options,
             )
-        if progress is not None:
-            progress(count, count)
         threshold = LINK_IOU_THRESHOLD if link_iou_threshold is None else link_iou_threshold
         return link_slices(slices, threshold, min_slices)
 
@@ -260,27 +275,48 @@ class ConceptSegmenter:
             )
         return text, boxes, labels
 
-    def _tile(self, tiled, tile, text, boxes, labels, threshold, tiled_run):
+    def _tile(self, tiled, tile, prompt, boxes, labels, threshold, tiled_run, steps):
+        """One tile's instances: its image features (one step), then the prompt (another).
+
+        ``prompt``: (text features, padding mask, whether a text was given).
+        """
         y0, y1, x0, x1 = tile.outer
         shape = tile.shape
         inside = (
             (boxes[:, 0] >= x0) & (boxes[:, 2] <= x1) & (boxes[:, 1] >= y0) & (boxes[:, 3] <= y1)
         )
-        if text is None and not inside.any():
+        text_features, padding_mask, has_text = prompt
+        if not has_text and not inside.any():
+            steps.report(2)
             return ConceptResult.empty(shape), tile
+        image = self.model.encode_image(_model_input(tiled.rgb(tile), self.model.image_size))
+        steps.report()
         tile_boxes = boxes[inside] - np.array([x0, y0, x0, y0], np.float32)
-        ids, mask = self.model.tokenizer(text or "visual")  # Meta's text for boxes alone
-        outputs = self.model.run(
-            {
-                "pixel_values": _model_input(tiled.rgb(tile), self.model.image_size),
-                "token_ids": ids,
-                "padding_mask": mask,
-                "boxes": _box_input(tile_boxes, shape),
-                "box_labels": labels[inside][None].astype(np.int32),
-            }
+        outputs = self.model.decode(
+            image,
+            text_features,
+            padding_mask,
+            _box_input(tile_boxes, shape),
+            labels[inside][None].astype(np.int32),
         )
         result = instances(outputs, shape, threshold)
+        steps.report()
         return (drop_cut_instances(result, tile, tiled.shape) if tiled_run else result), tile
+
+
+class _Steps:
+    """``progress(done, total)`` after each step: where a cancel (its exception) stops the work."""
+
+    def __init__(self, progress: ProgressCallback | None, total: int) -> None:
+        self.progress = progress
+        self.total = total
+        self.done = 0
+
+    def report(self, count: int = 1) -> None:
+        """``count`` more steps are done (0: the work starts)."""
+        self.done += count
+        if self.progress is not None:
+            self.progress(self.done, self.total)
 
 
 def instances(outputs: dict[str, np.ndarray], shape: tuple[int, int], threshold: float):

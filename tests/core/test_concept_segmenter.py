@@ -129,18 +129,44 @@ def test_stack_is_segmented_slice_by_slice_and_linked(tiny_concept_model):
     assert labels.max() > 0
     np.testing.assert_array_equal(labels[0], labels[1])
     np.testing.assert_array_equal(labels[1], labels[2])
-    assert calls[-1] == (3, 3)
+    # 3 slices x (the text, the image's features, the instances), counted up to the end
+    assert calls[-1] == (9, 9)
+    assert [d for d, _ in calls] == sorted(d for d, _ in calls)
 
 
-def test_cancel_stops_the_work(tiny_concept_model):
+def test_cancel_stops_at_the_next_step(tiny_concept_model, monkeypatch):
+    """Cancelled once the first slice's image features are done: its decoder never runs."""
+    model = tiny_concept_model
+    decoded = []
+    decode = model.decode
+    monkeypatch.setattr(model, "decode", lambda *a, **k: decoded.append(1) or decode(*a, **k))
+
     def cancel(done, total):
-        if done:
+        if done == 2:  # 1: the text's features, 2: the image's
             raise OperationCancelled()
 
     with pytest.raises(OperationCancelled):
-        ConceptSegmenter(tiny_concept_model).segment_volume(
+        ConceptSegmenter(model).segment_volume(
             np.stack([_image()] * 2), "cell", **EXEMPLARS, progress=cancel
         )
+    assert not decoded
+
+
+def test_another_number_of_exemplars_recompiles_only_the_prompt_step(tiny_concept_model):
+    """The steps compile apart: a new box count does not compile the ViT again."""
+    import keras
+
+    if keras.backend.backend() == "torch":
+        pytest.skip("torch runs eagerly: nothing is compiled")
+    segmenter = ConceptSegmenter(tiny_concept_model)
+    segmenter.predict(_image(), "cell", **EXEMPLARS)  # every step compiled (or already)
+    before = tiny_concept_model.trace_counts
+    three = [POSITIVE, NEGATIVE, (40.0, 4.0, 60.0, 20.0)]  # a count no other test uses
+    segmenter.predict(_image(), "cell", three, [1, 0, 1])
+    after = tiny_concept_model.trace_counts
+    assert after["image_encoder"] == before["image_encoder"]
+    assert after["text_encoder"] == before["text_encoder"]
+    assert after["decoder"] == before["decoder"] + 1
 
 
 @pytest.mark.parametrize(
