@@ -285,6 +285,9 @@ class Task:
     def _finish(self, outcome) -> None:
         self.done = True
         self._close_bar()
+        if not isinstance(outcome, _Failure) and self.cancelled:
+            # Cancel pressed after the job's last progress report: its result is not written
+            outcome = _Failure(OperationCancelled("cancelled by the user"))
         try:
             if isinstance(outcome, _Failure):
                 if self.on_error is not None:
