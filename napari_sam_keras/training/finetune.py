@@ -526,10 +526,10 @@ class _Run:
         if plane.distance_target is None:
             plane.distance_target = distance_targets(plane.labels, min_size=16)
         features = np.asarray(emb.features, np.float32)
-        rows, cols = _decoder_window(features.shape[1:3], plane.input_size, self.config, rng)
-        scale = self.config.image_size // features.shape[1]
-        target = plane.distance_target[rows.start * scale : rows.stop * scale]
-        target = target[:, cols.start * scale : cols.stop * scale]
+        cell = self.config.image_size // features.shape[1]  # input pixels per embedding cell
+        rows, cols = _decoder_window(features.shape[1:3], plane.input_size, cell, rng)
+        target = plane.distance_target[rows.start * cell : rows.stop * cell]
+        target = target[:, cols.start * cell : cols.stop * cell]
         logs = self.decoder_model.train_on_batch(
             features[:, rows, cols], target[None], return_dict=True
         )
@@ -565,11 +565,11 @@ class _Run:
 
 
 def _decoder_window(
-    grid: tuple[int, int], input_size: tuple[int, int], config, rng: np.random.Generator
+    grid: tuple[int, int], input_size: tuple[int, int], cell: int, rng: np.random.Generator
 ) -> tuple[slice, slice]:
-    """A random ``DECODER_WINDOW``-cell window of the embedding ``grid`` inside the
-    image's part of the model frame (the whole grid when it is that small)."""
-    cell = config.image_size // grid[0]
+    """A random ``DECODER_WINDOW``-cell window of the embedding ``grid`` (``cell`` input
+    pixels a side each) inside the image's part of the model frame (the whole grid when it
+    is that small)."""
     window = []
     for n, size in zip(grid, input_size, strict=True):
         used = min(n, -(-int(size) // cell))  # cells that hold image pixels
