@@ -43,7 +43,7 @@ class FineTuneJob:
     epochs: int
     validation: float
     output: Path
-    augment: bool = True
+    augment: bool
     data: TrainingData | None = None  # from layers (read on the Qt thread) ...
     series_folder: str | None = None  # ... or an image-series folder (read here)
     on_epoch: Callable[[Any], None] = lambda history: None
