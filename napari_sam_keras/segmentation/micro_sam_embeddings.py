@@ -16,8 +16,10 @@ Its array ``features`` is channels first:
   (Z, 1, C, h, w) in 3D, each with its own ``original_size``/``input_size``.
 
 Ours is channels last with a checksum per entry.  The tensor is the same: a
-transpose and the sizes are all it takes (both map an image that is not 8-bit
-to 0..255 by each plane's min..max, so ours must have no contrast limits).
+transpose and the sizes are all it takes.  Both map an image that is not 8-bit
+to 0..255 by its min..max (so ours must have no contrast limits); micro-sam
+truncates, per tile, where we round, per plane, so the same image embedded on
+each side differs by under 1 % (docs/large-images-and-store.md).
 
 :func:`import_micro_sam_embeddings` reads a micro-sam store (opened read-only:
 a foreign store is never written) after checking its data signature against
@@ -39,6 +41,7 @@ import numpy as np
 from ..errors import EmbeddingStoreError, EmbeddingStoreMismatch, ImageError
 from ..files.atomic_write import atomic_directory
 from ..model.as_network import as_network
+from ..model.config import ARCHITECTURES, SAMConfig
 from ..model.embedding import ImageEmbedding
 from ..model.embedding_store import EmbeddingStore, image_signature
 from .precompute import is_stack
@@ -63,6 +66,22 @@ def model_label(name: str) -> str:
         if stem.endswith(suffix):
             return stem[: -len(suffix)]
     return stem
+
+
+def micro_sam_model_type(name: str, config: dict | SAMConfig) -> str:
+    """micro-sam's ``model_type`` of a model: its architecture, ``vit_t`` .. ``vit_h``.
+
+    micro-sam stores the architecture as ``model_type`` and the checkpoint's name as
+    ``model_name`` (``vit_b`` and ``vit_b_lm``), and refuses to reuse a store whose
+    ``model_type`` differs from its predictor's.  The architecture is read from the
+    config; a model of no official architecture (a test's tiny SAM) keeps its name.
+    """
+    if not isinstance(config, SAMConfig):
+        config = SAMConfig.from_dict(dict(config))
+    for architecture, official in ARCHITECTURES.items():
+        if config == official:
+            return architecture
+    return model_label(name)
 
 
 def _pair(value: Any) -> tuple[int, int] | None:
@@ -121,7 +140,8 @@ def import_micro_sam_embeddings(
             exactly as micro-sam was given it (its ``data_signature`` is checked).
         model: the network that will use the embeddings; it must be the model
             micro-sam used (same embedding shape, and its name, e.g. ``vit_b_lm``,
-            must be the store's ``model_type``/``model_name`` unless ``trust_model``).
+            must be the store's ``model_name`` (or, in stores of older micro-sam versions,
+            ``model_type``) unless ``trust_model``).
         store: our store to create (a missing or empty folder) or its path.
         trust_model: accept a model whose name differs from the store's (the same
             weights under another file name).
@@ -142,11 +162,13 @@ def import_micro_sam_embeddings(
             f"data_signature differs from the image's {data.shape} {data.dtype}): give the "
             "image exactly as micro-sam was given it."
         )
-    theirs = {str(attrs.get(k)) for k in ("model_type", "model_name") if attrs.get(k)}
+    # model_name is the checkpoint (vit_b_lm); model_type, its architecture (vit_b), was
+    # the only name before micro-sam 1.x wrote model_name
+    theirs = str(attrs.get("model_name") or attrs.get("model_type") or "")
     mine = model_label(network.name)
-    if not trust_model and theirs and mine not in theirs:
+    if not trust_model and theirs and mine != theirs:
         raise EmbeddingStoreMismatch(
-            f"The micro-sam embeddings in {source} were computed by {sorted(theirs)[0]!r}, "
+            f"The micro-sam embeddings in {source} were computed by {theirs!r}, "
             f"this model is {mine!r}: load that model, or, if it is the same weights under "
             "another name, trust it (trust_model=True, --trust-model)."
         )
@@ -215,8 +237,9 @@ def export_micro_sam_embeddings(
         data: the image or stack the store was made for (checked by its signature);
             micro-sam's ``data_signature`` is computed from it.
         out: the folder to create (must not exist).
-        model_type: micro-sam's name of the model (default: the store's model name
-            without its suffix, e.g. ``vit_b_lm``).
+        model_type: micro-sam's ``model_type``, the architecture (default: read from the
+            store's model config, :func:`micro_sam_model_type`, e.g. ``vit_b``); its
+            ``model_name`` is the store's model name without suffix (``vit_b_lm``).
         model_hash: micro-sam's ``model_hash`` of the checkpoint, if known (newer
             micro-sam versions compare it when they reuse a store).
 
@@ -248,13 +271,12 @@ def export_micro_sam_embeddings(
     out = Path(out)
     if out.exists():
         raise EmbeddingStoreError(f"{out} exists: choose a new folder for the micro-sam store.")
-    name = model_type or model_label(spec.model_name)
     attrs: dict[str, Any] = {
         SIGNATURE_ATTR: micro_sam_data_signature(data),
         "tile_shape": None if spec.tile_shape is None else list(spec.tile_shape),
         "halo": None if spec.tile_shape is None else list(spec.halo),
-        "model_type": name,
-        "model_name": name,
+        "model_type": model_type or micro_sam_model_type(spec.model_name, spec.model_config),
+        "model_name": model_label(spec.model_name),
     }
     if model_hash:
         attrs["model_hash"] = model_hash
