@@ -30,6 +30,8 @@ import keras
 import numpy as np
 from keras import ops
 
+from .sam3_forward import detr_encoder_features, vit_features
+
 
 def causal_text_features(text_encoder, token_ids, padding_mask):
     """keras-hub's ``SAM3TextEncoder`` forward with CLIP's causal mask (defect 2).
@@ -66,11 +68,12 @@ class ConceptImageEncoder(_OnBackbone):
     Input: ``pixel_values`` (B, S, S, 3) normalised to -1..1.  Output: ``fpn``, the three
     FPN levels SAM 3 uses (finest first; the coarsest level is never used), and
     ``position``, the position encodings of the last of them.  They depend on the image
-    only: the prompt steps reuse them.
+    only: the prompt steps reuse them.  keras-hub's layers, with the ViT's attention in
+    cache-sized steps (:mod:`.sam3_forward`).
     """
 
     def call(self, pixel_values, training=False):
-        hidden, position = self.backbone.vision_encoder(pixel_values)
+        hidden, position = vit_features(self.backbone.vision_encoder, pixel_values)
         return {"fpn": list(hidden[:-1]), "position": position[-2]}
 
 
@@ -110,12 +113,8 @@ class ConceptDecoder(_OnBackbone):
         )
         prompt = ops.concatenate([text, geometry], axis=1)
         prompt_mask = ops.concatenate([padding_mask, ops.cast(geometry_mask, "bool")], axis=1)
-        encoded = b.detr_encoder(
-            vision_features=fpn[-1],
-            text_features=prompt,
-            vision_pos_embeds=position,
-            text_masks=prompt_mask,
-        )
+        # keras-hub's DETR encoder, its self-attention in cache-sized steps
+        encoded = detr_encoder_features(b.detr_encoder, fpn[-1], prompt, position, prompt_mask)
         decoded = b.detr_decoder(
             vision_features=encoded[0],
             text_features=prompt,

@@ -105,3 +105,38 @@ def test_an_instance_cut_by_the_tile_edge_is_dropped():
     kept = drop_cut_instances(_result([cut, whole], [0.9, 0.8], tile.shape), tile, shape)
     assert len(kept) == 1
     np.testing.assert_array_equal(kept.masks[0], whole)
+
+
+@pytest.mark.parametrize("query_chunk", [1024, 16])
+def test_our_vit_forward_equals_keras_hubs(tiny_concept_model, query_chunk):
+    """Our ViT pass (attention per window / per head and chunk of query rows) gives
+    keras-hub's vision encoder's FPN levels and position encodings.  A chunk of 16 query
+    tokens takes the global layer one head and two grid rows at a time."""
+    from napari_sam_keras.keras_layers.sam3_forward import vit_features
+
+    encoder = tiny_concept_model.backbone.vision_encoder
+    size = encoder.image_shape[0]
+    pixels = np.random.default_rng(0).uniform(-1, 1, (1, size, size, 3)).astype("float32")
+    want_fpn, want_pos = encoder(pixels)
+    got_fpn, got_pos = vit_features(encoder, pixels, query_chunk=query_chunk)
+    for got, want in zip([*got_fpn, *got_pos], [*want_fpn, *want_pos], strict=True):
+        np.testing.assert_allclose(np.asarray(got), np.asarray(want), atol=2e-5, rtol=1e-4)
+
+
+@pytest.mark.parametrize("query_chunk", [1024, 8])
+def test_our_detr_encoder_forward_equals_keras_hubs(tiny_concept_model, query_chunk):
+    from napari_sam_keras.keras_layers.sam3_forward import detr_encoder_features
+
+    encoder = tiny_concept_model.backbone.detr_encoder
+    rng = np.random.default_rng(1)
+    d = encoder.hidden_dim
+    vision = rng.standard_normal((1, encoder.height, encoder.width, d)).astype("float32")
+    position = rng.standard_normal(vision.shape).astype("float32")
+    text = rng.standard_normal((1, 5, d)).astype("float32")
+    masks = np.array([[True, True, True, False, True]])
+    want = encoder(
+        vision_features=vision, text_features=text, vision_pos_embeds=position, text_masks=masks
+    )
+    got = detr_encoder_features(encoder, vision, text, position, masks, query_chunk=query_chunk)
+    for g, w in zip(got, want, strict=True):
+        np.testing.assert_allclose(np.asarray(g), np.asarray(w), atol=2e-5, rtol=1e-4)
