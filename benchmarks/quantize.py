@@ -1,4 +1,4 @@
-"""int8 image encoders against float32: embedding time ratio, mask agreement, embedding drift.
+"""int8 (or bfloat16) image encoders against float32: time ratio, mask agreement, drift.
 
 Per backend (each in a process of its own) and per model, the same weights are run as
 float32 and with the image encoder quantized to int8 (``quantize_encoder``, Keras'
@@ -13,6 +13,10 @@ float32 and with the image encoder quantized to int8 (``quantize_encoder``, Kera
   both embeddings: ``model/encoder_agreement.py``);
 * drift: ``||e_int8 - e_float32|| / ||e_float32||`` of the embeddings.
 
+``--variant bfloat16`` measures the same for the whole network built under Keras'
+``mixed_bfloat16`` policy (``load_model(..., dtype_policy="mixed_bfloat16")``: float32
+weights, bfloat16 compute), for CPUs with bfloat16 units (AVX512_BF16, AMX).
+
 The torch backend is measured with the demo model only (``--torch-models``): on a CPU Keras
 multiplies int8 by int8 there as int32, which PyTorch computes far slower than float32, so
 ``load_model(..., quantize="int8")`` refuses torch on a CPU (the benchmark bypasses that
@@ -23,6 +27,7 @@ Models: the shipped ``demo_nuclei`` (256 px) and a ViT-B with random weights
 
     python benchmarks/quantize.py                                  # jax, tensorflow, torch
     python benchmarks/quantize.py --backends jax --repeats 5 --out results.txt
+    python benchmarks/quantize.py --backends jax --variant bfloat16
 """
 
 from __future__ import annotations
@@ -54,24 +59,27 @@ def _cpu() -> str:
     return platform.processor() or platform.machine()
 
 
-def _networks(which: str):
+def _networks(which: str, variant: str):
     from napari_sam_keras import build_sam, load_model
+    from napari_sam_keras.model.network import dtype_policy_scope
     from napari_sam_keras.model.network_copy import copy_network
     from napari_sam_keras.model.quantization import quantize_encoder
 
     reference = load_model("demo_nuclei") if which == "demo" else build_sam("vit_b", seed=0)
-    quantized = quantize_encoder(copy_network(reference), "int8", check=False)
-    return reference, quantized
+    if variant == "int8":
+        return reference, quantize_encoder(copy_network(reference), "int8", check=False)
+    with dtype_policy_scope("mixed_bfloat16"):
+        return reference, copy_network(reference)
 
 
-def measure(which: str, repeats: int, per_side: int) -> dict:
+def measure(which: str, repeats: int, per_side: int, variant: str = "int8") -> dict:
     """One model on this process's backend (see the module docstring)."""
     import numpy as np
 
     from napari_sam_keras.model.encoder_agreement import embedding_agreement
     from napari_sam_keras.model.quantization import check_image, encoder_kernel_dtypes
 
-    reference, quantized = _networks(which)
+    reference, quantized = _networks(which, variant)
     dtypes = set(encoder_kernel_dtypes(quantized).values())
     image = check_image(reference.config.image_size)
     enc_f, enc_q = reference.image_encoder(), quantized.image_encoder()
@@ -91,6 +99,7 @@ def measure(which: str, repeats: int, per_side: int) -> dict:
     pairs = [q / f for f, q in zip(times_f, times_q, strict=True)]
     return {
         "model": "demo_nuclei" if which == "demo" else "random ViT-B",
+        "variant": variant,
         "image_size": reference.config.image_size,
         "int8_kernels": sorted(dtypes),
         "ratio_pairs_median": statistics.median(pairs),
@@ -107,13 +116,13 @@ def measure(which: str, repeats: int, per_side: int) -> dict:
     }
 
 
-def child(backend: str, models: list[str], repeats: int, per_side: int) -> None:
+def child(backend: str, models: list[str], repeats: int, per_side: int, variant: str) -> None:
     os.environ["KERAS_BACKEND"] = backend
     sys.path.insert(0, str(ROOT))
     rows = []
     for which in models:
         try:
-            rows.append({"backend": backend, **measure(which, repeats, per_side)})
+            rows.append({"backend": backend, **measure(which, repeats, per_side, variant)})
         except Exception as err:  # one backend's failure is a result row, not the end
             rows.append(
                 {"backend": backend, "model": which, "error": f"{type(err).__name__}: {err}"}
@@ -145,19 +154,21 @@ def main(argv: list[str] | None = None) -> int:
     )
     parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("--per-side", type=int, default=8)
+    parser.add_argument("--variant", choices=["int8", "bfloat16"], default="int8")
     parser.add_argument("--out", type=Path, default=None)
     parser.add_argument("--note", default="", help="a line about the machine (load, sharing)")
     parser.add_argument("--child", default=None, help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
     models = [m for m in args.models.split(",") if m]
     if args.child:
-        child(args.child, models, args.repeats, args.per_side)
+        child(args.child, models, args.repeats, args.per_side, args.variant)
         return 0
     rows = []
     for backend in [b for b in args.backends.split(",") if b]:
         models_here = args.torch_models if backend == "torch" else args.models
         cmd = [sys.executable, __file__, "--child", backend, "--models", models_here]
         cmd += ["--repeats", str(args.repeats), "--per-side", str(args.per_side)]
+        cmd += ["--variant", args.variant]
         env = {**os.environ, "KERAS_BACKEND": backend, "PYTHONPATH": str(ROOT)}
         proc = subprocess.run(cmd, capture_output=True, text=True, env=env, check=False)
         found = [
@@ -178,11 +189,12 @@ def _write(args, rows: list[dict]) -> str:
     lines = [
         f"benchmarks/quantize.py, {datetime.date.today()}, {_cpu()}, {os.cpu_count()} CPUs, "
         f"load average at the end {load[0]:.1f}",
-        f"repeats {args.repeats} (float32 and int8 interleaved), {args.per_side}x"
+        f"repeats {args.repeats} (float32 and {args.variant} interleaved), {args.per_side}x"
         f"{args.per_side} point prompts; {args.note}".rstrip("; "),
         "",
-        "| backend | model | embedding time int8 / float32: median of pairs (range; ratio of "
-        "medians) | first call (compile) int8 / float32 | mask agreement: mean IoU of the best "
+        f"| backend | model | embedding time {args.variant} / float32: median of pairs (range; "
+        f"ratio of medians) | first call (compile) {args.variant} / float32 | mask agreement: "
+        "mean IoU of the best "
         "mask | embedding drift (rel. L2) | agreement >= 0.98 |",
         "| --- | --- | --- | --- | --- | --- | --- |",
         *(_row_text(r) for r in rows),
