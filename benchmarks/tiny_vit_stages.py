@@ -61,7 +61,7 @@ def stages(encoder):
     import numpy as np
     from keras import ops
 
-    from napari_sam_keras.keras_layers.tiny_vit import gelu
+    from napari_sam_keras.keras_layers.activations import gelu
 
     def stem(images):
         mean = ops.convert_to_tensor(np.asarray(encoder.pixel_mean, np.float32))

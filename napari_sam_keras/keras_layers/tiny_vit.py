@@ -29,16 +29,13 @@ import keras
 import numpy as np
 from keras import ops
 
+from .activations import gelu
+
 PACKAGE = "napari_sam_keras"
 
 BATCH_NORM_EPS = 1e-5
 LAYER_NORM_EPS = 1e-5
 LAYER_NORM_2D_EPS = 1e-6
-
-
-def gelu(x):
-    """PyTorch's default ``nn.GELU`` (erf form, not the tanh approximation)."""
-    return ops.gelu(x, approximate=False)
 
 
 def depthwise_conv_taps(x, kernel, strides: int = 1):
@@ -131,9 +128,14 @@ class Conv2dBN(keras.layers.Layer):
     def call(self, x, training=False):
         if self.pad is not None:
             x = self.pad(x)
-        if self.depthwise and keras.backend.backend() != "torch":
+        xla = keras.backend.backend() != "torch"
+        if self.depthwise and xla:
             # XLA (jax, tensorflow): the shifted-slice form; torch keeps its native kernel
             y = depthwise_conv_taps(x, ops.cast(self.conv.kernel, x.dtype), self.strides)
+        elif xla and self.kernel_size == 1 and self.strides == 1:
+            # a 1x1 convolution is a matrix product per pixel; XLA's CPU convolution
+            # takes twice as long for it on the 256 x 256 maps of stage 0
+            y = ops.matmul(x, ops.cast(self.conv.kernel[0, 0], x.dtype))
         else:
             y = self.conv(x)
         return self.bn(y, training=False)
