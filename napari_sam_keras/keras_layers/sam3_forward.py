@@ -19,6 +19,7 @@ from typing import Any
 
 from keras import ops
 
+from .activations import gelu
 from .vit_encoder import DEFAULT_QUERY_CHUNK, _attend, _rows_per_chunk
 
 
@@ -101,7 +102,14 @@ def _vit_layer(layer: Any, x, query_chunk: int):
     else:
         y = _rope_attention(layer, y, (h, w), query_chunk)
     x = x + y
-    return x + layer.mlp(layer.layer_norm2(x))
+    return x + _mlp(layer.mlp, layer.layer_norm2(x))
+
+
+def _mlp(mlp: Any, x):
+    """keras-hub ``SAM3MLP`` (inference); its exact GELU as :func:`.activations.gelu`."""
+    if mlp.activation != "gelu":
+        return mlp(x)
+    return mlp.fc2(gelu(mlp.fc1(x)))
 
 
 def vit_features(vision_encoder: Any, pixel_values, query_chunk: int = DEFAULT_QUERY_CHUNK):
@@ -151,5 +159,5 @@ def detr_encoder_features(
         x = x + layer.cross_attn(
             query=y, key=text_features, value=text_features, attention_mask=cross_mask
         )
-        x = x + layer.mlp(layer.layer_norm3(x))
+        x = x + _mlp(layer.mlp, layer.layer_norm3(x))
     return x, position
