@@ -7,8 +7,9 @@ kernel gradient on a 2-core CPU), which made the instance decoder's training
 step cost as much as 30 forward passes.  The same gradient written as one
 matrix product per kernel tap (the input shifted by the tap, transposed,
 times the output gradient) is several times faster.  The forward pass is the
-very same ``ops.conv`` (inference results are unchanged, bit for bit); only
-the backward pass differs, and only in the order of its sums.
+very same ``ops.conv``; only the backward pass differs, and only in the order
+of its sums.  A 1x1 kernel is multiplied instead (:mod:`.pointwise_conv`), forward
+and backward.
 
 Other backends (tensorflow, torch) use their own kernels, which are fine.
 """
@@ -18,6 +19,8 @@ from __future__ import annotations
 import keras
 from keras import ops
 
+from .pointwise_conv import multiplies, pointwise_conv
+
 
 class FilterGradConv2D(keras.layers.Conv2D):
     """A ``keras.layers.Conv2D`` (same weights, same forward pass) with a fast kernel
@@ -25,6 +28,8 @@ class FilterGradConv2D(keras.layers.Conv2D):
     (``"same"`` padding) or any kernel (``"valid"`` padding)."""
 
     def convolution_op(self, inputs, kernel):
+        if multiplies(self):  # 1x1: a matrix product (its gradients are products too)
+            return pointwise_conv(inputs, kernel)
         if not self._fast_gradient():
             return super().convolution_op(inputs, kernel)
         return _conv_with_filter_grad(inputs, ops.convert_to_tensor(kernel), self.padding)

@@ -30,6 +30,7 @@ import numpy as np
 from keras import ops
 
 from .activations import gelu
+from .pointwise_conv import multiplies, pointwise_conv
 
 PACKAGE = "napari_sam_keras"
 
@@ -128,14 +129,11 @@ class Conv2dBN(keras.layers.Layer):
     def call(self, x, training=False):
         if self.pad is not None:
             x = self.pad(x)
-        xla = keras.backend.backend() != "torch"
-        if self.depthwise and xla:
+        if self.depthwise and keras.backend.backend() != "torch":
             # XLA (jax, tensorflow): the shifted-slice form; torch keeps its native kernel
             y = depthwise_conv_taps(x, ops.cast(self.conv.kernel, x.dtype), self.strides)
-        elif xla and self.kernel_size == 1 and self.strides == 1:
-            # a 1x1 convolution is a matrix product per pixel; XLA's CPU convolution
-            # takes twice as long for it on the 256 x 256 maps of stage 0
-            y = ops.matmul(x, ops.cast(self.conv.kernel[0, 0], x.dtype))
+        elif not self.depthwise and multiplies(self.conv):
+            y = pointwise_conv(x, self.conv.kernel)
         else:
             y = self.conv(x)
         return self.bn(y, training=False)

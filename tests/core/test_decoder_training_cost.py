@@ -26,9 +26,13 @@ def test_filter_grad_conv_has_keras_conv_forward_and_gradients(kernel, padding, 
     ours.set_weights([rng.normal(size=w.shape).astype("float32") for w in ours.get_weights()])
     plain.set_weights(ours.get_weights())
     x = rng.normal(size=shape).astype("float32")
-    np.testing.assert_array_equal(
-        keras.ops.convert_to_numpy(ours(x)), keras.ops.convert_to_numpy(plain(x))
-    )
+    got, want = keras.ops.convert_to_numpy(ours(x)), keras.ops.convert_to_numpy(plain(x))
+    if kernel == 1 and keras.backend.backend() != "torch":
+        # a 1x1 kernel is a matrix product on XLA (keras_layers/pointwise_conv.py): the
+        # same sums in another order
+        np.testing.assert_allclose(got, want, rtol=1e-5, atol=1e-6)
+    else:  # the very same convolution
+        np.testing.assert_array_equal(got, want)
     if keras.backend.backend() != "jax":
         return
     import jax
