@@ -210,14 +210,13 @@ class SAMPredictor:
         (C,), (C, 256, 256) with C = 3 when ``multimask_output`` else 1.
         ``masks`` are boolean unless ``return_logits``.
         """
-        emb = self._require_image()
-        points, labels, box, mask_input = self._check_prompt(
-            emb, point_coords, point_labels, box, mask_input
+        emb, (points, labels, box, mask_input), place = self._prompt_for(
+            point_coords, point_labels, box, mask_input
         )
         masks, scores, low_res = self._decode(
             emb, [points], [labels], [box], [mask_input], multimask_output, return_logits
         )
-        return masks[0], scores[0], low_res[0]
+        return place(masks)[0], scores[0], low_res[0]
 
     def predict_best(
         self,
@@ -232,14 +231,21 @@ class SAMPredictor:
         Only that mask is upscaled to the image size (what an interactive tool
         shows), not all three.
         """
-        emb = self._require_image()
-        points, labels, box, mask_input = self._check_prompt(
-            emb, point_coords, point_labels, box, mask_input
+        emb, (points, labels, box, mask_input), place = self._prompt_for(
+            point_coords, point_labels, box, mask_input
         )
         masks, scores, _ = self._decode(
             emb, [points], [labels], [box], [mask_input], multimask_output, False, best_only=True
         )
-        return masks[0, 0], float(scores[0, 0])
+        return place(masks)[0, 0], float(scores[0, 0])
+
+    def _prompt_for(self, point_coords, point_labels, box, mask_input):
+        """(the embedding that answers one object's prompt, the prompt checked and in its
+        input frame, ``masks -> masks at the image's size``).  The hook a tiled predictor
+        overrides to answer from a tile."""
+        emb = self._require_image()
+        prompt = self._check_prompt(emb, point_coords, point_labels, box, mask_input)
+        return emb, prompt, _as_they_are
 
     def _check_prompt(self, emb, point_coords, point_labels, box, mask_input):
         """One object's prompt, validated and in ``emb``'s input frame."""
@@ -350,3 +356,7 @@ class SAMPredictor:
         logits = upscale_logits(low_res, self.config.image_size, emb.input_size, emb.original_size)
         out = logits if return_logits else logits > MASK_THRESHOLD
         return out, iou, low_res
+
+
+def _as_they_are(masks: np.ndarray) -> np.ndarray:
+    return masks

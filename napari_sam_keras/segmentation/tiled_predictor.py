@@ -29,7 +29,7 @@ class TiledSAMPredictor(SAMPredictor):
     Takes the arguments of :class:`SAMPredictor`.  :meth:`set_image` with
     ``tile_shape`` embeds tile by tile; every prediction method then answers
     from the tile holding the prompts' centroid, with masks at the image's
-    full size.
+    full size (``low_res_logits`` and a ``mask_input`` in that tile's frame).
     """
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
@@ -128,56 +128,13 @@ class TiledSAMPredictor(SAMPredictor):
 
     # --- prompts -> masks ------------------------------------------------------------
 
-    def predict(
-        self,
-        point_coords: np.ndarray | None = None,
-        point_labels: np.ndarray | None = None,
-        box: np.ndarray | None = None,
-        mask_input: np.ndarray | None = None,
-        multimask_output: bool = True,
-        return_logits: bool = False,
-    ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-        """:meth:`SAMPredictor.predict`; on a tiled image, the masks are pasted from the tile
-        that answers the prompt (outside it they are False, logits the lowest float) and
+    def _prompt_for(self, point_coords, point_labels, box, mask_input):
+        """On a tiled image: the tile holding the prompt's centroid answers, and its masks
+        are pasted at the image's size (outside the tile False, logits the lowest float);
         ``low_res_logits`` (and a ``mask_input``) are in that tile's frame."""
-        if self._tiles is None:
-            return super().predict(
-                point_coords, point_labels, box, mask_input, multimask_output, return_logits
-            )
-        tile, emb, (points, labels, box, mask_input) = self._prompt_in_tile(
-            point_coords, point_labels, box, mask_input
-        )
-        masks, scores, low_res = self._decode(
-            emb, [points], [labels], [box], [mask_input], multimask_output, return_logits
-        )
-        masks = paste(masks, tile, self._tiles.shape)
-        return masks[0], scores[0], low_res[0]
-
-    def predict_best(
-        self,
-        point_coords: np.ndarray | None = None,
-        point_labels: np.ndarray | None = None,
-        box: np.ndarray | None = None,
-        mask_input: np.ndarray | None = None,
-        multimask_output: bool = True,
-    ) -> tuple[np.ndarray, float]:
-        """:meth:`SAMPredictor.predict_best`; on a tiled image, pasted from the answering tile."""
-        if self._tiles is None:
-            return super().predict_best(
-                point_coords, point_labels, box, mask_input, multimask_output
-            )
-        tile, emb, (points, labels, box, mask_input) = self._prompt_in_tile(
-            point_coords, point_labels, box, mask_input
-        )
-        masks, scores, _ = self._decode(
-            emb, [points], [labels], [box], [mask_input], multimask_output, False, best_only=True
-        )
-        masks = paste(masks, tile, self._tiles.shape)
-        return masks[0, 0], float(scores[0, 0])
-
-    def _prompt_in_tile(self, point_coords, point_labels, box, mask_input):
-        """(the tile answering the prompt, its embedding, the prompt in its input frame)."""
         tiles = self._tiles
+        if tiles is None:
+            return super()._prompt_for(point_coords, point_labels, box, mask_input)
         if point_coords is None and box is None:
             raise PromptError(
                 "A tiled image needs points or a box to choose the tile (a mask input alone "
@@ -190,7 +147,8 @@ class TiledSAMPredictor(SAMPredictor):
         tile = tiles.grid.tile_for_prompt(centroid_points(point_coords, point_labels), box)
         point_coords, point_labels, box = prompts_into_tile(tile, point_coords, point_labels, box)
         emb = tiles.embedding(tile.index)
-        return tile, emb, self._check_prompt(emb, point_coords, point_labels, box, mask_input)
+        prompt = self._check_prompt(emb, point_coords, point_labels, box, mask_input)
+        return emb, prompt, lambda masks: paste(masks, tile, tiles.shape)
 
     def predict_batch(
         self,
