@@ -99,3 +99,26 @@ def to_input_frame(
     out[..., 0] *= input_size[1] / original_size[1]
     out[..., 1] *= input_size[0] / original_size[0]
     return out.astype(np.float32)
+
+
+def check_prompt_batch(point_coords, point_labels, boxes, mask_input, shape):
+    """``predict_batch``'s prompts checked against an image of ``shape`` (H, W):
+    (points, labels, boxes (B, 4), B), every batch of the same length B > 0."""
+    sizes = set()
+    if point_coords is not None or point_labels is not None:
+        point_coords, point_labels = check_points(point_coords, point_labels, shape, batched=True)
+        sizes.add(len(point_coords))
+    if boxes is not None:
+        boxes = check_boxes(boxes, shape, batched=True)
+        sizes.add(len(boxes))
+    if mask_input is not None:
+        sizes.add(len(mask_input))
+    if not sizes:
+        what = "points or boxes" if mask_input is None else "points, boxes or mask inputs"
+        raise PromptError(f"No prompt: give {what}.")
+    if len(sizes) > 1:
+        raise PromptError(f"Prompt batches differ in length: {sorted(sizes)}.")
+    (batch,) = sizes
+    if batch == 0:
+        raise PromptError("The prompt batch is empty.")
+    return point_coords, point_labels, boxes, batch

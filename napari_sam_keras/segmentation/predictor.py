@@ -18,7 +18,13 @@ from ..model.image_encoder import ImageEncoder
 from ..model.prompt_path import DEFAULT_POINT_SLOTS, PromptPath
 from ..processing.images import resized_rgb_uint8
 from ..processing.mask_upscaling import upscale_logits
-from ..processing.prompts import check_boxes, check_mask_input, check_points, to_input_frame
+from ..processing.prompts import (
+    check_boxes,
+    check_mask_input,
+    check_points,
+    check_prompt_batch,
+    to_input_frame,
+)
 from .embedding_source import (
     EmbeddingMemory,
     Embeddings,
@@ -282,27 +288,15 @@ class SAMPredictor:
         logits (B, C, 256, 256).
         """
         emb = self._require_image()
-        sizes = set()
-        if point_coords is not None or point_labels is not None:
-            point_coords, point_labels = check_points(
-                point_coords, point_labels, emb.original_size, batched=True
-            )
-            point_coords = to_input_frame(point_coords, emb.original_size, emb.input_size)
-            sizes.add(len(point_coords))
-        if boxes is not None:
-            boxes = check_boxes(boxes, emb.original_size, batched=True)
-            boxes = to_input_frame(boxes.reshape(-1, 2, 2), emb.original_size, emb.input_size)
-            sizes.add(len(boxes))
         if mask_input is not None:
             mask_input = check_mask_input(mask_input, self.config.low_res_mask_size, batched=True)
-            sizes.add(len(mask_input))
-        if not sizes:
-            raise PromptError("No prompt: give points, boxes or mask inputs.")
-        if len(sizes) > 1:
-            raise PromptError(f"Prompt batches differ in length: {sorted(sizes)}.")
-        (batch,) = sizes
-        if batch == 0:
-            raise PromptError("The prompt batch is empty.")
+        point_coords, point_labels, boxes, batch = check_prompt_batch(
+            point_coords, point_labels, boxes, mask_input, emb.original_size
+        )
+        if point_coords is not None:
+            point_coords = to_input_frame(point_coords, emb.original_size, emb.input_size)
+        if boxes is not None:
+            boxes = to_input_frame(boxes.reshape(-1, 2, 2), emb.original_size, emb.input_size)
 
         def each(arr):
             return [None] * batch if arr is None else list(arr)

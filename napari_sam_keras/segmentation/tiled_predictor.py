@@ -15,7 +15,7 @@ from typing import Any
 import numpy as np
 
 from ..errors import ImageError, PromptError
-from ..processing.prompts import check_boxes, check_points
+from ..processing.prompts import check_boxes, check_points, check_prompt_batch
 from .embedding_source import EmbeddingSource
 from .predictor import SAMPredictor
 from .tiling import Tile, centroid_points, paste, prompts_into_tile
@@ -168,22 +168,9 @@ class TiledSAMPredictor(SAMPredictor):
         tiles = self._tiles
         if mask_input is not None:
             raise PromptError("mask_input is not supported by predict_batch on a tiled image.")
-        sizes = set()
-        if point_coords is not None or point_labels is not None:
-            point_coords, point_labels = check_points(
-                point_coords, point_labels, tiles.shape, batched=True
-            )
-            sizes.add(len(point_coords))
-        if boxes is not None:
-            boxes = check_boxes(boxes, tiles.shape, batched=True)
-            sizes.add(len(boxes))
-        if not sizes:
-            raise PromptError("No prompt: give points or boxes.")
-        if len(sizes) > 1:
-            raise PromptError(f"Prompt batches differ in length: {sorted(sizes)}.")
-        (batch,) = sizes
-        if batch == 0:
-            raise PromptError("The prompt batch is empty.")
+        point_coords, point_labels, boxes, batch = check_prompt_batch(
+            point_coords, point_labels, boxes, None, tiles.shape
+        )
         groups: dict[int, list[tuple[int, Any, Any, Any]]] = {}
         tile_of: dict[int, Tile] = {}
         for i in range(batch):
