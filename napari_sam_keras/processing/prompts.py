@@ -101,9 +101,12 @@ def to_input_frame(
     return out.astype(np.float32)
 
 
-def check_prompt_batch(point_coords, point_labels, boxes, mask_input, shape):
+def check_prompt_batch(
+    point_coords, point_labels, boxes, mask_input, shape, *, mask_inputs: bool = True
+):
     """``predict_batch``'s prompts checked against an image of ``shape`` (H, W):
-    (points, labels, boxes (B, 4), B), every batch of the same length B > 0."""
+    (points, labels, boxes (B, 4), B), every batch of the same length B > 0.
+    ``mask_inputs``: whether the caller takes mask inputs (said when no prompt is given)."""
     sizes = set()
     if point_coords is not None or point_labels is not None:
         point_coords, point_labels = check_points(point_coords, point_labels, shape, batched=True)
@@ -114,7 +117,7 @@ def check_prompt_batch(point_coords, point_labels, boxes, mask_input, shape):
     if mask_input is not None:
         sizes.add(len(mask_input))
     if not sizes:
-        what = "points or boxes" if mask_input is None else "points, boxes or mask inputs"
+        what = "points, boxes or mask inputs" if mask_inputs else "points or boxes"
         raise PromptError(f"No prompt: give {what}.")
     if len(sizes) > 1:
         raise PromptError(f"Prompt batches differ in length: {sorted(sizes)}.")

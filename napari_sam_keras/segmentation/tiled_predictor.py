@@ -169,7 +169,7 @@ class TiledSAMPredictor(SAMPredictor):
         if mask_input is not None:
             raise PromptError("mask_input is not supported by predict_batch on a tiled image.")
         point_coords, point_labels, boxes, batch = check_prompt_batch(
-            point_coords, point_labels, boxes, None, tiles.shape
+            point_coords, point_labels, boxes, None, tiles.shape, mask_inputs=False
         )
         groups: dict[int, list[tuple[int, Any, Any, Any]]] = {}
         tile_of: dict[int, Tile] = {}
