@@ -7,9 +7,9 @@ windowed one, (8, 5184, 5184) in each of the DETR encoder's six self-attentions.
 Those layers are memory-bound, several times slower than PyTorch's fused attention
 on the same CPU.  :func:`vit_features` and :func:`detr_encoder_features` run the same
 layers and weights in the same order, and compute the attention as
-:mod:`.vit_encoder` does for SAM 1 (:func:`attend_in_steps`): one window's heads, or
-one head's chunk of query rows, per step (``ops.map``), so each step's logits and
-softmax stay in the CPU cache.  The results equal keras-hub's to float round-off
+:mod:`.vit_encoder` does for SAM 1, with its :func:`~.vit_encoder.attend_in_steps`:
+one window's heads, or one head's chunk of query rows, per step (``ops.map``), so
+each step's logits and softmax stay in the CPU cache.  The results equal keras-hub's to float round-off
 (``tests/core/test_sam3_fixes.py``).
 """
 
@@ -20,7 +20,7 @@ from typing import Any
 from keras import ops
 
 from .activations import gelu
-from .vit_encoder import DEFAULT_QUERY_CHUNK, _attend, _rows_per_chunk
+from .vit_encoder import DEFAULT_QUERY_CHUNK, attend_in_steps
 
 
 def _heads(t, heads: int, head_dim: int):
@@ -34,34 +34,6 @@ def _merge_heads(out, heads: int, tokens: int, head_dim: int):
     """(N * heads, T, d) -> (N, T, heads * d)."""
     out = ops.reshape(out, (-1, heads, tokens, head_dim))
     return ops.reshape(ops.transpose(out, (0, 2, 1, 3)), (-1, tokens, heads * head_dim))
-
-
-def attend_in_steps(q, k, v, heads: int, scale: float, grid: tuple[int, int], query_chunk: int):
-    """softmax(q k^T * scale) v without a mask; q, k, v: (N * heads, gh * gw, d) for N
-    maps (or windows) of gh x gw tokens.  Returns (N * heads, gh * gw, d).
-
-    A map of at most ``query_chunk`` tokens is one step with all its heads; a larger
-    one is taken a head and a few grid rows of queries at a time.
-    """
-    gh, gw = grid
-    tokens, head_dim = gh * gw, q.shape[-1]
-    rows = _rows_per_chunk(gh, gw, query_chunk)
-    if rows == gh:
-        pieces = tuple(ops.reshape(t, (-1, heads, tokens, head_dim)) for t in (q, k, v))
-        out = ops.map(lambda a: _attend(a[0], a[1], a[2], None, None, scale, grid), pieces)
-        return ops.reshape(out, (-1, tokens, head_dim))
-
-    def chunk(args):
-        head = args[1]
-        k_h, v_h = ops.take(k, head, axis=0)[None], ops.take(v, head, axis=0)[None]
-        return _attend(args[0][None], k_h, v_h, None, None, scale, grid)[0]
-
-    count = q.shape[0] if q.shape[0] is not None else ops.shape(q)[0]
-    n = gh // rows
-    out = ops.map(
-        chunk, (ops.reshape(q, (-1, rows * gw, head_dim)), ops.repeat(ops.arange(count), n))
-    )
-    return ops.reshape(out, (-1, tokens, head_dim))
 
 
 def _rotate_pairs(x):

@@ -47,6 +47,47 @@ def _attend(q, k, v, rel_h, rel_w, scale, key_grid):
     return ops.matmul(ops.softmax(logits, axis=-1), v)
 
 
+def attend_in_steps(
+    q, k, v, heads: int, scale, grid: tuple[int, int], query_chunk: int, rel_h=None, rel_w=None
+):
+    """:func:`_attend` over N maps (or windows) of gh x gw tokens, in cache-sized steps.
+
+    q, k, v: (N * heads, gh * gw, d); rel_h (N * heads, gh, gw, gh) and rel_w
+    (N * heads, gh, gw, gw), or None.  A map of at most ``query_chunk`` tokens is one
+    step with all its heads; a larger one is taken one head's few grid rows of queries
+    against all its keys at a time.  Returns (N * heads, gh * gw, d).
+    """
+    gh, gw = grid
+    tokens, head_dim = gh * gw, q.shape[-1]
+    relative = rel_h is not None
+    rows = _rows_per_chunk(gh, gw, query_chunk)
+    if rows == gh:
+        pieces = [ops.reshape(t, (-1, heads, tokens, head_dim)) for t in (q, k, v)]
+        if relative:
+            pieces += [
+                ops.reshape(rel_h, (-1, heads, gh, gw, gh)),
+                ops.reshape(rel_w, (-1, heads, gh, gw, gw)),
+            ]
+
+        def step(args):
+            rel = (args[3], args[4]) if relative else (None, None)
+            return _attend(args[0], args[1], args[2], *rel, scale, grid)
+
+        return ops.reshape(ops.map(step, tuple(pieces)), (-1, tokens, head_dim))
+
+    def chunk(args):
+        head = args[1]
+        k_h, v_h = ops.take(k, head, axis=0)[None], ops.take(v, head, axis=0)[None]
+        rel = (args[2][None], args[3][None]) if relative else (None, None)
+        return _attend(args[0][None], k_h, v_h, *rel, scale, grid)[0]
+
+    count = q.shape[0] if q.shape[0] is not None else ops.shape(q)[0]
+    pieces = (ops.reshape(q, (-1, rows * gw, head_dim)), ops.repeat(ops.arange(count), gh // rows))
+    if relative:
+        pieces += (ops.reshape(rel_h, (-1, rows, gw, gh)), ops.reshape(rel_w, (-1, rows, gw, gw)))
+    return ops.reshape(ops.map(chunk, pieces), (-1, tokens, head_dim))
+
+
 class BackboneForward(keras.Model):
     """Preprocessed image batch (B, S, S, 3), 0..255 -> image embeddings (B, e, e, c)."""
 
@@ -119,41 +160,7 @@ class BackboneForward(keras.Model):
             rel_w = ops.einsum("bhwc,wkc->bhwk", grid, rel._get_rel_pos(w, w, rel.rel_pos_w))
         else:
             rel_h = rel_w = None
-        rows = _rows_per_chunk(h, w, self.query_chunk)
-        if rows == h:
-            # small maps (windows, small images): one image (window) with its heads per step
-            pieces = [ops.reshape(t, (-1, heads, *t.shape[1:])) for t in (q, k, v)]
-            if rel_h is not None:
-                pieces += [
-                    ops.reshape(rel_h, (-1, heads, h, w, h)),
-                    ops.reshape(rel_w, (-1, heads, h, w, w)),
-                ]
-
-            def step(args):
-                rel_s = (args[3], args[4]) if rel_h is not None else (None, None)
-                return _attend(args[0], args[1], args[2], *rel_s, attn.scale, (h, w))
-
-            out = ops.map(step, tuple(pieces))
-        else:
-            # a big map: one head's ``rows`` grid rows of queries against all its keys
-            n = h // rows
-
-            def chunk(args):
-                q_c, head = args[0][None], args[1]
-                k_h, v_h = ops.take(k, head, axis=0)[None], ops.take(v, head, axis=0)[None]
-                rel_c = (None, None) if rel_h is None else (args[2][None], args[3][None])
-                return _attend(q_c, k_h, v_h, *rel_c, attn.scale, (h, w))[0]
-
-            pieces = (
-                ops.reshape(q, (-1, rows * w, key_dim)),
-                ops.repeat(ops.arange(b * heads), n),
-            )
-            if rel_h is not None:
-                pieces += (
-                    ops.reshape(rel_h, (-1, rows, w, h)),
-                    ops.reshape(rel_w, (-1, rows, w, w)),
-                )
-            out = ops.map(chunk, pieces)
+        out = attend_in_steps(q, k, v, heads, attn.scale, (h, w), self.query_chunk, rel_h, rel_w)
         out = ops.reshape(out, (b, heads, h, w, key_dim))
         return ops.reshape(ops.transpose(out, (0, 2, 3, 1, 4)), (b, h, w, heads * key_dim))
 
