@@ -9,8 +9,12 @@ are noisy, ratios from one run are what to compare.
     python benchmarks/benchmark.py --quick                  # a few minutes on 2 CPU cores
     python benchmarks/benchmark.py --model vit_h --backends jax,tensorflow --dtype mixed_bfloat16
     python benchmarks/benchmark.py --model vit_t --compare vit_b --quick   # MobileSAM's encoder
+    python benchmarks/benchmark.py --concept --concept-size real --backends jax,tensorflow
 
 For ``vit_t`` the official side is MobileSAM's PyTorch code (``mobilesam-mirror``).
+``--concept`` times SAM 3 concept segmentation instead: ``benchmarks/concept.py`` (ours
+against transformers' PyTorch, same random weights) once per backend, each in its own
+process, and a table of the ratios.
 """
 
 from __future__ import annotations
@@ -262,6 +266,10 @@ def main() -> None:
         choices=["vit_b", "vit_l", "vit_h"],
         help="also time our embedding with this model on each backend (e.g. vit_t against vit_b)",
     )
+    parser.add_argument(
+        "--concept", action="store_true", help="SAM 3 against transformers (benchmarks/concept.py)"
+    )
+    parser.add_argument("--concept-size", choices=["tiny", "small", "real"], default="small")
     parser.add_argument("--out", help="also write the results as JSON here")
     parser.add_argument("--_side", help=argparse.SUPPRESS)
     parser.add_argument("--_checkpoint", help=argparse.SUPPRESS)
@@ -271,6 +279,9 @@ def main() -> None:
         args.checkpoint = args._checkpoint
         fn = run_official if args._side == "official" else run_ours
         print("RESULT " + json.dumps(fn(args)))
+        return
+    if args.concept:
+        concept_table(args)
         return
     if args.quick:
         args.embed_repeats, args.prompt_repeats, args.amg_grids = 1, 5, [16]
@@ -303,6 +314,37 @@ def compare_embeddings(args, tmp: Path) -> dict[str, dict]:
     checkpoint = tmp / f"sam_{args.compare}_random.pth"
     make_checkpoint(args.compare, checkpoint)
     return {backend: run_side(backend, other, checkpoint) for backend in args.backends.split(",")}
+
+
+def concept_table(args) -> None:
+    """``benchmarks/concept.py`` on each backend in its own process; one table of ratios."""
+    repeats = 2 if args.quick else args.embed_repeats
+    results = {}
+    with tempfile.TemporaryDirectory() as tmp:
+        for backend in args.backends.split(","):
+            out = Path(tmp) / f"{backend}.json"
+            env = {**os.environ, "KERAS_BACKEND": backend, "NAPARI_SAM_KERAS_BACKEND": backend}
+            cmd = [sys.executable, str(Path(__file__).with_name("concept.py")),
+                   "--size", args.concept_size, "--repeats", str(repeats), "--out", str(out)]  # fmt: skip
+            proc = subprocess.run(cmd, env=env, capture_output=True, text=True)
+            if out.exists():
+                results[backend] = json.loads(out.read_text())
+            else:
+                sys.stderr.write(proc.stderr[-3000:])
+                results[backend] = {"error": f"exit {proc.returncode}"}
+    print(
+        f"\nSAM 3 concept segmentation, size {args.concept_size}, {time.strftime('%Y-%m-%d')}, "
+        f"{platform.processor() or platform.machine()}, {os.cpu_count()} CPUs\n"
+    )
+    print("| backend | ours (s) | transformers (s) | ratio | vision ratio | max logit diff |")
+    print("|---|---|---|---|---|---|")
+    for backend, r in results.items():
+        cells = [r.get(k) for k in ("ours_median_s", "transformers_median_s")]
+        cells += [r.get(k) for k in ("ratio_ours_over_transformers", "ratio_vision")]
+        cells.append(r.get("max_logit_difference", r.get("error")))
+        print(f"| {backend} | " + " | ".join(_fmt(c) for c in cells) + " |")
+    if args.out:
+        Path(args.out).write_text(json.dumps(results, indent=2))
 
 
 if __name__ == "__main__":

@@ -27,8 +27,9 @@ FILES = [
     "tests/core/test_concept_segmenter.py",
     "tests/core/test_quantize.py",
 ]
-#: Marked for tensorflow only: torch runs eagerly (nothing compiles), and keras-hub's SAM 3
-#: parity is checked on tensorflow.
+#: Marked for tensorflow only (or mostly): torch runs eagerly (nothing compiles), and
+#: keras-hub's SAM 3 parity is checked on tensorflow (on torch its exemplar boxes need
+#: torchvision, which does not import here; one test checks what happens then).
 TENSORFLOW_ONLY = {"test_prompt_compilation.py", "test_concept_segmenter.py"}
 
 

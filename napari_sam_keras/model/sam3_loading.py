@@ -20,7 +20,7 @@ from typing import Any
 
 import numpy as np
 
-from ..errors import ModelLoadError
+from ..errors import BackendError, ModelLoadError
 from .clip_tokenizer import CLIPTokenizer, keras_hub_tokenizer_needs_tensorflow_text
 from .network import dtype_policy_scope
 from .weights_cache import (
@@ -91,6 +91,29 @@ class ConceptModel:
     def trace_counts(self) -> dict[str, int]:
         """How often each compiled step was traced (compiled), per step name."""
         return {name: step.trace_count for name, step in self._compiled.items()}
+
+    def check_exemplar_boxes(self) -> None:
+        """Raise :class:`~napari_sam_keras.errors.BackendError` where exemplar boxes cannot run.
+
+        keras-hub pools an exemplar box's features with ``torchvision.ops.roi_align`` on
+        the torch backend (its own Keras ``roi_align`` on jax and tensorflow), and
+        torchvision is not one of keras-hub's requirements.  Text prompts need no
+        torchvision.
+        """
+        import keras
+
+        if keras.backend.backend() != "torch":
+            return
+        try:
+            from torchvision.ops import roi_align  # noqa: F401
+        except Exception as error:  # absent, or a build that does not match torch
+            raise BackendError(
+                "SAM 3's exemplar boxes need torchvision on the torch backend (keras-hub "
+                f"pools box features with torchvision's roi_align), and it cannot be "
+                f"imported here ({type(error).__name__}: {error}). Install the torchvision "
+                "that matches your torch, or use the jax or tensorflow backend "
+                "(NAPARI_SAM_KERAS_BACKEND=jax); text prompts work without it."
+            ) from None
 
     def encode_image(self, pixel_values: np.ndarray) -> dict[str, Any]:
         """The image's features (the backend's tensors), from (1, S, S, 3) pixels in -1..1.

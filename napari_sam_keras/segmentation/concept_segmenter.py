@@ -273,6 +273,8 @@ class ConceptSegmenter:
                 "No concept given: type a text (e.g. 'nucleus') or draw at least one exemplar "
                 "box around an example object."
             )
+        if len(boxes):
+            self.model.check_exemplar_boxes()
         return text, boxes, labels
 
     def _tile(self, tiled, tile, prompt, boxes, labels, threshold, tiled_run, steps):

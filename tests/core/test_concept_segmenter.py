@@ -89,6 +89,30 @@ def test_parity_with_transformers(tiny_sam3, tiny_concept_model):
     assert disagree < 1e-3, f"{disagree:.2%} of mask pixels differ"
 
 
+@pytest.mark.other_backends(backends=("torch",))
+def test_torch_backend_exemplars_need_torchvision_and_say_so(tiny_concept_model):
+    """On torch, keras-hub pools exemplar boxes with torchvision's roi_align: with it the
+    boxes work, without it one clear error names it (not a ModuleNotFoundError from deep in
+    keras-hub), and a text prompt works either way."""
+    import keras
+
+    from napari_sam_keras.errors import BackendError
+
+    assert keras.backend.backend() == "torch"
+    segmenter = ConceptSegmenter(tiny_concept_model)
+    image = _image()
+    text_only = segmenter.segment(image, text="nucleus", score_threshold=0.0)
+    assert text_only.shape == SHAPE and text_only.max() > 0
+    try:
+        from torchvision.ops import roi_align  # noqa: F401
+    except Exception:
+        with pytest.raises(BackendError, match="torchvision.*jax or tensorflow"):
+            segmenter.segment(image, exemplars=[POSITIVE], score_threshold=0.0)
+    else:
+        labels = segmenter.segment(image, exemplars=[POSITIVE], score_threshold=0.0)
+        assert labels.shape == SHAPE and labels.max() > 0
+
+
 def test_negative_exemplar_changes_the_answer(tiny_concept_model):
     """keras-hub's own graph drops negative boxes (defect 3); ours must not."""
     model = tiny_concept_model
