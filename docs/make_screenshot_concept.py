@@ -30,7 +30,7 @@ def main() -> None:
     viewer.window.resize(1360, 880)
     viewer.add_image(sample_image(), name="cells")
     examples = viewer.add_shapes(
-        [[[167, 0], [225, 46]]],
+        [[[67, 91], [105, 133]]],
         shape_type="rectangle",
         name="examples",
         edge_color="lime",
@@ -48,6 +48,9 @@ def main() -> None:
     widget.exemplars.value = examples
     widget.concept_text.value = "nucleus"
     viewer.layers.selection.active = examples
+    app = napari.qt.get_qapp()
+    for _ in range(10):  # the window at its size before the view is fitted
+        app.processEvents()
     viewer.reset_view()
     save_screenshot(viewer, OUT)
     viewer.close()
