@@ -40,6 +40,19 @@ def dock(make_napari_viewer):
 
 
 @pytest.mark.parametrize("name", [INTERACTIVE, AUTOMATIC])
+def test_the_demo_model_note_goes_when_another_model_is_named(dock, name, tmp_path, monkeypatch):
+    """Offline, the demo model is proposed with a note saying why; once the user names another
+    model (say SAM 3's preset), the note no longer applies and is not left in the status."""
+    monkeypatch.delenv("NAPARI_SAM_KERAS_MODEL", raising=False)
+    monkeypatch.setenv("KAGGLEHUB_CACHE", str(tmp_path / "empty-cache"))
+    _viewer, widget = dock(name)
+    assert widget.model.value == "demo_nuclei"
+    assert "demo_nuclei is proposed" in widget.status.value
+    widget.model.value = "sam3_pcs"
+    assert "demo_nuclei" not in widget.status.value
+
+
+@pytest.mark.parametrize("name", [INTERACTIVE, AUTOMATIC])
 def test_widgets_follow_a_newly_opened_image(dock, name):
     viewer, widget = dock(name, np.zeros((40, 40), np.uint8))
     assert widget.image.value is viewer.layers["img"]

@@ -75,7 +75,9 @@ class SAMWidget(NestedControls, Container):
         importing = start_background_import()  # Keras and jax/torch, off the Qt thread
         if self.model_picker.note:  # the demo model proposed offline: say what it is
             note = self.model_picker.note
-            self.status.show(note.split(": ")[0] + ".", details=note)
+            self._demo_note = note.split(": ")[0] + "."
+            self.status.show(self._demo_note, details=note)
+            self.model_picker.field.changed.connect(self._drop_demo_note)
         elif importing:
             self.status.show(background_import_message())
         if importing:
@@ -83,6 +85,11 @@ class SAMWidget(NestedControls, Container):
             self._import_timer.setInterval(250)
             self._import_timer.timeout.connect(self._watch_background_import)
             self._import_timer.start()
+
+    def _drop_demo_note(self, _value=None) -> None:
+        """Clear the note on the proposed demo model once the user names another model."""
+        if self.status.value == self._demo_note:
+            self.status.show("")
 
     def _watch_background_import(self) -> None:
         """Clear the status line's import message once the import is done."""
