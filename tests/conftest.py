@@ -111,4 +111,8 @@ def tiny_concept_model(tiny_sam3):
 
     model = load_concept_model(tiny_sam3[0])
     model.jit_compile = keras.backend.backend() == "jax"
+    if keras.backend.backend() == "torch":  # keras-hub's exemplar boxes need roi_align there
+        from sam3_oracle import install_keras_hub_roi_align
+
+        install_keras_hub_roi_align()
     return model

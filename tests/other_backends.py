@@ -27,10 +27,8 @@ FILES = [
     "tests/core/test_concept_segmenter.py",
     "tests/core/test_quantize.py",
 ]
-#: Marked for tensorflow only (or mostly): torch runs eagerly (nothing compiles), and
-#: keras-hub's SAM 3 parity is checked on tensorflow (on torch its exemplar boxes need
-#: torchvision, which does not import here; one test checks what happens then).
-TENSORFLOW_ONLY = {"test_prompt_compilation.py", "test_concept_segmenter.py"}
+#: Marked for tensorflow only: torch runs eagerly (nothing compiles).
+TENSORFLOW_ONLY = {"test_prompt_compilation.py"}
 
 
 def check_marked_tests_on(backend: str, tmp_path: Path) -> None:

@@ -55,9 +55,16 @@ def _bilinear(feature, y, x):
 
 
 def roi_align(features, boxes, output_size, spatial_scale=1.0, sampling_ratio=-1, aligned=False):
-    """Plain-torch ``torchvision.ops.roi_align`` (boxes: a list of (K, 4) XYXY per image)."""
+    """Plain-torch ``torchvision.ops.roi_align``: ``boxes`` a list of (K, 4) XYXY per image, or
+    one (K, 5) tensor of (image index, x0, y0, x1, y1) rows, as torchvision takes both."""
     import torch
 
+    if isinstance(boxes, torch.Tensor):
+        rows = boxes.detach()
+        boxes = [rows[rows[:, 0] == i, 1:] for i in range(features.shape[0])]
+        order = torch.cat([torch.nonzero(rows[:, 0] == i)[:, 0] for i in range(features.shape[0])])
+        pooled = roi_align(features, boxes, output_size, spatial_scale, sampling_ratio, aligned)
+        return pooled[torch.argsort(order)]  # back in the rows' order
     size = (output_size, output_size) if isinstance(output_size, int) else tuple(output_size)
     offset = 0.5 if aligned else 0.0
     outputs = []
@@ -84,6 +91,24 @@ def roi_align(features, boxes, output_size, spatial_scale=1.0, sampling_ratio=-1
     if not outputs:
         return features.new_zeros((0, features.shape[1], *size))
     return torch.stack(outputs)
+
+
+def install_keras_hub_roi_align() -> None:
+    """On the torch backend keras-hub pools exemplar boxes with ``torchvision.ops.roi_align``;
+    where torchvision does not import (here), put :func:`roi_align` there, in the tests'
+    torchvision stand-in (:func:`official_sam.install_torchvision_shim`). Tests only."""
+    try:
+        from torchvision.ops import roi_align as _real  # noqa: F401
+
+        return
+    except Exception:
+        pass
+    import sys
+
+    from official_sam import install_torchvision_shim
+
+    install_torchvision_shim()
+    sys.modules["torchvision.ops"].roi_align = roi_align
 
 
 def _install_roi_align() -> None:
