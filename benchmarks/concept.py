@@ -14,6 +14,10 @@ compare ratios).
     KERAS_BACKEND=jax python benchmarks/concept.py --size small
     KERAS_BACKEND=tensorflow python benchmarks/concept.py --size real --repeats 2
 
+On the torch backend keras-hub pools the exemplar boxes with torchvision's ``roi_align``,
+which does not import here: the tests' plain-torch one (``tests/sam3_oracle.py``) stands in,
+as it does for transformers (two boxes: no measurable cost at the real size).
+
 Sizes: ``tiny`` (the test oracle, 112 px), ``small`` (hidden 256, 4 ViT layers, 336 px),
 ``real`` (transformers' default ``Sam3Config``: the real SAM 3 detector, 1008 px,
 ViT-L/14 with 32 layers, ~3.4 GB of float32 weights).
@@ -144,7 +148,7 @@ def main() -> None:
     args = parser.parse_args()
 
     import torch
-    from sam3_oracle import _install_roi_align, tiny_clip_tokenizer
+    from sam3_oracle import _install_roi_align, install_keras_hub_roi_align, tiny_clip_tokenizer
     from transformers import Sam3Model
 
     from napari_sam_keras import load_concept_model
@@ -152,6 +156,8 @@ def main() -> None:
 
     keras = import_keras()
     _install_roi_align()
+    if keras.backend.backend() == "torch":  # keras-hub's boxes call torchvision there too
+        install_keras_hub_roi_align()
     tokenizer = tiny_clip_tokenizer()
     result = {"size": args.size, "backend": keras.backend.backend(), "load_start": _load()}
     boxes = np.array([[0.1, 0.1, 0.4, 0.3], [0.5, 0.2, 0.8, 0.5]], np.float32)

@@ -55,11 +55,21 @@ def attend_in_steps(
     q, k, v: (N * heads, gh * gw, d); rel_h (N * heads, gh, gw, gh) and rel_w
     (N * heads, gh, gw, gw), or None.  A map of at most ``query_chunk`` tokens is one
     step with all its heads; a larger one is taken one head's few grid rows of queries
-    against all its keys at a time.  Returns (N * heads, gh * gw, d).
+    against all its keys at a time.  Without relative terms on the torch backend,
+    PyTorch's fused attention (``ops.dot_product_attention``) does the stepping itself.
+    Returns (N * heads, gh * gw, d).
     """
     gh, gw = grid
     tokens, head_dim = gh * gw, q.shape[-1]
     relative = rel_h is not None
+    if not relative and keras.backend.backend() == "torch":
+        # PyTorch's fused attention already keeps its logits in cache, in fewer eager calls
+        # (a global SAM 3 ViT layer on 2 cores: 0.64 s against 0.84 s in steps).
+        def tokens_first(t):  # (N * heads, T, d) -> (N, T, heads, d)
+            return ops.transpose(ops.reshape(t, (-1, heads, tokens, head_dim)), (0, 2, 1, 3))
+
+        out = ops.dot_product_attention(*map(tokens_first, (q, k, v)), scale=scale)
+        return ops.reshape(ops.transpose(out, (0, 2, 1, 3)), (-1, tokens, head_dim))
     rows = _rows_per_chunk(gh, gw, query_chunk)
     if rows == gh:
         pieces = [ops.reshape(t, (-1, heads, tokens, head_dim)) for t in (q, k, v)]
