@@ -59,13 +59,20 @@ def roi_align(features, boxes, output_size, spatial_scale=1.0, sampling_ratio=-1
     one (K, 5) tensor of (image index, x0, y0, x1, y1) rows, as torchvision takes both."""
     import torch
 
-    if isinstance(boxes, torch.Tensor):
-        rows = boxes.detach()
-        boxes = [rows[rows[:, 0] == i, 1:] for i in range(features.shape[0])]
-        order = torch.cat([torch.nonzero(rows[:, 0] == i)[:, 0] for i in range(features.shape[0])])
-        pooled = roi_align(features, boxes, output_size, spatial_scale, sampling_ratio, aligned)
-        return pooled[torch.argsort(order)]  # back in the rows' order
     size = (output_size, output_size) if isinstance(output_size, int) else tuple(output_size)
+    if isinstance(boxes, torch.Tensor):  # one row at a time, in the rows' order
+        pooled = [
+            roi_align(
+                features[int(row[0])][None],
+                [row[None, 1:]],
+                size,
+                spatial_scale,
+                sampling_ratio,
+                aligned,
+            )
+            for row in boxes.detach()
+        ]
+        return torch.cat(pooled) if pooled else features.new_zeros((0, features.shape[1], *size))
     offset = 0.5 if aligned else 0.0
     outputs = []
     for image_index, image_boxes in enumerate(boxes):
